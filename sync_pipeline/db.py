@@ -141,9 +141,7 @@ def upgrade(eng: sa.Engine | None = None) -> list[str]:
                 )
             )
             done = dict(
-                conn.execute(sa.text("SELECT filename, checksum FROM sync.schema_migrations"))
-                .tuples()
-                .all()
+                conn.execute(sa.text("SELECT filename, checksum FROM sync.schema_migrations")).all()
             )
             for path in migration_files():
                 body = path.read_text()
@@ -171,6 +169,8 @@ def upgrade(eng: sa.Engine | None = None) -> list[str]:
 @contextmanager
 def tenant_lock(conn: sa.Connection, tenant: str) -> Iterator[None]:
     """Hold the tenant's transaction-scoped advisory lock: one writer per tenant at a time."""
-    conn.execute(sa.text("SELECT pg_advisory_xact_lock(hashtext('sync-pipeline:tenant:' || :t))"),
-                 {"t": tenant})
+    conn.execute(
+        sa.text("SELECT pg_advisory_xact_lock(hashtext('sync-pipeline:tenant:' || :t))"),
+        {"t": tenant},
+    )
     yield

@@ -113,7 +113,8 @@ class TenantSettings(BaseModel):
         try:
             return str(uuid.UUID(v))
         except ValueError:
-            raise ValueError("must be a GUID such as 00000000-0000-0000-0000-000000000000") from None
+            msg = "must be a GUID such as 00000000-0000-0000-0000-000000000000"
+            raise ValueError(msg) from None
 
     @field_validator("client_secret_env")
     @classmethod
@@ -140,7 +141,8 @@ class TenantSettings(BaseModel):
         try:
             ZoneInfo(v)
         except (ZoneInfoNotFoundError, ValueError):
-            raise ValueError("unknown IANA time zone (e.g. Europe/London, America/New_York)") from None
+            msg = "unknown IANA time zone (e.g. Europe/London, America/New_York)"
+            raise ValueError(msg) from None
         return v
 
     @field_validator("group_types")
@@ -157,9 +159,7 @@ class TenantSettings(BaseModel):
         for entry in v:
             e = entry.strip()
             if not (_ADDRESS.match(e) and "*" not in e) and not _DOMAIN_PATTERN.match(e):
-                raise ValueError(
-                    f"entry {entry!r} is neither an address nor a *@domain pattern"
-                )
+                raise ValueError(f"entry {entry!r} is neither an address nor a *@domain pattern")
             out.append(e)
         return out
 

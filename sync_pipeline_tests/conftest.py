@@ -66,3 +66,62 @@ def engine(database_url: str) -> sa.Engine:
 def tenant_slug(request: pytest.FixtureRequest) -> str:
     """A slug unique to the test, so tests never see each other's rows."""
     return f"t-{secrets.token_hex(4)}"
+
+
+# -- the fake Graph and registered tenants -----------------------------------------------------
+
+FAKE_SECRET_ENV = "SP_TEST_GRAPH_SECRET"
+FAKE_SECRET = "test-secret-value"
+
+
+@pytest.fixture(scope="session")
+def fake_tenant() -> dict:
+    """A generated tenant large enough to page (> 100 users in a group), small enough to be fast."""
+    from sync_pipeline.fakegraph import generate_tenant
+
+    return generate_tenant(name="fabrikam-test", users=260, seed=7, domain="fabrikam.example")
+
+
+@pytest.fixture(scope="session")
+def fake_graph(fake_tenant: dict, tmp_path_factory: pytest.TempPathFactory):
+    """The bundled fake Graph over HTTPS, serving `fake_tenant`."""
+    from sync_pipeline.fakegraph import FakeGraph
+
+    os.environ[FAKE_SECRET_ENV] = FAKE_SECRET
+    fake = FakeGraph(
+        [fake_tenant],
+        secrets={fake_tenant["tenant_id"]: FAKE_SECRET},
+        state_dir=tmp_path_factory.mktemp("fakegraph"),
+    ).start()
+    yield fake
+    fake.stop()
+
+
+def settings_for(slug: str, doc: dict, fake, **overrides):
+    """Tenant settings pointing at the fake Graph, as an admin would register them."""
+    from sync_pipeline.settings import TenantSettings
+
+    fields = {
+        "slug": slug,
+        "tenant_id": doc["tenant_id"],
+        "client_id": doc["client_id"],
+        "client_secret_env": FAKE_SECRET_ENV,
+        "graph_base_url": fake.base_url,
+        "authority_host": fake.base_url,
+        "ca_bundle": str(fake.ca_path),
+    }
+    return TenantSettings(**(fields | overrides))
+
+
+@pytest.fixture
+def register(engine: sa.Engine, fake_tenant: dict, fake_graph):
+    """register(slug, **overrides) stores settings for a tenant served by the fake Graph."""
+    from sync_pipeline import tenants
+
+    def _register(slug: str, **overrides):
+        settings = settings_for(slug, fake_tenant, fake_graph, **overrides)
+        with engine.begin() as conn:
+            tenants.save(conn, settings)
+        return settings
+
+    return _register

@@ -38,8 +38,11 @@ CREATE TABLE IF NOT EXISTS sync.snapshot_users (
     department       text,
     manager_graph_id text,
     manager_note     text,
+    reasons          text[] NOT NULL DEFAULT '{}',  -- every reason that applies; reason = reasons[1]
     PRIMARY KEY (tenant, graph_id)
 );
+-- Added after the first draft; kept for databases made from it (nothing has shipped).
+ALTER TABLE sync.snapshot_users ADD COLUMN IF NOT EXISTS reasons text[] NOT NULL DEFAULT '{}';
 CREATE INDEX IF NOT EXISTS snapshot_users_email ON sync.snapshot_users (tenant, lower(email));
 
 -- Every Graph group, with whether it is imported; mapped groups name their app group.
@@ -81,12 +84,23 @@ CREATE TABLE IF NOT EXISTS sync.diffs (
     tenant      text NOT NULL,
     run_id      bigint NOT NULL REFERENCES sync.runs (id),
     entity      text NOT NULL,   -- user | group | membership | manager
-    action      text NOT NULL,   -- create | update | adopt | reactivate | deactivate | rename | remove | add
+    action      text NOT NULL,   -- create | update | adopt | reactivate | deactivate | rename
+                                 -- | restore | remove | add | set
     key         text NOT NULL,   -- graph id (user, group), "group_id/user_id" (membership)
     label       text,            -- email or group name, for people to read
     app_id      bigint,          -- the app row concerned, when it exists already
     before      jsonb,
     after       jsonb,
+    -- membership rows only: the app group and user, by app id when known, else by Graph id
+    -- (resolved after this run's creates); key is "<group ext id | app-group id>/<user ...>"
+    group_app_id      bigint,
+    group_external_id text,
+    user_app_id       bigint,
+    user_external_id  text,
     PRIMARY KEY (run_id, entity, key, action)
 );
+ALTER TABLE sync.diffs ADD COLUMN IF NOT EXISTS group_app_id bigint;
+ALTER TABLE sync.diffs ADD COLUMN IF NOT EXISTS group_external_id text;
+ALTER TABLE sync.diffs ADD COLUMN IF NOT EXISTS user_app_id bigint;
+ALTER TABLE sync.diffs ADD COLUMN IF NOT EXISTS user_external_id text;
 CREATE INDEX IF NOT EXISTS diffs_tenant ON sync.diffs (tenant, run_id);

@@ -1,0 +1,10 @@
+-- Wanted memberships; groups and users made in this run are found by their external_id.
+INSERT INTO app.group_members (tenant, group_id, user_id, source)
+SELECT :tenant, coalesce(d.group_app_id, g.id), coalesce(d.user_app_id, u.id), 'm365'
+FROM sync.diffs d
+LEFT JOIN app.groups g
+  ON d.group_app_id IS NULL AND g.tenant = :tenant AND g.external_id = d.group_external_id
+LEFT JOIN app.users u
+  ON d.user_app_id IS NULL AND u.tenant = :tenant AND u.external_id = d.user_external_id
+WHERE d.tenant = :tenant AND d.run_id = :run_id AND d.entity = 'membership' AND d.action = 'add'
+ON CONFLICT (tenant, group_id, user_id) DO NOTHING

@@ -1,0 +1,167 @@
+-- The changes that make app.* match the tenant's snapshot, written to sync.diffs for one run.
+-- Users are matched by external_id (the Graph id); an unmatched snapshot user adopts an active
+-- manual app user with the same address (case-insensitive) and no external_id. Only m365 rows
+-- are ever deactivated or removed; memberships only with source 'm365'.
+-- Statements end with a semicolon at the end of a line (rules.run_script).
+DELETE FROM sync.diffs WHERE tenant = :tenant AND run_id = :run_id;
+DROP TABLE IF EXISTS pg_temp.sp_du;
+CREATE TEMP TABLE sp_du ON COMMIT DROP AS
+SELECT
+    s.graph_id, s.email, s.manager_graph_id,
+    coalesce(x.id, a.id) AS app_id,
+    CASE WHEN x.id IS NOT NULL AND x.is_active THEN 'update'
+         WHEN x.id IS NOT NULL THEN 'reactivate'
+         WHEN a.id IS NOT NULL THEN 'adopt'
+         ELSE 'create' END AS action,
+    coalesce(x.manager_id, a.manager_id) AS current_manager_id,
+    jsonb_build_object(
+        'email', s.email, 'display_name', s.display_name, 'first_name', s.first_name,
+        'last_name', s.last_name, 'job_title', s.job_title, 'department', s.department
+    ) AS new_doc,
+    CASE WHEN coalesce(x.id, a.id) IS NOT NULL THEN jsonb_build_object(
+        'email', coalesce(x.email, a.email),
+        'display_name', CASE WHEN x.id IS NULL THEN a.display_name ELSE x.display_name END,
+        'first_name', CASE WHEN x.id IS NULL THEN a.first_name ELSE x.first_name END,
+        'last_name', CASE WHEN x.id IS NULL THEN a.last_name ELSE x.last_name END,
+        'job_title', CASE WHEN x.id IS NULL THEN a.job_title ELSE x.job_title END,
+        'department', CASE WHEN x.id IS NULL THEN a.department ELSE x.department END
+    ) END AS old_doc
+FROM sync.snapshot_users s
+LEFT JOIN app.users x ON x.tenant = :tenant AND x.external_id = s.graph_id
+LEFT JOIN app.users a
+  ON x.id IS NULL AND a.tenant = :tenant AND a.is_active AND a.source = 'manual'
+ AND a.external_id IS NULL AND lower(a.email) = lower(s.email)
+WHERE s.tenant = :tenant AND s.included;
+CREATE UNIQUE INDEX ON sp_du (graph_id);
+CREATE INDEX ON sp_du (app_id);
+ANALYZE sp_du;
+INSERT INTO sync.diffs (tenant, run_id, entity, action, key, label, app_id, before, after)
+SELECT
+    :tenant, :run_id, 'user', d.action, d.graph_id, d.email, d.app_id,
+    CASE d.action
+        WHEN 'create' THEN NULL
+        WHEN 'adopt' THEN ch.before || jsonb_build_object('external_id', NULL, 'source', 'manual')
+        WHEN 'reactivate' THEN ch.before || jsonb_build_object('is_active', false)
+        ELSE ch.before END,
+    CASE d.action
+        WHEN 'create' THEN d.new_doc || jsonb_build_object('external_id', d.graph_id)
+        WHEN 'adopt' THEN ch.after || jsonb_build_object('external_id', d.graph_id, 'source', 'm365')
+        WHEN 'reactivate' THEN ch.after || jsonb_build_object('is_active', true)
+        ELSE ch.after END
+FROM sp_du d
+CROSS JOIN LATERAL (
+    SELECT coalesce(jsonb_object_agg(n.key, d.old_doc -> n.key), '{}') AS before,
+           coalesce(jsonb_object_agg(n.key, n.value), '{}') AS after
+    FROM jsonb_each(d.new_doc) n
+    WHERE d.old_doc IS NULL OR n.value IS DISTINCT FROM d.old_doc -> n.key
+) ch
+WHERE d.action <> 'update' OR ch.after <> '{}';
+INSERT INTO sync.diffs (tenant, run_id, entity, action, key, label, app_id, before, after)
+SELECT :tenant, :run_id, 'user', 'deactivate', u.external_id, u.email, u.id,
+       jsonb_build_object('is_active', true), jsonb_build_object('is_active', false)
+FROM app.users u
+WHERE u.tenant = :tenant AND u.is_active AND u.source = 'm365' AND u.external_id IS NOT NULL
+  AND NOT EXISTS (SELECT 1 FROM sp_du d WHERE d.graph_id = u.external_id);
+DROP TABLE IF EXISTS pg_temp.sp_dg;
+CREATE TEMP TABLE sp_dg ON COMMIT DROP AS
+SELECT
+    s.graph_id, s.name, s.mapped_to,
+    x.id AS existing_id, x.name AS existing_name, x.removed_at,
+    t.id AS target_id,
+    coalesce(s.mapped_to, s.name) AS label
+FROM sync.snapshot_groups s
+LEFT JOIN app.groups x
+  ON s.mapped_to IS NULL AND x.tenant = :tenant AND x.external_id = s.graph_id
+LEFT JOIN LATERAL (
+    SELECT a.id FROM app.groups a
+    WHERE a.tenant = :tenant AND a.name = s.mapped_to AND a.source = 'app'
+      AND a.removed_at IS NULL
+    ORDER BY a.id LIMIT 1
+) t ON s.mapped_to IS NOT NULL
+WHERE s.tenant = :tenant AND s.included;
+CREATE INDEX ON sp_dg (graph_id);
+ANALYZE sp_dg;
+INSERT INTO sync.diffs (tenant, run_id, entity, action, key, label, app_id, before, after)
+SELECT
+    :tenant, :run_id, 'group',
+    CASE WHEN g.existing_id IS NULL THEN 'create'
+         WHEN g.removed_at IS NOT NULL THEN 'restore'
+         ELSE 'rename' END,
+    g.graph_id, g.name, g.existing_id,
+    CASE WHEN g.existing_id IS NULL THEN NULL
+         WHEN g.removed_at IS NOT NULL THEN jsonb_build_object('removed_at', g.removed_at)
+         ELSE '{}' END
+      || CASE WHEN g.existing_id IS NOT NULL AND g.existing_name IS DISTINCT FROM g.name
+              THEN jsonb_build_object('name', g.existing_name) ELSE '{}' END,
+    CASE WHEN g.existing_id IS NULL
+         THEN jsonb_build_object('name', g.name, 'external_id', g.graph_id)
+         WHEN g.removed_at IS NOT NULL THEN jsonb_build_object('removed_at', NULL)
+         ELSE '{}' END
+      || CASE WHEN g.existing_id IS NOT NULL AND g.existing_name IS DISTINCT FROM g.name
+              THEN jsonb_build_object('name', g.name) ELSE '{}' END
+FROM sp_dg g
+WHERE g.mapped_to IS NULL
+  AND (g.existing_id IS NULL OR g.removed_at IS NOT NULL OR g.existing_name IS DISTINCT FROM g.name);
+INSERT INTO sync.diffs (tenant, run_id, entity, action, key, label, app_id, before, after)
+SELECT :tenant, :run_id, 'group', 'remove', g.external_id, g.name, g.id,
+       jsonb_build_object('removed_at', NULL), jsonb_build_object('removed_at', now())
+FROM app.groups g
+WHERE g.tenant = :tenant AND g.source = 'm365' AND g.external_id IS NOT NULL
+  AND g.removed_at IS NULL
+  AND NOT EXISTS (
+      SELECT 1 FROM sp_dg d WHERE d.graph_id = g.external_id AND d.mapped_to IS NULL);
+DROP TABLE IF EXISTS pg_temp.sp_dm;
+CREATE TEMP TABLE sp_dm ON COMMIT DROP AS
+SELECT DISTINCT
+    CASE WHEN g.mapped_to IS NULL THEN g.graph_id END AS group_external_id,
+    coalesce(g.target_id, g.existing_id) AS group_app_id,
+    u.graph_id AS user_external_id,
+    u.app_id AS user_app_id,
+    g.label AS group_label,
+    u.email AS user_label
+FROM sync.snapshot_memberships m
+JOIN sp_dg g ON g.graph_id = m.group_graph_id
+JOIN sp_du u ON u.graph_id = m.user_graph_id
+WHERE m.tenant = :tenant AND (g.mapped_to IS NULL OR g.target_id IS NOT NULL);
+CREATE INDEX ON sp_dm (group_app_id, user_app_id);
+ANALYZE sp_dm;
+INSERT INTO sync.diffs (
+    tenant, run_id, entity, action, key, label, after,
+    group_app_id, group_external_id, user_app_id, user_external_id)
+SELECT
+    :tenant, :run_id, 'membership', 'add',
+    coalesce(d.group_external_id, 'app\:' || d.group_app_id) || '/' || d.user_external_id,
+    d.group_label || ' / ' || d.user_label,
+    jsonb_build_object('group', d.group_label, 'user', d.user_label),
+    d.group_app_id, d.group_external_id, d.user_app_id, d.user_external_id
+FROM sp_dm d
+WHERE d.group_app_id IS NULL OR d.user_app_id IS NULL
+   OR NOT EXISTS (
+       SELECT 1 FROM app.group_members gm
+       WHERE gm.tenant = :tenant AND gm.group_id = d.group_app_id AND gm.user_id = d.user_app_id);
+INSERT INTO sync.diffs (
+    tenant, run_id, entity, action, key, label, before,
+    group_app_id, group_external_id, user_app_id, user_external_id)
+SELECT
+    :tenant, :run_id, 'membership', 'remove',
+    coalesce(g.external_id, 'app\:' || g.id) || '/' || coalesce(u.external_id, 'app\:' || u.id),
+    g.name || ' / ' || u.email,
+    jsonb_build_object('group', g.name, 'user', u.email),
+    g.id, g.external_id, u.id, u.external_id
+FROM app.group_members gm
+JOIN app.groups g ON g.tenant = :tenant AND g.id = gm.group_id
+JOIN app.users u ON u.tenant = :tenant AND u.id = gm.user_id
+WHERE gm.tenant = :tenant AND gm.source = 'm365'
+  AND NOT EXISTS (
+      SELECT 1 FROM sp_dm d WHERE d.group_app_id = gm.group_id AND d.user_app_id = gm.user_id);
+INSERT INTO sync.diffs (tenant, run_id, entity, action, key, label, app_id, before, after)
+SELECT
+    :tenant, :run_id, 'manager', 'set', d.graph_id, d.email, d.app_id,
+    jsonb_build_object('manager', cur.email, 'manager_external_id', cur.external_id),
+    jsonb_build_object('manager', nm.email, 'manager_external_id', d.manager_graph_id)
+FROM sp_du d
+LEFT JOIN app.users cur ON cur.tenant = :tenant AND cur.id = d.current_manager_id
+LEFT JOIN sp_du nm ON nm.graph_id = d.manager_graph_id
+WHERE CAST(:import_managers AS boolean)
+  -- a manager set by hand (no external_id) stays while Graph names none
+  AND cur.external_id IS DISTINCT FROM d.manager_graph_id

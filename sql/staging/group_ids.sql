@@ -1,0 +1,1 @@
+SELECT id FROM staging.groups WHERE tenant = :t ORDER BY id

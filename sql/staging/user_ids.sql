@@ -1,0 +1,1 @@
+SELECT id FROM staging.users WHERE tenant = :t ORDER BY id

@@ -1,0 +1,1 @@
+SELECT settings, version, updated_at FROM sync.tenant_settings WHERE slug = :slug

@@ -1,0 +1,40 @@
+"""The `sync-pipeline` command.
+
+Exit codes scripts can trust: 0 success; 1 the sync ran and failed; 2 bad input (arguments,
+settings, an unknown tenant); 3 the sync was refused by the deactivation safety limit.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+
+import click
+
+from sync_pipeline.cli.common import console
+from sync_pipeline.cli.dbcmd import db_group
+from sync_pipeline.cli.fakegraphcmd import fakegraph_group
+from sync_pipeline.cli.synccmd import sync_command
+from sync_pipeline.cli.tenantcmd import tenant_group
+from sync_pipeline.cli.uicmd import ui_command
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.option("-v", "--verbose", is_flag=True, help="Show Dagster's own log lines too.")
+@click.version_option(package_name="sync-pipeline")
+def main(verbose: bool) -> None:
+    """Sync Microsoft 365 / Entra ID directories into the app, one tenant at a time.
+
+    With no DATABASE_URL an embedded PostgreSQL is started under $SYNC_PIPELINE_HOME
+    (default ./.sync_pipeline) and reused by later commands.
+    """
+    logging.basicConfig(level=logging.INFO if verbose else logging.WARNING)
+    os.environ.setdefault("DAGSTER_DISABLE_TELEMETRY", "1")
+    console.verbose = verbose  # type: ignore[attr-defined]
+
+
+main.add_command(sync_command)
+main.add_command(ui_command)
+main.add_command(db_group)
+main.add_command(tenant_group)
+main.add_command(fakegraph_group)

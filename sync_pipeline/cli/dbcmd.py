@@ -1,0 +1,49 @@
+"""`sync-pipeline db ...`: the database server and its schemas."""
+
+from __future__ import annotations
+
+import os
+
+import click
+
+from sync_pipeline import db
+from sync_pipeline.cli.common import console, handle_errors, prepare
+
+
+@click.group("db")
+def db_group() -> None:
+    """The Postgres server: schemas, status, the embedded server."""
+
+
+@db_group.command("upgrade")
+@handle_errors
+def upgrade() -> None:
+    """Create or update every schema (staging, sync, app) from sql/migrations."""
+    url = db.database_url()
+    applied = db.upgrade(db.engine(url))
+    if applied:
+        console.print(f"applied {len(applied)} file(s): {', '.join(applied)}")
+    else:
+        console.print("schemas are up to date")
+    prepare()
+
+
+@db_group.command("status")
+@handle_errors
+def status() -> None:
+    """Which server is in use, and whether the embedded one is running."""
+    if os.environ.get("DATABASE_URL"):
+        console.print(f"DATABASE_URL: {db.redact(os.environ['DATABASE_URL'])}")
+    else:
+        state = "running" if db.embedded_running() else "stopped"
+        console.print(f"embedded PostgreSQL in {db.home() / 'pgdata'}: {state}")
+
+
+@db_group.command("stop")
+@handle_errors
+def stop() -> None:
+    """Stop the embedded PostgreSQL cleanly (a later command starts it again)."""
+    if db.stop_embedded():
+        console.print("embedded PostgreSQL stopped")
+    else:
+        console.print("embedded PostgreSQL was not running")

@@ -1,0 +1,36 @@
+"""Jobs: `sync` (everything, per tenant) and `test_sync` (everything but the apply)."""
+
+import dagster as dg
+
+from sync_pipeline import runs
+from sync_pipeline.defs.load import DRY_RUN_JOBS, app_directory, test_sync_report
+
+
+@dg.failure_hook(required_resource_keys={"database"})
+def record_failure(context: dg.HookContext) -> None:
+    """Mark the tenant's sync.runs row failed, with the error, so history tells the story."""
+    run = context.instance.get_run_by_id(context.run_id)
+    tenant = run.tags.get("dagster/partition") if run else None
+    if not tenant:
+        return
+    error = str(context.op_exception or "failed")[:2000]
+    with context.resources.database.engine().begin() as conn:
+        run_id = runs.ensure(conn, tenant, context.run_id, dry_run=context.job_name in DRY_RUN_JOBS)
+        runs.finish(conn, run_id, "failed", error=f"{context.op.name}: {error}")
+
+
+sync_job = dg.define_asset_job(
+    "sync",
+    selection=dg.AssetSelection.all() - dg.AssetSelection.assets(test_sync_report),
+    description="Sync one tenant: read Graph, apply the settings, load the changes into app.*.",
+    hooks={record_failure},
+    executor_def=dg.in_process_executor,
+)
+
+test_sync_job = dg.define_asset_job(
+    "test_sync",
+    selection=dg.AssetSelection.all() - dg.AssetSelection.assets(app_directory),
+    description="Dry run: everything up to the diff and a report; app.* is never touched.",
+    hooks={record_failure},
+    executor_def=dg.in_process_executor,
+)

@@ -1,0 +1,103 @@
+"""Load: the diff (snapshot vs app.*) and its apply, in one transaction under the tenant lock."""
+
+import time
+
+import dagster as dg
+from pydantic import Field
+
+from sync_pipeline import db, diff, runs
+from sync_pipeline.defs.partitions import tenant_partitions
+from sync_pipeline.defs.resources import Database
+from sync_pipeline.defs.transform import SNAPSHOT_GROUPS, SNAPSHOT_MEMBERSHIPS, SNAPSHOT_USERS
+
+SNAPSHOTS = [SNAPSHOT_USERS, SNAPSHOT_GROUPS, SNAPSHOT_MEMBERSHIPS]
+DRY_RUN_JOBS = frozenset({"test_sync"})
+
+
+class ApplyConfig(dg.Config):
+    allow_mass_deactivation: bool = Field(
+        default=False,
+        description="Apply even when the deactivations exceed the tenant's safety limit.",
+    )
+
+
+def is_dry_run(context: dg.AssetExecutionContext) -> bool:
+    return context.job_def.name in DRY_RUN_JOBS
+
+
+def _ints(counts: dict[str, int]) -> dict[str, int]:
+    return {k: int(v) for k, v in sorted(counts.items())}
+
+
+@dg.asset(partitions_def=tenant_partitions, group_name="load", deps=SNAPSHOTS, kinds={"postgres"})
+def sync_diff(context: dg.AssetExecutionContext, database: Database) -> dg.MaterializeResult:
+    """The changes that would make app.* match the snapshot: user creates, adoptions,
+    updates, reactivations and deactivations, group, membership and manager changes."""
+    tenant, started = context.partition_key, time.monotonic()
+    settings = database.tenant_settings(tenant)
+    with database.engine().begin() as conn:
+        run_id = runs.ensure(conn, tenant, context.run.run_id, dry_run=is_dry_run(context))
+        counts = diff.compute_diff(conn, tenant, run_id, settings)
+        exceeded, message = diff.safety_check(counts, settings)
+        table = diff.diff_markdown(conn, tenant, run_id)
+    if exceeded:
+        context.log.warning(message)
+    return dg.MaterializeResult(
+        metadata={
+            **_ints(counts),
+            "sync_run_id": run_id,
+            "within_safety_limit": not exceeded,
+            "changes": dg.MetadataValue.md(table),
+            "seconds": round(time.monotonic() - started, 3),
+        }
+    )
+
+
+@dg.asset(partitions_def=tenant_partitions, group_name="load", deps=[sync_diff], kinds={"postgres"})
+def app_directory(
+    context: dg.AssetExecutionContext, config: ApplyConfig, database: Database
+) -> dg.MaterializeResult:
+    """The app's users, groups and memberships for the tenant (app.*), brought in line with
+    the snapshot in one transaction: deactivated, never deleted."""
+    tenant, started = context.partition_key, time.monotonic()
+    settings = database.tenant_settings(tenant)
+    with database.engine().begin() as conn, db.tenant_lock(conn, tenant):
+        run_id = runs.ensure(conn, tenant, context.run.run_id, dry_run=False)
+        # Recomputed under the lock, so what is applied is exactly what sync.diffs records.
+        planned = diff.compute_diff(conn, tenant, run_id, settings)
+        exceeded, message = diff.safety_check(planned, settings)
+        if exceeded and not config.allow_mass_deactivation:
+            raise dg.Failure(
+                message,
+                allow_retries=False,
+                metadata=_ints(planned),
+            )
+        applied = diff.apply_diff(conn, tenant, run_id)
+        runs.finish(conn, run_id, "success", counts=_ints(applied))
+        table = diff.diff_markdown(conn, tenant, run_id)
+    context.log.info(f"tenant {tenant}: applied {applied}")
+    return dg.MaterializeResult(
+        metadata={
+            **_ints(applied),
+            "sync_run_id": run_id,
+            "changes": dg.MetadataValue.md(table),
+            "seconds": round(time.monotonic() - started, 3),
+        }
+    )
+
+
+@dg.asset(partitions_def=tenant_partitions, group_name="report", deps=[sync_diff], kinds={"email"})
+def test_sync_report(context: dg.AssetExecutionContext, database: Database) -> dg.MaterializeResult:
+    """The test sync's report: what a sync would change, and who is left out and why;
+    app.* is never touched."""
+    tenant = context.partition_key
+    with database.engine().begin() as conn:
+        run_id = runs.ensure(conn, tenant, context.run.run_id, dry_run=True)
+        table = diff.diff_markdown(conn, tenant, run_id)
+        runs.finish(conn, run_id, "success")
+    return dg.MaterializeResult(
+        metadata={"sync_run_id": run_id, "report": dg.MetadataValue.md(table)}
+    )
+
+
+load_assets = [sync_diff, app_directory, test_sync_report]

@@ -1,0 +1,37 @@
+"""Resources: the database and the Graph client factory."""
+
+import dagster as dg
+import sqlalchemy as sa
+
+from sync_pipeline import db, demo, tenants
+from sync_pipeline.graph import CredentialError, GraphClient
+from sync_pipeline.settings import SettingsError, TenantSettings
+
+
+class Database(dg.ConfigurableResource):
+    """Postgres holding staging, sync and app. Empty url: DATABASE_URL, else the embedded one."""
+
+    url: str = ""
+
+    def engine(self) -> sa.Engine:
+        return db.engine(self.url or db.database_url())
+
+    def tenant_settings(self, slug: str) -> TenantSettings:
+        """The tenant's stored settings, validated again before the run writes anything."""
+        try:
+            with self.engine().connect() as conn:
+                return tenants.get(conn, slug).settings
+        except (SettingsError, tenants.UnknownTenantError) as exc:
+            raise dg.Failure(str(exc), allow_retries=False) from None
+
+
+class Graph(dg.ConfigurableResource):
+    """Builds Graph clients; a fake tenant (the demo) gets its fake Graph started in-process."""
+
+    workers: int = 8
+
+    def client(self, settings: TenantSettings) -> GraphClient:
+        try:
+            return GraphClient(demo.serving(settings), pool_size=max(16, 2 * self.workers))
+        except CredentialError as exc:
+            raise dg.Failure(str(exc), allow_retries=False) from None

@@ -1,0 +1,61 @@
+"""Transform: staging.* + the tenant's settings → sync.snapshot_* (what the app should hold)."""
+
+import time
+
+import dagster as dg
+
+from sync_pipeline import rules
+from sync_pipeline.defs.extract import extract_assets
+from sync_pipeline.defs.partitions import tenant_partitions
+from sync_pipeline.defs.resources import Database
+
+SNAPSHOT_USERS = dg.AssetKey("snapshot_users")
+SNAPSHOT_GROUPS = dg.AssetKey("snapshot_groups")
+SNAPSHOT_MEMBERSHIPS = dg.AssetKey("snapshot_memberships")
+
+
+@dg.multi_asset(
+    specs=[
+        dg.AssetSpec(
+            SNAPSHOT_USERS,
+            description="Every Graph user of the tenant with whether the settings include "
+            "them, the address they get, and the reason when they are left out.",
+            deps=extract_assets,
+            group_name="transform",
+            kinds={"postgres"},
+        ),
+        dg.AssetSpec(
+            SNAPSHOT_GROUPS,
+            description="Every Graph group with whether it is imported, created or mapped "
+            "onto an existing app group, and why not.",
+            deps=extract_assets,
+            group_name="transform",
+            kinds={"postgres"},
+        ),
+        dg.AssetSpec(
+            SNAPSHOT_MEMBERSHIPS,
+            description="Flattened memberships: each included user in every imported group "
+            "at or above the groups they are in.",
+            deps=extract_assets,
+            group_name="transform",
+            kinds={"postgres"},
+        ),
+    ],
+    partitions_def=tenant_partitions,
+    can_subset=False,
+)
+def directory_snapshot(context: dg.AssetExecutionContext, database: Database):
+    """Apply the tenant's settings to the latest extraction, set-wise, in one transaction."""
+    tenant, started = context.partition_key, time.monotonic()
+    settings = database.tenant_settings(tenant)
+    with database.engine().begin() as conn:
+        counts = rules.build_snapshot(conn, settings)
+    seconds = round(time.monotonic() - started, 3)
+    user_meta = {k: v for k, v in counts.items() if k.startswith(("users_", "excluded_"))}
+    user_meta |= {k: v for k, v in counts.items() if k.startswith("managers")}
+    group_meta = {k: v for k, v in counts.items() if k.startswith("groups_")}
+    yield dg.MaterializeResult(asset_key=SNAPSHOT_USERS, metadata={**user_meta, "seconds": seconds})
+    yield dg.MaterializeResult(asset_key=SNAPSHOT_GROUPS, metadata=group_meta)
+    yield dg.MaterializeResult(
+        asset_key=SNAPSHOT_MEMBERSHIPS, metadata={"memberships": counts.get("memberships", 0)}
+    )

@@ -1,0 +1,41 @@
+"""Prepare the process environment for Dagster and the database, so users never have to.
+
+Sets DAGSTER_HOME (Dagster reads dagster.yaml only from there), the Postgres URL of the
+Dagster storage (psycopg2 driver: dagster-postgres cannot use psycopg 3), and DATABASE_URL
+for child processes (the UI's run workers) when the embedded server is in use.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+from pathlib import Path
+
+from sync_pipeline import db
+
+INSTANCE_TEMPLATE = Path(__file__).resolve().parent.parent / "dagster.yaml"
+
+
+def prepare(*, migrate: bool = True) -> str:
+    """Start/locate the database, migrate it, point Dagster at it. Returns the database URL."""
+    url = db.database_url()
+    os.environ["DATABASE_URL"] = url
+    os.environ["SYNC_PIPELINE_DAGSTER_PG_URL"] = db.with_driver(url, "psycopg2")
+    os.environ.setdefault("DAGSTER_DISABLE_TELEMETRY", "1")
+    os.environ.setdefault("GX_ANALYTICS_ENABLED", "False")
+    user_home = os.environ.get("DAGSTER_HOME")
+    dagster_home = Path(user_home or db.home() / "dagster")
+    dagster_home.mkdir(parents=True, exist_ok=True)
+    target = dagster_home / "dagster.yaml"
+    # Ours is kept in step with the template; a DAGSTER_HOME the user chose keeps their file.
+    stale = not target.exists() or target.read_bytes() != INSTANCE_TEMPLATE.read_bytes()
+    if not target.exists() or (stale and not user_home):
+        shutil.copyfile(INSTANCE_TEMPLATE, target)
+    os.environ["DAGSTER_HOME"] = str(dagster_home)
+    if migrate:
+        from sync_pipeline import tenants
+
+        db.upgrade()
+        with db.engine().begin() as conn:
+            tenants.ensure_demo(conn)
+    return url

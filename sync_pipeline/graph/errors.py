@@ -1,0 +1,97 @@
+"""Graph and sign-in errors that say what went wrong, where, and what to do next.
+
+Branch on Graph's `code`, never on its message (GRAPH.md). Messages never carry secrets or
+tokens; they carry the request-id so support can trace a call.
+"""
+
+from __future__ import annotations
+
+import re
+
+# The permission each kind of read needs, to name it when Graph says 403.
+PERMISSION_FOR_PATH = (
+    ("/subscribedSkus", "Organization.Read.All"),
+    ("/members", "GroupMember.Read.All"),
+    ("/transitiveMembers", "GroupMember.Read.All"),
+    ("/groups", "GroupMember.Read.All"),
+    ("/users", "User.Read.All"),
+)
+
+_AADSTS = re.compile(r"AADSTS\d+")
+
+
+def permission_for(path: str) -> str:
+    for fragment, permission in PERMISSION_FOR_PATH:
+        if fragment in path:
+            return permission
+    return "User.Read.All"
+
+
+class GraphError(RuntimeError):
+    """A Graph call failed for good (after retries)."""
+
+    def __init__(
+        self,
+        *,
+        tenant: str,
+        status: int | None,
+        code: str,
+        message: str,
+        path: str,
+        request_id: str | None = None,
+        hint: str | None = None,
+    ) -> None:
+        self.tenant = tenant
+        self.status = status
+        self.code = code
+        self.path = path
+        self.request_id = request_id
+        self.hint = hint
+        parts = [f"tenant {tenant}: Graph {path} failed"]
+        if status is not None:
+            parts.append(f"with HTTP {status}")
+        parts.append(f"{code}: {message}")
+        if request_id:
+            parts.append(f"(request-id {request_id})")
+        text = " ".join(parts)
+        if hint:
+            text += f". {hint}"
+        super().__init__(text)
+
+
+class GraphAuthError(GraphError):
+    """Sign-in failed: msal returned an error (AADSTS code kept, secret never)."""
+
+    def __init__(self, *, tenant: str, error: str, description: str, hint: str) -> None:
+        aadsts = _AADSTS.search(description or "")
+        self.aadsts = aadsts.group(0) if aadsts else None
+        # The first sentence of the description: the rest carries trace ids and timestamps.
+        first = (description or "").split("\r\n")[0].split(". ")[0]
+        super().__init__(
+            tenant=tenant, status=None, code=error, message=first, path="token", hint=hint
+        )
+
+
+class CredentialError(RuntimeError):
+    """The tenant's credential is not available (unset variable, unreadable certificate)."""
+
+
+def auth_hint(error: str, description: str) -> str:
+    """What an admin should do about an msal error, from its AADSTS code."""
+    if "AADSTS7000215" in description or "AADSTS7000222" in description:
+        return (
+            "The client secret is wrong or expired: create a new secret in the app registration "
+            "and put its VALUE (not its id) in the environment variable named by client_secret_env"
+        )
+    if "AADSTS700016" in description:
+        return "client_id is not an app registered in this directory: check client_id and tenant_id"
+    if "AADSTS90002" in description:
+        return "tenant_id is not a known directory: check tenant_id and authority_host"
+    if "AADSTS65001" in description:
+        return "Admin consent is missing: open the admin-consent link and grant the permissions"
+    if error == "invalid_grant":
+        return (
+            "The signed-in admin's session expired or was revoked: "
+            "run `sync-pipeline tenant connect`"
+        )
+    return "Check the tenant's auth settings (tenant_id, client_id, credential, authority_host)"

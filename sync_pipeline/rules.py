@@ -1,0 +1,104 @@
+"""The tenant's settings applied to staging: what the app should hold (the snapshot).
+
+Every Graph user and group of the latest extraction gets a snapshot row saying whether it is
+imported and, if not, why; memberships are flattened through nested groups. All the work is
+set-wise SQL in `sql/transform/*.sql`; this module only binds the settings. No Dagster imports.
+
+Reason precedence for users (the first that applies is stored in `reason`; all of them, in this
+order, in `reasons`): scope first, because it is the admin's broadest choice, then the account's
+state, then its address:
+
+    out_of_scope, disabled, guest, unlicensed, no_email, deny_list, duplicate_email
+
+`duplicate_email` is settled only among users no other rule excludes, so it is always alone.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+
+import sqlalchemy as sa
+
+from sync_pipeline import db
+from sync_pipeline.settings import TenantSettings
+
+USER_REASONS = (
+    "out_of_scope",
+    "disabled",
+    "guest",
+    "unlicensed",
+    "no_email",
+    "deny_list",
+    "duplicate_email",
+)
+GROUP_REASONS = (
+    "groups_disabled",
+    "distribution_list",
+    "unsupported_type",
+    "type_not_selected",
+    "not_selected",
+)
+
+# The shape an address must have to be imported; the same rule the settings use (Postgres ARE).
+ADDRESS_RE = r"^[^@\s]+@[^@\s]+\.[^@\s]+$"
+
+_STATEMENT_END = re.compile(r";[ \t]*(?:\n|$)")
+
+
+def run_script(conn: sa.Connection, name: str, params: dict[str, object]) -> list[int]:
+    """Run sql/<name>.sql statement by statement (each ends with `;` at a line's end).
+
+    One server round trip per statement, each with bound parameters only (psycopg does not
+    bind parameters into multi-statement strings). Returns each statement's rowcount.
+    """
+    statements = [s for s in _STATEMENT_END.split(db.load_sql(name)) if _is_code(s)]
+    return [conn.execute(sa.text(s), params).rowcount for s in statements]
+
+
+def _is_code(statement: str) -> bool:
+    return any(
+        line.strip() and not line.strip().startswith("--") for line in statement.splitlines()
+    )
+
+
+def snapshot_params(settings: TenantSettings) -> dict[str, object]:
+    """The settings as the bound parameters of the transform statements."""
+    deny = [entry.strip().lower() for entry in settings.email_deny_list]
+    return {
+        "tenant": settings.slug,
+        "email_method": settings.email_method,
+        "address_re": ADDRESS_RE,
+        "user_scope": settings.user_scope,
+        "scope_group_ids": list(settings.scope_group_ids),
+        "include_disabled": settings.include_disabled,
+        "include_guests": settings.include_guests,
+        "exclude_unlicensed": settings.exclude_unlicensed,
+        "deny_addresses": [e for e in deny if not e.startswith("*@")],
+        "deny_domains": [e.removeprefix("*@") for e in deny if e.startswith("*@")],
+        "import_managers": settings.import_managers,
+        "include_groups": settings.include_groups,
+        "group_types": list(settings.group_types),
+        "group_ids": list(settings.group_ids),
+        "group_mapping_enabled": settings.group_mapping_enabled,
+        "group_mapping": json.dumps(
+            settings.group_mapping if settings.group_mapping_enabled else {}
+        ),
+    }
+
+
+def build_snapshot(conn: sa.Connection, settings: TenantSettings) -> dict[str, int]:
+    """Replace the tenant's snapshot rows with staging filtered by its settings.
+
+    Runs inside the caller's transaction (temporary tables are dropped at commit). Returns
+    counts for metadata: users_included, users_excluded, excluded_<reason> for every user
+    reason, groups_included, groups_excluded, groups_excluded_<reason>, groups_mapped,
+    memberships, managers_set.
+    """
+    params = snapshot_params(settings)
+    for name in ("closure", "users", "groups", "memberships"):
+        run_script(conn, f"transform/{name}", params)
+    counts = {f"excluded_{r}": 0 for r in USER_REASONS}
+    counts |= {f"groups_excluded_{r}": 0 for r in GROUP_REASONS}
+    counts |= dict(conn.execute(db.q("transform/counts"), params).all())
+    return {k: int(v) for k, v in counts.items()}

@@ -1,0 +1,32 @@
+"""sync.runs: one row per sync or test sync, with counts, status and the Dagster run id."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import sqlalchemy as sa
+
+from sync_pipeline import db
+
+
+def ensure(conn: sa.Connection, tenant: str, dagster_run_id: str, *, dry_run: bool) -> int:
+    return int(
+        conn.execute(
+            db.q("runs/ensure"),
+            {"tenant": tenant, "dagster_run_id": dagster_run_id, "dry_run": dry_run},
+        ).scalar_one()
+    )
+
+
+def finish(
+    conn: sa.Connection,
+    run_id: int,
+    status: str,
+    counts: dict[str, Any] | None = None,
+    error: str | None = None,
+) -> None:
+    conn.execute(
+        db.q("runs/finish"),
+        {"id": run_id, "status": status, "counts": json.dumps(counts or {}), "error": error},
+    )

@@ -1,0 +1,120 @@
+"""The `sync-pipeline` command as users run it: a real process, real exit codes."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import sqlalchemy as sa
+
+COMMANDS = [
+    [],
+    ["sync"],
+    ["ui"],
+    ["db"],
+    ["db", "upgrade"],
+    ["db", "status"],
+    ["db", "stop"],
+    ["tenant"],
+    ["tenant", "import"],
+    ["tenant", "export"],
+    ["tenant", "list"],
+    ["tenant", "show"],
+    ["tenant", "remove"],
+    ["fakegraph"],
+    ["fakegraph", "serve"],
+]
+
+
+def run_cli(*args: str, env: dict[str, str] | None = None, **kw) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [sys.executable, "-m", "sync_pipeline.cli", *args],
+        capture_output=True,
+        text=True,
+        env={**os.environ, **(env or {})},
+        timeout=300,
+        **kw,
+    )
+
+
+@pytest.mark.parametrize("args", COMMANDS, ids=lambda a: " ".join(a) or "main")
+def test_every_command_has_help(args):
+    result = run_cli(*args, "--help")
+    assert result.returncode == 0, result.stderr
+    assert "Usage:" in result.stdout
+
+
+@pytest.fixture
+def home(tmp_path: Path, database_url: str) -> dict[str, str]:
+    """A fresh SYNC_PIPELINE_HOME on the test database, as a new user's machine would have."""
+    return {"SYNC_PIPELINE_HOME": str(tmp_path / "home"), "DATABASE_URL": database_url}
+
+
+def test_demo_sync_from_the_cli_then_nothing_to_change(home, engine):
+    first = run_cli("sync", "contoso-demo", env=home)
+    assert first.returncode == 0, first.stderr + first.stdout
+    assert "created" in first.stdout
+    with engine.connect() as conn:
+        active = conn.execute(
+            sa.text("SELECT count(*) FROM app.users WHERE tenant = 'contoso-demo' AND is_active")
+        ).scalar()
+    assert active > 100
+    second = run_cli("sync", "contoso-demo", env=home)
+    assert second.returncode == 0, second.stderr
+    assert "users: 0 created, 0 updated, 0 deactivated" in second.stdout
+    listing = run_cli("tenant", "list", env=home)
+    assert "contoso-demo" in listing.stdout and "success" in listing.stdout
+
+
+def test_bad_settings_file_names_tenant_field_and_value_and_writes_nothing(home, tmp_path, engine):
+    bad = tmp_path / "tenants.yaml"
+    bad.write_text(
+        "tenants:\n"
+        "  - slug: good-one\n"
+        "    tenant_id: 00000000-0000-0000-0000-000000000001\n"
+        "    client_id: 00000000-0000-0000-0000-000000000002\n"
+        "    client_secret_env: GOOD_SECRET\n"
+        "  - slug: bad-one\n"
+        "    tenant_id: 00000000-0000-0000-0000-000000000003\n"
+        "    client_id: 00000000-0000-0000-0000-000000000004\n"
+        "    client_secret_env: BAD_SECRET\n"
+        "    timezone: Mars/Olympus\n"
+    )
+    result = run_cli("tenant", "import", str(bad), env=home)
+    assert result.returncode == 2
+    assert "bad-one" in result.stderr and "timezone" in result.stderr
+    assert "Mars/Olympus" in result.stderr
+    with engine.connect() as conn:
+        stored = conn.execute(
+            sa.text("SELECT count(*) FROM sync.tenant_settings WHERE slug = 'good-one'")
+        ).scalar()
+    assert stored == 0
+
+
+def test_import_export_round_trip(home, tmp_path):
+    source = tmp_path / "in.yaml"
+    source.write_text(
+        "tenants:\n"
+        "- slug: roundtrip\n"
+        "  tenant_id: 00000000-0000-0000-0000-0000000000aa\n"
+        "  client_id: 00000000-0000-0000-0000-0000000000bb\n"
+        "  client_secret_env: ROUNDTRIP_SECRET\n"
+        "  email_method: mail_then_upn\n"
+        "  exclude_unlicensed: true\n"
+        "  email_deny_list:\n"
+        "  - ceo@contoso.com\n"
+        "  - '*@contractors.contoso.com'\n"
+    )
+    assert run_cli("tenant", "import", str(source), env=home).returncode == 0
+    out = run_cli("tenant", "export", "roundtrip", env=home)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout == source.read_text()
+
+
+def test_unknown_tenant_exits_2_and_says_what_to_do(home):
+    result = run_cli("sync", "no-such-tenant", env=home)
+    assert result.returncode == 2
+    assert "no-such-tenant" in result.stderr and "tenant import" in result.stderr

@@ -1,0 +1,163 @@
+"""The whole sync, stage by stage, through Dagster against real Postgres and the fake Graph."""
+
+from __future__ import annotations
+
+import dagster as dg
+import pytest
+import sqlalchemy as sa
+
+from sync_pipeline.definitions import defs
+from sync_pipeline.defs.extract import extract_assets
+from sync_pipeline.defs.load import app_directory, sync_diff
+from sync_pipeline.defs.partitions import TENANT_PARTITIONS
+from sync_pipeline.defs.resources import Database, Graph
+from sync_pipeline.defs.transform import directory_snapshot
+
+ALL_ASSETS = [*extract_assets, directory_snapshot, sync_diff, app_directory]
+
+
+@pytest.fixture
+def instance():
+    with dg.instance_for_test() as inst:
+        yield inst
+
+
+def materialize(instance, database_url: str, tenant: str, selection, **kw):
+    if tenant not in instance.get_dynamic_partitions(TENANT_PARTITIONS):
+        instance.add_dynamic_partitions(TENANT_PARTITIONS, [tenant])
+    return dg.materialize(
+        ALL_ASSETS,
+        selection=selection,
+        partition_key=tenant,
+        instance=instance,
+        resources={"database": Database(url=database_url), "graph": Graph()},
+        **kw,
+    )
+
+
+def expected_in_scope(doc: dict) -> dict[str, str]:
+    """Independently of the SQL: default settings keep enabled members with a UPN, one per
+    address (case-insensitive). Returns {lower address: graph id of some holder}."""
+    out: dict[str, str] = {}
+    for u in doc["users"]:
+        upn = (u.get("userPrincipalName") or "").strip()
+        if u["accountEnabled"] and u["userType"] == "Member" and "@" in upn:
+            out.setdefault(upn.lower(), u["id"])
+    return out
+
+
+def app_users(engine: sa.Engine, tenant: str) -> list[sa.Row]:
+    with engine.connect() as conn:
+        return conn.execute(
+            sa.text("SELECT * FROM app.users WHERE tenant = :t ORDER BY email"), {"t": tenant}
+        ).all()
+
+
+def test_definitions_load_with_every_asset_and_job():
+    repo = defs.get_repository_def()
+    keys = {k.to_user_string() for k in repo.asset_graph.get_all_asset_keys()}
+    assert {
+        "graph_users",
+        "graph_groups",
+        "graph_group_members",
+        "graph_subscribed_skus",
+        "graph_user_managers",
+        "snapshot_users",
+        "snapshot_groups",
+        "snapshot_memberships",
+        "sync_diff",
+        "app_directory",
+        "test_sync_report",
+    } <= keys
+    assert {j.name for j in repo.get_all_jobs()} >= {"sync", "test_sync"}
+    for spec in repo.asset_graph.get_all_asset_keys():
+        node = repo.asset_graph.get(spec)
+        assert node.description, f"{spec} has no description"
+
+
+def test_extract_stage_reads_the_whole_directory(
+    instance, database_url, engine, register, tenant_slug, fake_tenant
+):
+    register(tenant_slug)
+    result = materialize(instance, database_url, tenant_slug, [a.key for a in extract_assets])
+    assert result.success
+    with engine.connect() as conn:
+        n = lambda table: conn.execute(  # noqa: E731
+            sa.text(f"SELECT count(*) FROM staging.{table} WHERE tenant = :t"), {"t": tenant_slug}
+        ).scalar()
+        assert n("users") == len(fake_tenant["users"])
+        assert n("groups") == len(fake_tenant["groups"])
+        assert n("group_members") == sum(len(m) for m in fake_tenant["members"].values())
+        assert n("user_managers") == len(fake_tenant["managers"])
+        assert n("subscribed_skus") == len(fake_tenant["subscribedSkus"])
+        assert n("user_licences") == sum(len(u["assignedLicenses"]) for u in fake_tenant["users"])
+    mats = result.asset_materializations_for_node("graph_users")
+    assert mats[0].metadata["users"].value == len(fake_tenant["users"])
+    assert mats[0].metadata["graph_requests"].value >= 1
+
+
+def test_full_sync_loads_in_scope_users_then_converges(
+    instance, database_url, engine, register, tenant_slug, fake_tenant
+):
+    register(tenant_slug)
+    first = materialize(instance, database_url, tenant_slug, "*")
+    assert first.success
+    expected = expected_in_scope(fake_tenant)
+    rows = app_users(engine, tenant_slug)
+    assert {r.email.lower() for r in rows} == set(expected)
+    assert all(r.is_active and r.source == "m365" and r.external_id for r in rows)
+    with engine.connect() as conn:
+        groups = conn.execute(
+            sa.text("SELECT count(*) FROM app.groups WHERE tenant = :t"), {"t": tenant_slug}
+        ).scalar()
+        members = conn.execute(
+            sa.text("SELECT count(*) FROM app.group_members WHERE tenant = :t"),
+            {"t": tenant_slug},
+        ).scalar()
+    distribution = [
+        g
+        for g in fake_tenant["groups"]
+        if "Unified" not in g["groupTypes"] and g["mailEnabled"] and not g["securityEnabled"]
+    ]
+    assert groups == len(fake_tenant["groups"]) - len(distribution)
+    assert members > 0
+
+    before = [tuple(r) for r in app_users(engine, tenant_slug)]
+    second = materialize(instance, database_url, tenant_slug, "*")
+    assert second.success
+    applied = second.asset_materializations_for_node("app_directory")[0].metadata
+    assert all(v.value == 0 for k, v in applied.items() if k.startswith(("user_", "group_")))
+    assert [tuple(r) for r in app_users(engine, tenant_slug)] == before
+
+
+def test_wrong_client_secret_fails_with_the_aadsts_code_and_writes_nothing(
+    instance, database_url, engine, register, tenant_slug, monkeypatch
+):
+    monkeypatch.setenv("SP_WRONG_SECRET", "not-the-secret")
+    register(tenant_slug, client_secret_env="SP_WRONG_SECRET")
+    result = materialize(instance, database_url, tenant_slug, "*", raise_on_error=False)
+    assert not result.success
+    failure = next(e for e in result.all_events if e.is_step_failure)
+    message = failure.step_failure_data.error.message
+    assert "AADSTS7000215" in message
+    assert "not-the-secret" not in message
+    assert app_users(engine, tenant_slug) == []
+
+
+def test_sync_job_records_a_run_row(instance, database_url, register, engine, tenant_slug):
+    register(tenant_slug)
+    instance.add_dynamic_partitions(TENANT_PARTITIONS, [tenant_slug])
+    job = defs.resolve_job_def("sync")
+    result = job.execute_in_process(
+        partition_key=tenant_slug,
+        instance=instance,
+        resources={"database": Database(url=database_url), "graph": Graph()},
+    )
+    assert result.success
+    with engine.connect() as conn:
+        row = conn.execute(
+            sa.text("SELECT * FROM sync.runs WHERE tenant = :t"), {"t": tenant_slug}
+        ).one()
+    assert row.status == "success" and row.dagster_run_id == result.run_id
+    assert not row.dry_run
+    assert row.counts["user_create"] == len(app_users(engine, tenant_slug))
