@@ -2,6 +2,7 @@
 
 import dagster as dg
 
+from sync_pipeline.defs.automation import daily_tenant_syncs, tenant_partitions_sensor
 from sync_pipeline.defs.extract import extract_assets
 from sync_pipeline.defs.jobs import sync_job, test_sync_job
 from sync_pipeline.defs.load import load_assets
@@ -11,5 +12,7 @@ from sync_pipeline.defs.transform import directory_snapshot
 defs = dg.Definitions(
     assets=[*extract_assets, directory_snapshot, *load_assets],
     jobs=[sync_job, test_sync_job],
+    schedules=[daily_tenant_syncs],
+    sensors=[tenant_partitions_sensor],
     resources={"database": Database(), "graph": Graph()},
 )
