@@ -1,0 +1,62 @@
+"""Failure alerts for ops and quarantine notices for tenant admins. No Dagster imports."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from email.message import EmailMessage
+
+from sync_pipeline import mail
+
+
+@dataclass(frozen=True)
+class FailedSync:
+    tenant: str
+    job: str
+    run_id: str
+    step: str
+    message: str
+    code: str | None
+    request_id: str | None
+
+    @property
+    def link(self) -> str:
+        base = os.environ.get("SYNC_PIPELINE_UI_URL", "http://127.0.0.1:3000").rstrip("/")
+        return f"{base}/runs/{self.run_id}"
+
+
+def ops_alert(failure: FailedSync, to: str) -> EmailMessage:
+    lines = [
+        f"The {failure.job} run of tenant {failure.tenant} failed.",
+        "",
+        f"tenant:      {failure.tenant}",
+        f"step:        {failure.step}",
+        f"error code:  {failure.code or 'n/a'}",
+        f"request-id:  {failure.request_id or 'n/a'}",
+        f"run:         {failure.link}",
+        "",
+        failure.message,
+    ]
+    return mail.build(
+        to=to,
+        subject=f"[sync-pipeline] {failure.tenant}: {failure.job} failed at {failure.step}",
+        text="\n".join(lines),
+    )
+
+
+def quarantine_notice(failure: FailedSync, to: str, failures: int) -> EmailMessage:
+    text = (
+        f"Automatic syncs of your directory ({failure.tenant}) are paused: the last {failures} "
+        "syncs failed, so the daily sync skips it until one succeeds.\n\n"
+        f"What went wrong, as Microsoft Graph or the sync reported it:\n  {failure.message}\n\n"
+        "What to do: fix the cause above (most often an expired client secret, a removed "
+        "permission or consent, or a wrong tenant id), then run a manual sync; a successful "
+        "manual sync lifts the pause.\n"
+        f"Support reference: run {failure.run_id}"
+        + (f", request-id {failure.request_id}" if failure.request_id else "")
+    )
+    return mail.build(
+        to=to,
+        subject=f"Your Microsoft 365 sync ({failure.tenant}) is paused after {failures} failures",
+        text=text,
+    )

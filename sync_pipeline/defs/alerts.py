@@ -1,0 +1,64 @@
+"""Alerts: a failed sync emails ops; a tenant failing N syncs in a row is quarantined and its
+admin is told what to fix (the daily schedule skips quarantined tenants)."""
+
+import os
+
+import dagster as dg
+
+from sync_pipeline import alerts, db, mail, tenants
+from sync_pipeline.defs.automation import quarantine_after
+from sync_pipeline.defs.jobs import sync_job, test_sync_job
+from sync_pipeline.defs.resources import Database
+
+
+def describe_failure(context: dg.RunFailureSensorContext) -> alerts.FailedSync:
+    run = context.dagster_run
+    step, message, code, request_id = "run", context.failure_event.message or "", None, None
+    for event in context.get_step_failure_events():
+        data = event.step_failure_data
+        step = event.step_key or step
+        if data.error is not None:
+            message = data.error.message.strip()
+        meta = data.user_failure_data.metadata if data.user_failure_data else {}
+        code = getattr(meta.get("code"), "value", None) or code
+        request_id = getattr(meta.get("request_id"), "value", None) or request_id
+        break
+    return alerts.FailedSync(
+        tenant=run.tags.get("dagster/partition") or run.tags.get("tenant") or "?",
+        job=run.job_name,
+        run_id=run.run_id,
+        step=step,
+        message=message,
+        code=code,
+        request_id=request_id or None,
+    )
+
+
+@dg.run_failure_sensor(
+    monitored_jobs=[sync_job, test_sync_job],
+    default_status=dg.DefaultSensorStatus.RUNNING,
+    description="Emails OPS_ALERT_EMAIL about each failed sync (tenant, step, error code, "
+    "request-id, link); tells a tenant's admin when repeated failures pause its syncs.",
+)
+def sync_failure_alerts(context: dg.RunFailureSensorContext, database: Database) -> None:
+    failure = describe_failure(context)
+    ops = os.environ.get("OPS_ALERT_EMAIL")
+    if ops:
+        where = mail.send(alerts.ops_alert(failure, ops))
+        context.log.info(f"alert for {failure.tenant} sent to {where}")
+    else:
+        context.log.warning("OPS_ALERT_EMAIL is not set: failure alert not emailed")
+    if failure.job != sync_job.name or failure.tenant == "?":
+        return
+    with database.engine().connect() as conn:
+        failures = conn.execute(
+            db.q("runs/consecutive_failures"), {"tenant": failure.tenant}
+        ).scalar_one()
+        try:
+            admin = tenants.get(conn, failure.tenant).settings.admin_email
+        except tenants.UnknownTenantError:
+            admin = None
+    if failures == quarantine_after():  # exactly at entry: one notice, not one per skip
+        context.log.warning(f"tenant {failure.tenant} quarantined after {failures} failures")
+        if admin:
+            mail.send(alerts.quarantine_notice(failure, admin, failures))

@@ -1,0 +1,83 @@
+"""Failure alerts to ops and quarantine notices to admins, over a real SMTP server."""
+
+import dagster as dg
+import sqlalchemy as sa
+
+from sync_pipeline import mail
+from sync_pipeline.definitions import defs
+from sync_pipeline.defs.alerts import sync_failure_alerts
+from sync_pipeline.defs.automation import quarantined
+from sync_pipeline.defs.extract import extract_assets
+from sync_pipeline.defs.partitions import TENANT_PARTITIONS
+from sync_pipeline.defs.resources import Database
+
+
+def failing_sync(instance, tenant: str):
+    instance.add_dynamic_partitions(TENANT_PARTITIONS, [tenant])
+    return defs.resolve_job_def("sync").execute_in_process(
+        partition_key=tenant, instance=instance, raise_on_error=False
+    )
+
+
+def evaluate(result, instance, database_url):
+    context = dg.build_run_status_sensor_context(
+        sensor_name=sync_failure_alerts.name,
+        dagster_instance=instance,
+        dagster_run=result.dagster_run,
+        dagster_event=result.get_run_failure_event(),
+        resources={"database": Database(url=database_url)},
+    ).for_run_failure()
+    sync_failure_alerts(context)
+
+
+def test_failed_sync_alerts_ops_then_quarantines_and_tells_the_admin(
+    register, tenant_slug, monkeypatch, smtp_server, database_url, engine
+):
+    monkeypatch.setenv("OPS_ALERT_EMAIL", "ops@example.test")
+    monkeypatch.setenv("SP_EXPIRED_SECRET", "expired-secret")
+    register(tenant_slug, client_secret_env="SP_EXPIRED_SECRET", admin_email="it@fabrikam.test")
+    with dg.instance_for_test() as instance:
+        for attempt in range(1, 4):
+            result = failing_sync(instance, tenant_slug)
+            assert not result.success
+            evaluate(result, instance, database_url)
+            rcpt, alert = smtp_server.messages[-1 if attempt < 3 else -2]
+            assert rcpt == ["ops@example.test"]
+            body = alert.get_content()
+            assert tenant_slug in alert["Subject"]
+            assert any(f"step:        {a.key.path[-1]}" in body for a in extract_assets)
+            assert "invalid_client" in body and "AADSTS7000215" in body
+            assert f"/runs/{result.run_id}" in body
+            assert "expired-secret" not in body
+    admin_rcpt, notice = smtp_server.messages[-1]
+    assert admin_rcpt == ["it@fabrikam.test"]
+    assert "paused" in notice["Subject"] and "manual sync" in notice.get_content()
+    assert len(smtp_server.messages) == 4  # three alerts, one notice (at entry only)
+    assert tenant_slug in quarantined(Database(url=database_url))
+
+    # a successful manual sync lifts the quarantine
+    register(tenant_slug, admin_email="it@fabrikam.test")
+    with dg.instance_for_test() as instance:
+        instance.add_dynamic_partitions(TENANT_PARTITIONS, [tenant_slug])
+        ok = defs.resolve_job_def("sync").execute_in_process(
+            partition_key=tenant_slug, instance=instance, tags={"trigger": "manual"}
+        )
+    assert ok.success
+    assert tenant_slug not in quarantined(Database(url=database_url))
+    with engine.connect() as conn:
+        statuses = (
+            conn.execute(
+                sa.text("SELECT status FROM sync.runs WHERE tenant = :t ORDER BY id"),
+                {"t": tenant_slug},
+            )
+            .scalars()
+            .all()
+        )
+    assert statuses == ["failed", "failed", "failed", "success"]
+
+
+def test_without_smtp_host_the_message_is_written_as_eml(monkeypatch, sync_home):
+    monkeypatch.delenv("SMTP_HOST", raising=False)
+    where = mail.send(mail.build(to="a@example.test", subject="Hello there", text="body"))
+    assert where.endswith(".eml") and sync_home in where
+    assert b"Subject: Hello there" in open(where, "rb").read()
