@@ -2,7 +2,9 @@
 
 import dagster as dg
 
+from sync_pipeline.defs.alerts import sync_failure_alerts
 from sync_pipeline.defs.automation import daily_tenant_syncs, tenant_partitions_sensor
+from sync_pipeline.defs.executors import default_executor
 from sync_pipeline.defs.extract import extract_assets
 from sync_pipeline.defs.jobs import sync_job, test_sync_job
 from sync_pipeline.defs.load import load_assets
@@ -13,6 +15,7 @@ defs = dg.Definitions(
     assets=[*extract_assets, directory_snapshot, *load_assets],
     jobs=[sync_job, test_sync_job],
     schedules=[daily_tenant_syncs],
-    sensors=[tenant_partitions_sensor],
+    sensors=[tenant_partitions_sensor, sync_failure_alerts],
     resources={"database": Database(), "graph": Graph()},
+    executor=default_executor(),
 )

@@ -62,7 +62,7 @@ def ui_server(tmp_path: Path, database_url: str):
     synced = cli("sync", "contoso-demo", env=env)
     assert synced.returncode == 0, synced.stderr
     port = free_port()
-    log = open(tmp_path / "ui.log", "w")  # noqa: SIM115 - closed below
+    log = open(tmp_path / "ui.log", "w")  # closed below
     proc = subprocess.Popen(
         [sys.executable, "-m", "sync_pipeline.cli", "ui", "--port", str(port)],
         env=env,

@@ -24,7 +24,6 @@ sync_job = dg.define_asset_job(
     selection=dg.AssetSelection.all() - dg.AssetSelection.assets(test_sync_report),
     description="Sync one tenant: read Graph, apply the settings, load the changes into app.*.",
     hooks={record_failure},
-    executor_def=dg.in_process_executor,
 )
 
 test_sync_job = dg.define_asset_job(
@@ -32,5 +31,4 @@ test_sync_job = dg.define_asset_job(
     selection=dg.AssetSelection.all() - dg.AssetSelection.assets(app_directory),
     description="Dry run: everything up to the diff and a report; app.* is never touched.",
     hooks={record_failure},
-    executor_def=dg.in_process_executor,
 )

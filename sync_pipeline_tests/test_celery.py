@@ -1,0 +1,112 @@
+"""Scale-out on Dagster's celery executor: two real workers on Redis sync three tenants.
+
+The same definitions, selected by SYNC_PIPELINE_CELERY_BROKER; the workers share the Dagster
+instance (Postgres) with the process that launches the runs.
+"""
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import dagster as dg
+import pytest
+import redis
+import sqlalchemy as sa
+
+from sync_pipeline import environment, tenants
+
+BROKER = os.environ.get("SYNC_PIPELINE_TEST_REDIS", "redis://127.0.0.1:6379/7")
+SLUGS = ["celery-one", "celery-two", "celery-three"]
+
+
+def sync_job_on_celery():
+    """Imported by the workers by name: the job as the code location defines it."""
+    from sync_pipeline.definitions import defs
+
+    return defs.resolve_job_def("sync")
+
+
+@pytest.fixture
+def celery_env(tmp_path: Path, database_url: str, monkeypatch: pytest.MonkeyPatch):
+    try:
+        redis.Redis.from_url(BROKER).ping()
+    except redis.RedisError as exc:
+        pytest.fail(f"Redis is not reachable at {BROKER}: {exc}; start redis-server")
+    redis.Redis.from_url(BROKER).flushdb()
+    monkeypatch.setenv("SYNC_PIPELINE_HOME", str(tmp_path / "home"))
+    monkeypatch.setenv("DATABASE_URL", database_url)
+    monkeypatch.setenv("SYNC_PIPELINE_CELERY_BROKER", BROKER)
+    monkeypatch.delenv("DAGSTER_HOME", raising=False)
+    environment.prepare()  # DAGSTER_HOME with Postgres storage, shared with the workers
+    dg.DagsterInstance.get()  # create Dagster's tables once, before two workers race to
+    # `celery` is run by name from the venv the tests run in
+    monkeypatch.setenv("PATH", f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}")
+    config = tmp_path / "celery.yaml"
+    config.write_text(f"execution:\n  config:\n    broker: {BROKER}\n    backend: {BROKER}\n")
+    command = [
+        sys.executable, "-m", "dagster_celery.cli", "worker", "start",
+        "-A", "dagster_celery.app", "-y", str(config),
+    ]  # fmt: skip
+    workers = []
+    for name in ("w1", "w2"):
+        log = open(tmp_path / f"{name}.log", "w")  # closed below
+        proc = subprocess.Popen(
+            [*command, "-n", name, "--", "--concurrency=1", "--pool=solo"],
+            env=dict(os.environ),
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+        workers.append((proc, log))
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline:
+        ready = sum("ready" in (tmp_path / f"{n}.log").read_text() for n in ("w1", "w2"))
+        if ready == 2:
+            break
+        time.sleep(1)
+    else:
+        pytest.fail("celery workers did not start:\n" + (tmp_path / "w1.log").read_text())
+    yield tmp_path
+    for proc, log in workers:
+        os.killpg(proc.pid, signal.SIGTERM)
+        try:
+            proc.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, signal.SIGKILL)
+        log.close()
+
+
+def test_two_celery_workers_sync_three_tenants(celery_env, engine):
+    demo = tenants.demo_settings()
+    with engine.begin() as conn:
+        for slug in SLUGS:
+            tenants.save(conn, demo.model_copy(update={"slug": slug}))
+    instance = dg.DagsterInstance.get()
+    instance.add_dynamic_partitions("tenant", SLUGS)
+    step_pids: set[int] = set()
+    for slug in SLUGS:
+        result = dg.execute_job(
+            dg.reconstructable(sync_job_on_celery),
+            instance=instance,
+            tags={"dagster/partition": slug, "tenant": slug, "trigger": "manual"},
+        )
+        assert result.success, slug
+        for event in instance.all_logs(result.run_id, of_type=dg.DagsterEventType.STEP_START):
+            step_pids.add(event.dagster_event.pid)
+    assert os.getpid() not in step_pids
+    assert len(step_pids) == 2, f"steps ran in {step_pids}; expected both workers"
+    with engine.connect() as conn:
+        counts = dict(
+            conn.execute(
+                sa.text(
+                    "SELECT tenant, count(*) FROM app.users WHERE tenant = ANY(:s) AND is_active"
+                    " GROUP BY tenant"
+                ),
+                {"s": SLUGS},
+            ).all()
+        )
+    assert set(counts) == set(SLUGS)
+    assert len(set(counts.values())) == 1 and next(iter(counts.values())) > 100
