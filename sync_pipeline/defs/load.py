@@ -5,7 +5,7 @@ import time
 import dagster as dg
 from pydantic import Field
 
-from sync_pipeline import db, diff, runs
+from sync_pipeline import db, diff, mail, report, runs
 from sync_pipeline.defs.partitions import tenant_partitions
 from sync_pipeline.defs.resources import Database
 from sync_pipeline.defs.transform import SNAPSHOT_GROUPS, SNAPSHOT_MEMBERSHIPS, SNAPSHOT_USERS
@@ -88,15 +88,32 @@ def app_directory(
 
 @dg.asset(partitions_def=tenant_partitions, group_name="report", deps=[sync_diff], kinds={"email"})
 def test_sync_report(context: dg.AssetExecutionContext, database: Database) -> dg.MaterializeResult:
-    """The test sync's report: what a sync would change, and who is left out and why;
-    app.* is never touched."""
+    """The test sync's report — every change a sync would make, who is left out and why,
+    warnings such as the safety limit — emailed to the tenant's admin; app.* untouched."""
     tenant = context.partition_key
+    settings = database.tenant_settings(tenant)
     with database.engine().begin() as conn:
         run_id = runs.ensure(conn, tenant, context.run.run_id, dry_run=True)
-        table = diff.diff_markdown(conn, tenant, run_id)
-        runs.finish(conn, run_id, "success")
+        built = report.build(conn, settings, run_id, dry_run=True)
+    sent_to = ""
+    if settings.admin_email:
+        where = mail.send(report.email(built, settings.admin_email))
+        sent_to = f"{settings.admin_email} via {where}"
+        context.log.info(f"test sync report for {tenant} sent to {sent_to}")
+    else:
+        context.log.warning(f"tenant {tenant} has no admin_email: the report was not emailed")
+    with database.engine().begin() as conn:
+        runs.finish(conn, run_id, "success", counts=built.counts)
     return dg.MaterializeResult(
-        metadata={"sync_run_id": run_id, "report": dg.MetadataValue.md(table)}
+        metadata={
+            "sync_run_id": run_id,
+            "changes_total": built.total_changes,
+            "users_in_scope": built.included,
+            "users_left_out": len(built.excluded),
+            "warnings": len(built.warnings),
+            "sent_to": sent_to or "not sent (no admin_email)",
+            "report": dg.MetadataValue.md(report.markdown(built)),
+        }
     )
 
 

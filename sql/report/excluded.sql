@@ -1,0 +1,6 @@
+-- Graph users left out of the snapshot, with every reason that applies.
+SELECT s.graph_id, u.user_principal_name, u.display_name, s.email, s.reason, s.reasons
+FROM sync.snapshot_users AS s
+JOIN staging.users AS u ON u.tenant = s.tenant AND u.id = s.graph_id
+WHERE s.tenant = :tenant AND NOT s.included
+ORDER BY s.reason, u.user_principal_name
