@@ -6,11 +6,13 @@ reading code. No Dagster imports here (ground floor).
 
 from __future__ import annotations
 
+import csv
 import datetime as dt
 import hashlib
+import io
 import re
 import uuid
-from typing import Any, Literal
+from typing import Any, Literal, get_args, get_origin
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import yaml
@@ -163,6 +165,23 @@ class TenantSettings(BaseModel):
             out.append(e)
         return out
 
+    @field_validator("scope_group_ids", "group_ids")
+    @classmethod
+    def _ids(cls, v: list[str]) -> list[str]:
+        out = [i.strip() for i in v]
+        if any(not i for i in out):
+            raise ValueError("group ids must not be empty")
+        return out
+
+    @field_validator("group_mapping")
+    @classmethod
+    def _mapping(cls, v: dict[str, str]) -> dict[str, str]:
+        out = {k.strip(): name.strip() for k, name in v.items()}
+        bad = [k for k, name in out.items() if not k or not name]
+        if bad:
+            raise ValueError(f"entry {bad[0]!r} needs a Graph group id and an app group name")
+        return out
+
     @field_validator("admin_email")
     @classmethod
     def _admin_email(cls, v: str | None) -> str | None:
@@ -244,3 +263,99 @@ def dump_yaml(tenants: list[TenantSettings]) -> str:
     return yaml.safe_dump(
         {"tenants": [t.to_document() for t in tenants]}, sort_keys=False, allow_unicode=True
     )
+
+
+# -- changing one setting from the command line ------------------------------------------------
+
+_NONE_WORDS = frozenset({"null", "none", "~"})
+
+
+def _coerce(key: str, raw: str) -> Any:
+    """A command-line string as the value the model expects for `key`.
+
+    Scalars go to pydantic as strings (its lax mode turns "true", "10", "03:00" into bool,
+    int, time); lists take "a,b" or YAML "[a, b]"; mappings take YAML "{id: Name}" or
+    "id=Name,id2=Name2". YAML is not used for scalars: it reads 03:00 as the integer 180.
+    """
+    annotation = TenantSettings.model_fields[key].annotation
+    origin = get_origin(annotation)
+    text = raw.strip()
+    if origin is list:
+        if text.startswith("["):
+            return yaml.safe_load(text)
+        return [part.strip() for part in text.split(",") if part.strip()]
+    if origin is dict:
+        if text.startswith("{"):
+            return yaml.safe_load(text)
+        pairs = [part.split("=", 1) for part in text.split(",") if part.strip()]
+        if any(len(p) != 2 for p in pairs):
+            raise ValueError("write mappings as id=App group name,id2=Other name")
+        return {k.strip(): v.strip() for k, v in pairs}
+    if text.lower() in _NONE_WORDS and type(None) in get_args(annotation):
+        return None
+    return text
+
+
+def assign(current: TenantSettings, assignments: dict[str, str]) -> TenantSettings:
+    """New settings with `key=value` assignments applied, validated as a whole.
+
+    An empty value puts the setting back to its default. Raises SettingsError naming the
+    tenant, the setting and the value.
+    """
+    slug = current.slug
+    doc = current.to_document()
+    for key, raw in assignments.items():
+        if key == "slug":
+            raise SettingsError(f"tenant {slug}: the slug cannot be changed with set")
+        if key not in TenantSettings.model_fields:
+            known = ", ".join(k for k in TenantSettings.model_fields if k != "slug")
+            raise SettingsError(f"tenant {slug}: unknown setting {key!r} (known: {known})")
+        if raw.strip() == "":
+            doc.pop(key, None)
+            continue
+        try:
+            doc[key] = _coerce(key, raw)
+        except (ValueError, yaml.YAMLError) as exc:
+            raise SettingsError(f"tenant {slug}: {key} = {raw!r}: {exc}") from None
+    return parse_settings(doc, source="settings")
+
+
+def parse_assignments(pairs: list[str] | tuple[str, ...], slug: str) -> dict[str, str]:
+    out: dict[str, str] = {}
+    for pair in pairs:
+        key, sep, value = pair.partition("=")
+        if not sep or not key.strip():
+            raise SettingsError(f"tenant {slug}: {pair!r} is not key=value")
+        out[key.strip()] = value
+    return out
+
+
+# -- the deny list from a CSV of addresses ----------------------------------------------------
+
+
+def deny_list_from_csv(text: str, *, source: str, slug: str) -> list[str]:
+    """Every address (or *@domain pattern) of a CSV, any column; a header row is skipped.
+
+    A cell is an entry when it contains "@"; the first row is a header when none of its cells
+    does. Any other cell with "@" that is not a valid entry is refused, with its line.
+    """
+    entries: list[str] = []
+    seen: set[str] = set()
+    for line, row in enumerate(csv.reader(io.StringIO(text)), start=1):
+        cells = [c.strip() for c in row if c.strip()]
+        if line == 1 and not any("@" in c for c in cells):
+            continue
+        for cell in cells:
+            if "@" not in cell:
+                continue
+            if not ((_ADDRESS.match(cell) and "*" not in cell) or _DOMAIN_PATTERN.match(cell)):
+                raise SettingsError(
+                    f"tenant {slug}: email_deny_list: {source} line {line}: {cell!r} is neither "
+                    "an address nor a *@domain pattern"
+                )
+            if cell.lower() not in seen:
+                seen.add(cell.lower())
+                entries.append(cell)
+    if not entries:
+        raise SettingsError(f"tenant {slug}: email_deny_list: {source} holds no address")
+    return entries

@@ -24,6 +24,10 @@ COMMANDS = [
     ["tenant", "list"],
     ["tenant", "show"],
     ["tenant", "remove"],
+    ["tenant", "add"],
+    ["tenant", "set"],
+    ["tenant", "setup"],
+    ["explain"],
     ["fakegraph"],
     ["fakegraph", "serve"],
 ]

@@ -1,4 +1,5 @@
 -- Keep the previous version in the history, then store the new one (one statement, atomic).
+-- A tenant removed and added again continues its version numbers (the history keeps them all).
 WITH old AS (
     INSERT INTO sync.tenant_settings_history (slug, version, settings, valid_from)
     SELECT slug, version, settings, updated_at FROM sync.tenant_settings
@@ -6,7 +7,11 @@ WITH old AS (
     RETURNING version
 )
 INSERT INTO sync.tenant_settings (slug, settings, version)
-VALUES (:slug, CAST(:settings AS jsonb), 1)
+VALUES (
+    :slug, CAST(:settings AS jsonb),
+    (SELECT coalesce(max(h.version), 0) + 1 FROM sync.tenant_settings_history h
+      WHERE h.slug = :slug)
+)
 ON CONFLICT (slug) DO UPDATE
 SET settings = excluded.settings,
     version = sync.tenant_settings.version + 1,

@@ -13,6 +13,7 @@ import click
 
 from sync_pipeline.cli.common import console
 from sync_pipeline.cli.dbcmd import db_group
+from sync_pipeline.cli.explaincmd import explain_command
 from sync_pipeline.cli.fakegraphcmd import fakegraph_group
 from sync_pipeline.cli.synccmd import sync_command
 from sync_pipeline.cli.tenantcmd import tenant_group
@@ -38,3 +39,4 @@ main.add_command(ui_command)
 main.add_command(db_group)
 main.add_command(tenant_group)
 main.add_command(fakegraph_group)
+main.add_command(explain_command)

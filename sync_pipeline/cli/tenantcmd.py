@@ -1,15 +1,79 @@
-"""`sync-pipeline tenant ...`: register, list, show, export and remove tenants."""
+"""`sync-pipeline tenant ...`: add, set, import, export, list, show and remove tenants.
+
+Every change is validated before anything is written: the settings model, mapping targets
+against the app's groups, and group ids new to this version against the tenant's Graph.
+"""
 
 from __future__ import annotations
 
+import uuid
 from pathlib import Path
+from typing import Any
 from zoneinfo import ZoneInfo
 
 import click
+import sqlalchemy as sa
 from rich.table import Table
 
 from sync_pipeline import db, settings, tenants
 from sync_pipeline.cli.common import console, fail, handle_errors, prepare
+from sync_pipeline.graph import CredentialError, GraphError
+from sync_pipeline.settings import SettingsError, TenantSettings
+
+NO_GRAPH_CHECK = click.option(
+    "--no-graph-check",
+    is_flag=True,
+    help="Do not read the tenant's groups from Graph to check group ids (the run checks them).",
+)
+
+
+class Guid(click.ParamType):
+    """A GUID, normalised; prompts re-ask until one is given."""
+
+    name = "guid"
+
+    def convert(self, value: Any, param: Any, ctx: Any) -> str:
+        try:
+            return str(uuid.UUID(str(value).strip()))
+        except ValueError:
+            self.fail(f"{value!r} is not a GUID such as 00000000-0000-0000-0000-000000000000")
+
+
+def _stored_or_none(conn: sa.Connection, slug: str) -> TenantSettings | None:
+    try:
+        return tenants.get(conn, slug).settings
+    except (tenants.UnknownTenantError, SettingsError):
+        return None
+
+
+def check_graph(new: TenantSettings, before: TenantSettings | None) -> None:
+    """Group ids new in this version must exist in the tenant's Graph."""
+    ids = tenants.new_group_ids(before, new)
+    if not ids:
+        return
+    try:
+        tenants.validate_against_graph(new, only=ids)
+    except (GraphError, CredentialError) as exc:
+        raise SettingsError(
+            f"tenant {new.slug}: cannot read the tenant's groups to check "
+            f"{', '.join(sorted(ids))}: {exc}. Fix the sign-in settings, or pass "
+            "--no-graph-check (the run checks the ids again)"
+        ) from None
+
+
+def store(new: list[TenantSettings], *, graph_check: bool) -> dict[str, int | None]:
+    """Validate every tenant against the app (and Graph), then save all in one transaction."""
+    with db.engine().connect() as conn:
+        before = {t.slug: _stored_or_none(conn, t.slug) for t in new}
+        for t in new:
+            tenants.validate_against_app(conn, t)
+    if graph_check:
+        for t in new:
+            check_graph(t, before[t.slug])
+    with db.engine().begin() as conn:
+        versions = {t.slug: tenants.save(conn, t) for t in new}
+    _partitions_add([t.slug for t in new])
+    return versions
 
 
 def _partitions_add(slugs: list[str]) -> None:
@@ -32,17 +96,17 @@ def tenant_group() -> None:
 
 @tenant_group.command("import")
 @click.argument("file", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@NO_GRAPH_CHECK
 @handle_errors
-def import_(file: Path) -> None:
+def import_(file: Path, no_graph_check: bool) -> None:
     """Register or update the tenants of a YAML FILE (a top-level `tenants:` list).
 
-    Every tenant is validated first: one bad tenant and nothing is written.
+    Every tenant is validated first (settings, mapping targets in the app, group ids in
+    Graph): one bad tenant and nothing is written.
     """
     parsed = settings.load_yaml(file.read_text(), source=str(file))
     prepare()
-    with db.engine().begin() as conn:
-        versions = {t.slug: tenants.save(conn, t) for t in parsed}
-    _partitions_add([t.slug for t in parsed])
+    versions = store(parsed, graph_check=not no_graph_check)
     for slug, version in versions.items():
         state = f"version {version}" if version else "unchanged"
         console.print(f"{slug}: {state}")
@@ -94,13 +158,137 @@ def list_() -> None:
 
 @tenant_group.command("show")
 @click.argument("slug")
+@click.option("--history", "with_history", is_flag=True, help="List earlier versions too.")
 @handle_errors
-def show(slug: str) -> None:
-    """One tenant's settings, as YAML."""
+def show(slug: str, with_history: bool) -> None:
+    """One tenant's settings, as YAML (with --history: every earlier version and when)."""
     prepare()
     with db.engine().connect() as conn:
         stored = tenants.get(conn, slug)
+        past = tenants.history(conn, slug) if with_history else []
     click.echo(settings.dump_yaml([stored.settings]), nl=False)
+    if not with_history:
+        return
+    zone = ZoneInfo(stored.settings.timezone)
+    table = Table("version", "in force from", "replaced at", "changed by the next version")
+    table.add_row(
+        f"v{stored.version} (current)", f"{stored.updated_at.astimezone(zone):%Y-%m-%d %H:%M:%S %Z}"
+    )
+    newer = stored.settings.to_document()
+    for old in past:
+        changed = sorted(
+            k for k in newer.keys() | old.settings.keys() if newer.get(k) != old.settings.get(k)
+        )
+        table.add_row(
+            f"v{old.version}",
+            f"{old.valid_from.astimezone(zone):%Y-%m-%d %H:%M:%S %Z}",
+            f"{old.replaced_at.astimezone(zone):%Y-%m-%d %H:%M:%S %Z}",
+            ", ".join(changed) or "(removed and added again)",
+        )
+        newer = old.settings
+    console.print(table)
+
+
+def _default_env(slug: str) -> str:
+    return slug.upper().replace("-", "_") + "_GRAPH_SECRET"
+
+
+@tenant_group.command("add")
+@click.argument("slug")
+@click.argument("assignments", nargs=-1, metavar="[KEY=VALUE]...")
+@click.option("--tenant-id", type=Guid(), help="Microsoft's directory (tenant) id.")
+@click.option("--client-id", type=Guid(), help="The app registration's client id.")
+@click.option(
+    "--client-secret-env", help="NAME of the environment variable holding the client secret."
+)
+@click.option("--fake-tenant", help="Serve this bundled fake tenant (demo) instead of Microsoft.")
+@click.option("--admin-email", help="Where test sync reports go.")
+@NO_GRAPH_CHECK
+@handle_errors
+def add(
+    slug: str,
+    assignments: tuple[str, ...],
+    tenant_id: str | None,
+    client_id: str | None,
+    client_secret_env: str | None,
+    fake_tenant: str | None,
+    admin_email: str | None,
+    no_graph_check: bool,
+) -> None:
+    """Register a new tenant SLUG; asks for the sign-in details not given as options.
+
+    Any other setting can follow as KEY=VALUE (e.g. email_method=mail_then_upn). For every
+    step with an explanation, use `sync-pipeline tenant setup SLUG` instead.
+    """
+    prepare()
+    with db.engine().connect() as conn:
+        if _stored_or_none(conn, slug) is not None:
+            fail(f"tenant {slug} is already registered; change it with `tenant set {slug} ...`")
+    doc: dict[str, Any] = {"slug": slug}
+    if fake_tenant:
+        doc["fake_tenant"] = fake_tenant
+    doc["tenant_id"] = tenant_id or click.prompt("Directory (tenant) id", type=Guid())
+    doc["client_id"] = client_id or click.prompt("Application (client) id", type=Guid())
+    doc["client_secret_env"] = client_secret_env or click.prompt(
+        "Environment variable holding the client secret", default=_default_env(slug)
+    )
+    if admin_email:
+        doc["admin_email"] = admin_email
+    base = settings.parse_settings(doc, source="tenant add")
+    new = settings.assign(base, settings.parse_assignments(assignments, slug))
+    versions = store([new], graph_check=not no_graph_check)
+    console.print(f"{slug}: added (version {versions[slug]})")
+
+
+@tenant_group.command("set")
+@click.argument("slug")
+@click.argument("assignments", nargs=-1, metavar="KEY=VALUE...")
+@click.option(
+    "--deny-list-csv",
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    help="Replace email_deny_list with the addresses of a CSV file (any column).",
+)
+@click.option("--append", is_flag=True, help="With --deny-list-csv: add to the list instead.")
+@NO_GRAPH_CHECK
+@handle_errors
+def set_(
+    slug: str,
+    assignments: tuple[str, ...],
+    deny_list_csv: Path | None,
+    append: bool,
+    no_graph_check: bool,
+) -> None:
+    """Change settings of tenant SLUG: KEY=VALUE pairs, typed by the settings model.
+
+    Lists take a,b,c; mappings take id=App group,id2=Other; an empty value restores the
+    default. The previous version is kept (`tenant show SLUG --history`).
+    """
+    if not assignments and not deny_list_csv:
+        fail("nothing to set: give KEY=VALUE pairs or --deny-list-csv FILE")
+    prepare()
+    with db.engine().connect() as conn:
+        current = tenants.get(conn, slug).settings
+    new = settings.assign(current, settings.parse_assignments(assignments, slug))
+    if deny_list_csv:
+        entries = settings.deny_list_from_csv(
+            deny_list_csv.read_text(encoding="utf-8-sig"), source=str(deny_list_csv), slug=slug
+        )
+        if append:
+            have = {e.lower() for e in new.email_deny_list}
+            entries = new.email_deny_list + [e for e in entries if e.lower() not in have]
+        new = settings.parse_settings(
+            new.to_document() | {"email_deny_list": entries}, source="settings"
+        )
+    version = store([new], graph_check=not no_graph_check)[slug]
+    before, after = current.to_document(), new.to_document()
+    for key in sorted(before.keys() | after.keys()):
+        if before.get(key) != after.get(key):
+            default = TenantSettings.model_fields[key].get_default(call_default_factory=True)
+            shown = after.get(key, f"{default} (default)")
+            if key == "email_deny_list":
+                shown = f"{len(new.email_deny_list)} entries"
+            console.print(f"{slug}: {key} = {shown}")
+    console.print(f"{slug}: " + (f"version {version}" if version else "unchanged"))
 
 
 @tenant_group.command("remove")
@@ -114,3 +302,18 @@ def remove(slug: str) -> None:
         if not tenants.remove(conn, slug):
             fail(f"no tenant {slug!r} is registered")
     console.print(f"{slug}: removed; its app data is kept")
+
+
+@tenant_group.command("setup")
+@click.argument("slug")
+@click.pass_context
+@handle_errors
+def setup(ctx: click.Context, slug: str) -> None:
+    """The setup wizard for tenant SLUG: every setting, step by step, explained.
+
+    Shows the tenant's groups read from Graph to choose and map, checks each answer, saves,
+    and offers a test sync. Answers can be piped on stdin, one per line.
+    """
+    from sync_pipeline.cli import wizard
+
+    wizard.run(ctx, slug)

@@ -20,7 +20,9 @@ class Database(dg.ConfigurableResource):
         """The tenant's stored settings, validated again before the run writes anything."""
         try:
             with self.engine().connect() as conn:
-                return tenants.get(conn, slug).settings
+                settings = tenants.get(conn, slug).settings
+                tenants.validate_against_app(conn, settings)  # before the run writes anything
+                return settings
         except (SettingsError, tenants.UnknownTenantError) as exc:
             raise dg.Failure(str(exc), allow_retries=False) from None
 

@@ -4,10 +4,11 @@ import time
 
 import dagster as dg
 
-from sync_pipeline import rules
+from sync_pipeline import rules, tenants
 from sync_pipeline.defs.extract import extract_assets
 from sync_pipeline.defs.partitions import tenant_partitions
 from sync_pipeline.defs.resources import Database
+from sync_pipeline.settings import SettingsError
 
 SNAPSHOT_USERS = dg.AssetKey("snapshot_users")
 SNAPSHOT_GROUPS = dg.AssetKey("snapshot_groups")
@@ -49,6 +50,11 @@ def directory_snapshot(context: dg.AssetExecutionContext, database: Database):
     tenant, started = context.partition_key, time.monotonic()
     settings = database.tenant_settings(tenant)
     with database.engine().begin() as conn:
+        try:
+            # Group ids the settings name must exist in this very extraction.
+            tenants.check_before_run(conn, settings)
+        except SettingsError as exc:
+            raise dg.Failure(str(exc), allow_retries=False) from None
         counts = rules.build_snapshot(conn, settings)
     seconds = round(time.monotonic() - started, 3)
     user_meta = {k: v for k, v in counts.items() if k.startswith(("users_", "excluded_"))}

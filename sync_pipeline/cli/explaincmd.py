@@ -1,0 +1,66 @@
+"""`sync-pipeline explain TENANT EMAIL_OR_UPN`: will this person be synced, and if not, why."""
+
+from __future__ import annotations
+
+from zoneinfo import ZoneInfo
+
+import click
+from rich.panel import Panel
+
+from sync_pipeline import db, explain, tenants
+from sync_pipeline.cli.common import console, fail, handle_errors, prepare
+
+
+def _render(x: explain.Explanation) -> Panel:
+    who = f"{x.display_name or '(no name)'}  [dim]UPN {x.upn or '-'} · Graph id {x.graph_id}[/]"
+    lines = [who, ""]
+    if not x.in_snapshot:
+        lines.append(
+            "[yellow]not decided yet:[/] extracted, but no transform has run since; run "
+            "`sync-pipeline sync TENANT --dry-run`"
+        )
+    elif x.included:
+        lines.append(f"[bold green]will be synced[/] as [bold]{x.email}[/]")
+        groups = ", ".join(g.label for g in x.groups) or "none"
+        lines.append(f"groups ({len(x.groups)}): {groups}")
+        lines.append(f"manager: {x.manager or x.manager_sentence or 'none'}")
+    else:
+        lines.append("[bold red]will not be synced[/], because:")
+        lines.extend(f"  • {s}" for s in x.sentences)
+    return Panel("\n".join(lines), expand=False)
+
+
+@click.command("explain")
+@click.argument("tenant")
+@click.argument("email_or_upn")
+@handle_errors
+def explain_command(tenant: str, email_or_upn: str) -> None:
+    """Say whether EMAIL_OR_UPN will be synced for TENANT: address, groups and manager, or
+    every reason it is left out.
+
+    Matches UPN, mail, any proxy address, the resolved address or the Graph id, ignoring case.
+    Reads the latest sync or test sync; run `sync-pipeline sync TENANT --dry-run` to refresh.
+    """
+    prepare()
+    with db.engine().connect() as conn:
+        stored = tenants.get(conn, tenant).settings
+        found = explain.lookup(conn, stored, email_or_upn)
+        when = explain.extracted_at(conn, tenant)
+    if when is None:
+        fail(
+            f"tenant {tenant} has not been read from Graph yet; run "
+            f"`sync-pipeline sync {tenant} --dry-run` first"
+        )
+    zone = ZoneInfo(stored.timezone)
+    if not found:
+        fail(
+            f"tenant {tenant}: no user matches {email_or_upn!r} (UPN, mail, proxy address or "
+            f"Graph id) in the directory read at {when.astimezone(zone):%Y-%m-%d %H:%M %Z}; "
+            "check the spelling, or sync again if the user is new"
+        )
+    console.print(
+        f"{tenant}: {len(found)} user(s) match {email_or_upn!r} "
+        f"[dim](directory read at {when.astimezone(zone):%Y-%m-%d %H:%M %Z})[/]"
+    )
+    for x in found:
+        console.print(_render(x))

@@ -1,0 +1,464 @@
+"""`sync-pipeline tenant setup TENANT`: the setup wizard, one step per screen, in the product's
+order. Every answer is checked at once (the same settings model as `tenant set`) and asked again
+when it is wrong; groups are chosen from the tenant's real groups, read from Graph. Only
+click.prompt / click.confirm read input, so a script can pipe the answers on stdin.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import click
+from rich.table import Table
+
+from sync_pipeline import db, settings, tenants
+from sync_pipeline.cli.common import EXIT_FAILED, console, fail, prepare
+from sync_pipeline.graph import CredentialError, GraphError
+from sync_pipeline.settings import SettingsError, TenantSettings
+
+STEPS = (
+    "auth",
+    "automatic sync",
+    "email method",
+    "include groups",
+    "select groups manually",
+    "map groups",
+    "group types",
+    "configure groups",
+    "exclude unlicensed",
+    "import managers",
+    "deny list",
+    "test sync",
+    "done",
+)
+CLOUDS = {
+    "global": ("https://graph.microsoft.com", "https://login.microsoftonline.com"),
+    "us-gov": ("https://graph.microsoft.us", "https://login.microsoftonline.us"),
+    "us-dod": ("https://dod-graph.microsoft.us", "https://login.microsoftonline.us"),
+    "china": ("https://microsoftgraph.chinacloudapi.cn", "https://login.chinacloudapi.cn"),
+}
+EMAIL_METHODS = {
+    "upn": "the User Principal Name, the name people sign in with",
+    "mail": "the mail attribute; users without a mailbox get no address",
+    "mail_then_upn": "the mail attribute, or the sign-in name when there is no mail",
+    "primary_smtp": "the primary SMTP: entry of proxyAddresses (what Exchange delivers to)",
+    "primary_smtp_then_upn": "the primary SMTP: address, or the sign-in name without one",
+}
+PERMISSIONS = "User.Read.All, GroupMember.Read.All, Organization.Read.All"
+MAX_SHOWN = 200
+
+
+def kind_of(group: dict[str, Any]) -> str:
+    """The group's kind from Graph's three fields (GRAPH.md), as the transform decides it."""
+    if "Unified" in (group.get("groupTypes") or []):
+        return "microsoft365"
+    if group.get("securityEnabled"):
+        return "mail-enabled security" if group.get("mailEnabled") else "security"
+    return "distribution list" if group.get("mailEnabled") else "other"
+
+
+class Wizard:
+    def __init__(self, slug: str, current: TenantSettings | None) -> None:
+        self.slug = slug
+        self.doc: dict[str, Any] = current.to_document() if current else {"slug": slug}
+        self.groups: list[dict[str, Any]] = []
+        self.number = 0
+
+    # -- plumbing ---------------------------------------------------------------------------
+    @property
+    def settings(self) -> TenantSettings:
+        return settings.parse_settings(self.doc, source="setup")
+
+    def step(self, why: str) -> None:
+        self.number += 1
+        console.rule(f"[bold]Step {self.number}/{len(STEPS)}: {STEPS[self.number - 1]}")
+        console.print(why)
+
+    def trial(self, **changes: Any) -> TenantSettings | None:
+        """The settings with these changes, or None (after saying why) when they are refused."""
+        try:
+            return settings.parse_settings(self.doc | changes, source="setup")
+        except SettingsError as exc:
+            console.print(f"[red]{exc}[/] — try again")
+            return None
+
+    def ask(
+        self, key: str, text: str, convert: Any = str, also: dict | None = None, **prompt: Any
+    ) -> None:
+        """Prompt until the answer makes valid settings (with `also`), then keep both."""
+        also = also or {}
+        while True:
+            raw = click.prompt(text, **prompt)
+            try:
+                value = convert(raw)
+            except (ValueError, SettingsError) as exc:
+                console.print(f"[red]{key} = {raw!r}: {exc}[/] — try again")
+                continue
+            if self.trial(**{key: value}, **also) is not None:
+                self.doc |= {key: value, **also}
+                return
+
+    # -- groups -----------------------------------------------------------------------------
+    def show_groups(self, groups: list[dict[str, Any]], title: str) -> None:
+        table = Table("#", "group", "kind", title=title)
+        table.add_column("id", overflow="fold", min_width=36)
+        for n, g in enumerate(groups[:MAX_SHOWN], start=1):
+            table.add_row(str(n), g.get("displayName") or "", kind_of(g), g["id"])
+        console.print(table)
+        if len(groups) > MAX_SHOWN:
+            console.print(f"… and {len(groups) - MAX_SHOWN} more: type their name or id")
+
+    def pick(self, raw: str, shown: list[dict[str, Any]]) -> list[str]:
+        """Group ids from numbers (of the list shown), ids or exact names, comma-separated."""
+        by_id = {g["id"] for g in shown}
+        chosen: list[str] = []
+        for token in (t.strip() for t in raw.split(",")):
+            if not token:
+                continue
+            if token.isdigit() and 1 <= int(token) <= min(len(shown), MAX_SHOWN):
+                gid = shown[int(token) - 1]["id"]
+            elif token in by_id:
+                gid = token
+            else:
+                named = [
+                    g["id"] for g in shown if (g.get("displayName") or "").lower() == token.lower()
+                ]
+                if len(named) != 1:
+                    problem = "matches several groups" if named else "is no group shown"
+                    raise ValueError(f"{token!r} {problem}; use its number or id")
+                gid = named[0]
+            if gid not in chosen:
+                chosen.append(gid)
+        return chosen
+
+    def read_groups(self) -> bool:
+        try:
+            with console.status("Reading the tenant's groups from Graph…"):
+                found = tenants.graph_groups(self.settings)
+        except (GraphError, CredentialError) as exc:
+            console.print(f"[red]{exc}[/]")
+            return False
+        self.groups = sorted(found, key=lambda g: ((g.get("displayName") or "").lower(), g["id"]))
+        console.print(f"[green]Connected:[/] the tenant has {len(self.groups)} groups.")
+        return True
+
+    # -- the steps, in the product's order ----------------------------------------------------
+    def auth(self) -> None:
+        self.step(
+            "The sync signs in to Microsoft Graph as an app registration with application "
+            "permissions, so it runs without anyone signed in."
+        )
+        s = self.settings if {"tenant_id", "client_id"} <= self.doc.keys() else None
+        keep = s is not None and (s.client_secret_env or s.client_certificate_path or s.fake_tenant)
+        if keep:
+            console.print(
+                f"Registered: tenant {s.tenant_id}, app {s.client_id}, Graph {s.graph_base_url}"
+                + (f", secret in ${s.client_secret_env}" if s.client_secret_env else "")
+            )
+            keep = click.confirm("Keep these sign-in details?", default=True)
+        if not keep:
+            self.ask_credentials()
+        s = self.settings
+        console.print(
+            f"Grant admin consent for the application permissions {PERMISSIONS} (a Global "
+            "Administrator opens this link once):"
+        )
+        link = f"{s.authority_host}/{s.tenant_id}/adminconsent?client_id={s.client_id}"
+        console.print(f"  {link}", soft_wrap=True)  # unwrapped, so it can be copied
+        while not self.read_groups():
+            if not click.confirm("Try again (e.g. after granting consent)?", default=True):
+                fail(f"tenant {self.slug}: cannot read Graph; nothing was saved", EXIT_FAILED)
+
+    def ask_credentials(self) -> None:
+        from sync_pipeline.cli.tenantcmd import Guid, _default_env
+
+        while True:
+            mode = click.prompt(
+                "Permission type",
+                type=click.Choice(["application", "delegated"]),
+                default=self.doc.get("auth_mode", "application"),
+            )
+            if mode == "application":
+                break
+            console.print(
+                "Delegated sign-in (an admin's token) is not available in this version; "
+                "choose application."
+            )
+        self.doc["tenant_id"] = click.prompt("Directory (tenant) id", type=Guid())
+        self.doc["client_id"] = click.prompt("Application (client) id", type=Guid())
+        if "fake_tenant" in self.doc:
+            return
+        self.ask(
+            "client_secret_env",
+            "Environment variable holding the client secret (its name, not the secret)",
+            default=self.doc.get("client_secret_env") or _default_env(self.slug),
+        )
+        cloud = click.prompt("Cloud", type=click.Choice([*CLOUDS, "custom"]), default="global")
+        if cloud == "custom":  # another national cloud, a proxy, or the local fake Graph
+            self.ask("graph_base_url", "Graph host (https://, no path)")
+            self.ask("authority_host", "Login host (https://, no path)")
+            self.ask(
+                "ca_bundle",
+                "CA bundle to trust (empty = the system's)",
+                convert=lambda raw: raw.strip() or None,
+                default="",
+            )
+        else:
+            self.doc["graph_base_url"], self.doc["authority_host"] = CLOUDS[cloud]
+
+    def automatic_sync(self) -> None:
+        self.step("An automatic sync runs once a day at a quiet hour in the tenant's time zone.")
+        s = self.settings
+        auto = click.confirm("Sync automatically every day?", default=s.auto_sync)
+        self.doc["auto_sync"] = auto
+        if auto:
+            self.ask("sync_time", "Time of day (HH:MM)", default=f"{s.effective_sync_time:%H:%M}")
+            self.ask("timezone", "Time zone (IANA, e.g. Europe/London)", default=s.timezone)
+
+    def email_method(self) -> None:
+        self.step("Each person is identified in the app by one address, taken from:")
+        for name, what in EMAIL_METHODS.items():
+            console.print(f"  [bold]{name}[/]: {what}")
+        self.ask(
+            "email_method",
+            "Email method",
+            type=click.Choice(list(EMAIL_METHODS)),
+            default=self.settings.email_method,
+        )
+
+    def include_groups(self) -> None:
+        self.step("Groups give the app its departments and teams; without them, only users.")
+        self.doc["include_groups"] = click.confirm(
+            "Import groups?", default=self.settings.include_groups
+        )
+
+    def select_users(self) -> None:
+        self.step(
+            "Sync everyone, or only the members (nested groups included) of groups you choose."
+        )
+        scope = click.prompt(
+            "User scope",
+            type=click.Choice(["all", "selected_groups"]),
+            default=self.settings.user_scope,
+        )
+        if scope == "all":
+            self.doc |= {"user_scope": "all", "scope_group_ids": []}
+            return
+        self.show_groups(self.groups, "the tenant's groups")
+        self.ask(
+            "scope_group_ids",
+            "Sync the members of (numbers, names or ids, comma-separated)",
+            convert=lambda raw: self._nonempty(self.pick(raw, self.groups)),
+            also={"user_scope": "selected_groups"},
+            default=",".join(self.settings.scope_group_ids) or None,
+        )
+
+    @staticmethod
+    def _nonempty(ids: list[str]) -> list[str]:
+        if not ids:
+            raise ValueError("choose at least one group")
+        return ids
+
+    def map_groups(self) -> None:
+        self.step(
+            "Mapping sends the members of a Microsoft 365 group into a group that already "
+            "exists in the app, instead of creating a new one."
+        )
+        if not self.settings.include_groups:
+            console.print("Skipped: groups are not imported.")
+            self.doc |= {"group_mapping_enabled": False, "group_mapping": {}}
+            return
+        self.doc["group_mapping_enabled"] = click.confirm(
+            "Map groups onto existing app groups?", default=self.settings.group_mapping_enabled
+        )
+        if not self.doc["group_mapping_enabled"]:
+            self.doc["group_mapping"] = {}
+
+    def group_types(self) -> None:
+        self.step(
+            "Microsoft 365 groups are teams; security groups (mail-enabled too) grant access. "
+            "Distribution lists are never imported."
+        )
+        if not self.settings.include_groups:
+            console.print("Skipped: groups are not imported.")
+            return
+        choices = {"both": ["microsoft365", "security"], "microsoft365": ["microsoft365"]}
+        choices["security"] = ["security"]
+        now = self.settings.group_types
+        default = "both" if len(now) == 2 else now[0]
+        answer = click.prompt("Group types", type=click.Choice(list(choices)), default=default)
+        self.doc["group_types"] = choices[answer]
+
+    def configure_groups(self) -> None:
+        self.step("Choose which groups to import (none chosen: every group of those types).")
+        s = self.settings
+        if not s.include_groups:
+            console.print("Skipped: groups are not imported.")
+            return
+        wanted = {"microsoft365"} if s.group_types == ["microsoft365"] else set()
+        if "security" in s.group_types:
+            wanted |= {"security", "mail-enabled security"}
+        if "microsoft365" in s.group_types:
+            wanted.add("microsoft365")
+        eligible = [g for g in self.groups if kind_of(g) in wanted]
+        self.show_groups(eligible, "groups of the chosen types")
+        self.ask(
+            "group_ids",
+            "Import which groups (numbers, names or ids; empty = all)",
+            convert=lambda raw: self.pick(raw, eligible),
+            default=",".join(s.group_ids),
+        )
+        if self.settings.group_mapping_enabled:
+            self.ask_mapping(eligible)
+
+    def ask_mapping(self, eligible: list[dict[str, Any]]) -> None:
+        with db.engine().connect() as conn:
+            names = tenants.app_group_names(conn, self.slug)
+        console.print("App groups to map onto: " + (", ".join(names) or "(none yet)"))
+        imported = set(self.settings.group_ids) or {g["id"] for g in eligible}
+        while True:
+            raw = click.prompt(
+                "Mappings as number=App group name, comma-separated (empty = none)",
+                default=",".join(f"{k}={v}" for k, v in self.settings.group_mapping.items()),
+            )
+            try:
+                mapping = {}
+                for pair in (p for p in raw.split(",") if p.strip()):
+                    left, sep, name = pair.partition("=")
+                    if not sep:
+                        raise ValueError(f"{pair.strip()!r} is not group=App group name")
+                    for gid in self.pick(left, eligible):
+                        if gid not in imported:
+                            raise ValueError(f"group {left.strip()!r} is not imported")
+                        mapping[gid] = name.strip()
+                trial = self.trial(group_mapping=mapping)
+                if trial is None:
+                    continue
+                with db.engine().connect() as conn:
+                    tenants.validate_against_app(conn, trial)
+            except (ValueError, SettingsError) as exc:
+                console.print(f"[red]{exc}[/] — try again")
+                continue
+            self.doc["group_mapping"] = mapping
+            return
+
+    def exclude_unlicensed(self) -> None:
+        self.step("Accounts without a licence are often shared mailboxes or rooms, not people.")
+        self.doc["exclude_unlicensed"] = click.confirm(
+            "Leave out unlicensed accounts?", default=self.settings.exclude_unlicensed
+        )
+
+    def import_managers(self) -> None:
+        self.step("The app can show each person's manager as their Direct Manager.")
+        self.doc["import_managers"] = click.confirm(
+            "Import managers?", default=self.settings.import_managers
+        )
+
+    def deny_list(self) -> None:
+        self.step(
+            "Addresses on the deny list are never imported; *@domain leaves out a whole domain."
+        )
+        self.ask(
+            "email_deny_list",
+            "Deny list (comma-separated, @FILE.csv to read a CSV, empty = none)",
+            convert=self._deny_entries,
+            default=",".join(self.settings.email_deny_list),
+        )
+
+    def _deny_entries(self, raw: str) -> list[str]:
+        text = raw.strip()
+        if text.startswith("@"):
+            path = Path(text[1:]).expanduser()
+            if not path.is_file():
+                raise ValueError(f"no file {str(path)!r}")
+            return settings.deny_list_from_csv(
+                path.read_text(encoding="utf-8-sig"), source=str(path), slug=self.slug
+            )
+        return [e.strip() for e in text.split(",") if e.strip()]
+
+    def save(self) -> int | None:
+        from sync_pipeline.cli.tenantcmd import _partitions_add
+
+        s = self.settings
+        tenants.validate_against_graph(s, self.groups)
+        with db.engine().begin() as conn:
+            tenants.validate_against_app(conn, s)
+            version = tenants.save(conn, s)
+        _partitions_add([self.slug])
+        return version
+
+    def test_sync(self, ctx: click.Context) -> None:
+        self.step(
+            "A test sync reads everything and reports what would change, without touching "
+            "the app; the report goes to the admin address."
+        )
+        self.ask(
+            "admin_email",
+            "Admin address for reports (empty = none)",
+            convert=lambda raw: raw.strip() or None,
+            default=self.settings.admin_email or "",
+        )
+        version = self.save()
+        console.print(
+            f"[green]Saved[/] the settings of {self.slug} "
+            + (f"(version {version})." if version else "(unchanged).")
+        )
+        command = f"sync-pipeline sync {self.slug} --dry-run"
+        if not click.confirm("Run a test sync now?", default=True):
+            console.print(f"Run it later with: {command}")
+            return
+        from sync_pipeline.cli.synccmd import sync_command
+
+        try:
+            ctx.invoke(sync_command, tenant=self.slug, dry_run=True, allow_mass_deactivation=False)
+        except SystemExit as exc:
+            if exc.code:
+                console.print(f"[red]The test sync failed;[/] fix the cause and run: {command}")
+                raise
+
+    def done(self) -> None:
+        self.step("Setup is complete.")
+        s = self.settings
+        if s.auto_sync:
+            console.print(
+                f"{self.slug} syncs automatically every day at "
+                f"{s.effective_sync_time:%H:%M} {s.timezone} "
+                "(the first within 24 hours)."
+            )
+        console.print(f"Sync now with: sync-pipeline sync {self.slug}")
+        console.print(f"Ask why someone is (not) synced: sync-pipeline explain {self.slug} EMAIL")
+
+
+def run(ctx: click.Context, slug: str) -> None:
+    """Walk every step for tenant `slug` (new or registered), then offer a test sync."""
+    prepare()
+    current: TenantSettings | None = None
+    with db.engine().connect() as conn:
+        try:
+            current = tenants.get(conn, slug).settings
+        except tenants.UnknownTenantError:
+            current = None
+        except SettingsError as exc:
+            console.print(f"[yellow]{exc}[/]: the wizard starts from the registered sign-in only")
+    wizard = Wizard(slug, current)
+    if current is None:
+        try:  # the slug alone, before any question is asked
+            settings.parse_settings(
+                {"slug": slug, "tenant_id": "0" * 32, "client_id": "0" * 32, "fake_tenant": "x"}
+            )
+        except SettingsError as exc:
+            fail(str(exc))
+    wizard.auth()
+    wizard.automatic_sync()
+    wizard.email_method()
+    wizard.include_groups()
+    wizard.select_users()
+    wizard.map_groups()
+    wizard.group_types()
+    wizard.configure_groups()
+    wizard.exclude_unlicensed()
+    wizard.import_managers()
+    wizard.deny_list()
+    wizard.test_sync(ctx)
+    wizard.done()

@@ -1,0 +1,161 @@
+"""`explain`: why a person is (not) synced, for every reason code, against real Postgres."""
+
+from __future__ import annotations
+
+import pytest
+import sqlalchemy as sa
+from click.testing import CliRunner
+
+from sync_pipeline import explain, rules, tenants
+from sync_pipeline.cli import main
+from sync_pipeline_tests.test_rules import group, make_settings, stage, user
+
+STAGED = {
+    "users": [
+        user(
+            "ok",
+            "Ok.Person@Example.com",
+            mail="ok.mail@example.com",
+            proxies=["SMTP:ok.primary@example.com", "smtp:OK.Alias@example.com"],
+            display_name="Ok Person",
+        ),
+        user("boss", "boss@example.com", display_name="The Boss"),
+        user("denied", "ceo@example.com"),
+        user("shared", "shared@example.com", licensed=False),
+        user("off", "off@example.com", enabled=False),
+        user(
+            "guest", "guest_partner.com#EXT#@example.com", mail="g@partner.com", user_type="Guest"
+        ),
+        user("outside", "outside@example.com"),
+        user("nomail", None, mail="nomail@example.com"),
+        user("dup", "OK.PERSON@example.com", created="2030-01-01T00:00:00Z"),
+        user("lonely", "lonely@example.com"),
+        user("stranger", "stranger@example.com", enabled=False, licensed=False),
+    ],
+    "groups": [group("scope", name="Everyone in scope"), group("team", "microsoft365", "Team")],
+    "members": {
+        "scope": ["ok", "boss", "denied", "shared", "off", "guest", "nomail", "dup", "lonely"],
+        "team": ["ok"],
+    },
+    "managers": {"ok": "boss", "lonely": "off", "boss": "ghost"},
+}
+SETTINGS = {
+    "user_scope": "selected_groups",
+    "scope_group_ids": ["scope"],
+    "email_deny_list": ["CEO@example.com"],
+    "exclude_unlicensed": True,
+    "import_managers": True,
+    "group_mapping_enabled": True,
+    "group_mapping": {"team": "Staff"},
+}
+
+
+@pytest.fixture
+def tenant(engine, tenant_slug):
+    settings = make_settings(tenant_slug, **SETTINGS)
+    with engine.begin() as conn:
+        conn.execute(
+            sa.text("INSERT INTO app.groups (tenant, name, source) VALUES (:t, 'Staff', 'app')"),
+            {"t": tenant_slug},
+        )
+        tenants.save(conn, settings)
+        stage(conn, tenant_slug, **STAGED)
+        conn.execute(
+            sa.text(
+                "INSERT INTO staging.extractions (tenant, entity, rows, requests)"
+                " VALUES (:t, 'users', 10, 1)"
+            ),
+            {"t": tenant_slug},
+        )
+        rules.build_snapshot(conn, settings)
+    return settings
+
+
+def one(engine, settings, query: str) -> explain.Explanation:
+    with engine.connect() as conn:
+        found = explain.lookup(conn, settings, query)
+    assert len(found) == 1, [x.graph_id for x in found]
+    return found[0]
+
+
+@pytest.mark.parametrize(
+    ("query", "graph_id"),
+    [
+        ("ok.person@example.com", "ok"),  # UPN, other case
+        ("  OK.MAIL@example.com ", "ok"),  # mail, trimmed
+        ("ok.primary@EXAMPLE.com", "ok"),  # primary SMTP
+        ("ok.alias@example.com", "ok"),  # secondary proxy address
+        ("g@partner.com", "guest"),
+        ("nomail", "nomail"),  # Graph id
+    ],
+)
+def test_matches_by_upn_mail_proxy_and_id(engine, tenant, query, graph_id):
+    with engine.connect() as conn:
+        found = explain.lookup(conn, tenant, query)
+    assert found[0].graph_id == graph_id  # the included user first (a duplicate may follow)
+
+
+def test_included_person_with_address_groups_and_manager(engine, tenant):
+    with engine.connect() as conn:
+        found = explain.lookup(conn, tenant, "Ok.Person@Example.com")
+    ok, dup = found  # the duplicate resolves to the same address: both are shown
+    assert (ok.graph_id, ok.included, ok.email, ok.reasons) == (
+        "ok",
+        True,
+        "Ok.Person@Example.com",
+        [],
+    )
+    assert [g.label for g in ok.groups] == [
+        "Everyone in scope",
+        "Staff (app group, mapped from Team)",
+    ]
+    assert ok.manager == "The Boss <boss@example.com>"
+    assert dup.graph_id == "dup" and dup.reasons == ["duplicate_email"]
+    assert dup.winner["graph_id"] == "ok"
+    assert "Ok Person <Ok.Person@Example.com> (Graph id ok)" in dup.sentences[0]
+
+
+@pytest.mark.parametrize(
+    ("query", "reason", "words"),
+    [
+        ("ceo@example.com", "deny_list", ["'CEO@example.com'"]),
+        ("shared@example.com", "unlicensed", ["exclude_unlicensed"]),
+        ("off@example.com", "disabled", ["include_disabled"]),
+        ("g@partner.com", "guest", ["include_guests", "Guest"]),
+        ("outside@example.com", "out_of_scope", ["'Everyone in scope'", "scope_group_ids"]),
+        ("nomail@example.com", "no_email", ["email_method upn", "UPN None"]),
+    ],
+)
+def test_every_reason_code_is_explained(engine, tenant, query, reason, words):
+    x = one(engine, tenant, query)
+    assert not x.included and x.reasons[0] == reason
+    assert x.sentences[0].startswith(f"{reason}:")
+    for word in words:
+        assert word in x.sentences[0]
+
+
+def test_every_reason_of_a_user_is_listed(engine, tenant):
+    x = one(engine, tenant, "STRANGER@example.com")
+    assert x.reasons == ["out_of_scope", "disabled", "unlicensed"]
+    assert [s.split(":")[0] for s in x.sentences] == x.reasons
+
+
+def test_manager_left_out_is_said(engine, tenant):
+    lonely = one(engine, tenant, "lonely@example.com")
+    assert lonely.included and lonely.manager is None
+    assert "off@example.com" in lonely.manager_sentence and "disabled" in lonely.manager_sentence
+    boss = one(engine, tenant, "boss@example.com")
+    assert "ghost" in boss.manager_sentence and "not among" in boss.manager_sentence
+
+
+def test_the_command_fits_one_screen(engine, tenant, database_url):
+    runner = CliRunner()
+    result = runner.invoke(main, ["explain", tenant.slug, "OK.PERSON@example.com"])
+    assert result.exit_code == 0, result.output
+    assert "will be synced" in result.output and "will not be synced" in result.output
+    assert "duplicate_email" in result.output and "Staff (app group" in result.output
+    assert len(result.output.splitlines()) < 40
+    missing = runner.invoke(main, ["explain", tenant.slug, "nobody@example.com"])
+    assert missing.exit_code == 2 and "no user matches 'nobody@example.com'" in missing.output
+    unknown = runner.invoke(main, ["explain", "no-such-tenant", "x@y.com"])
+    assert unknown.exit_code == 2 and "no tenant 'no-such-tenant'" in unknown.output

@@ -1,0 +1,161 @@
+"""`tenant setup`: the wizard end to end with scripted answers, against the fake Graph."""
+
+from __future__ import annotations
+
+import datetime as dt
+
+import pytest
+import sqlalchemy as sa
+from click.testing import CliRunner
+
+from sync_pipeline import tenants
+from sync_pipeline.cli import main
+from sync_pipeline.cli.wizard import STEPS
+
+
+def group_id(doc: dict, name: str) -> str:
+    return next(g["id"] for g in doc["groups"] if g["displayName"] == name)
+
+
+def stored(engine, slug: str):
+    with engine.connect() as conn:
+        return tenants.get(conn, slug)
+
+
+@pytest.fixture
+def staff_group(engine, tenant_slug):
+    with engine.begin() as conn:
+        conn.execute(
+            sa.text("INSERT INTO app.groups (tenant, name, source) VALUES (:t, 'Staff', 'app')"),
+            {"t": tenant_slug},
+        )
+
+
+def test_every_step_with_bad_answers_re_asked_then_a_test_sync(
+    register, fake_tenant, engine, tenant_slug, staff_group, database_url
+):
+    register(tenant_slug)
+    all_staff = group_id(fake_tenant, "All Staff")
+    falcon = group_id(fake_tenant, "Project Falcon")
+    answers = [
+        "y",  # 1 keep the registered sign-in details
+        "y",  # 2 automatic sync
+        "25:00",  # bad time: asked again
+        "02:30",
+        "Mars/Olympus",  # bad zone: asked again
+        "Europe/London",
+        "bogus",  # 3 unknown email method: asked again
+        "mail_then_upn",
+        "y",  # 4 import groups
+        "selected_groups",  # 5 user scope
+        "999",  # no such group number: asked again
+        all_staff,
+        "y",  # 6 map groups
+        "both",  # 7 group types
+        "",  # 8 import every group of those types
+        f"{falcon}=Ghost",  # no such app group: asked again
+        f"{falcon}=Staff",
+        "y",  # 9 exclude unlicensed
+        "y",  # 10 import managers
+        "not-an-address",  # 11 bad deny-list entry: asked again
+        "CEO@fabrikam.example, *@contractors.fabrikam.example",
+        "it@fabrikam.example",  # 12 admin address
+        "y",  # run the test sync
+    ]
+    result = CliRunner().invoke(
+        main, ["tenant", "setup", tenant_slug], input="\n".join(answers) + "\n"
+    )
+    out = result.output
+    assert result.exit_code == 0, out
+    # the steps, in the product's order
+    positions = [out.index(f"Step {n}/{len(STEPS)}: {name}") for n, name in enumerate(STEPS, 1)]
+    assert positions == sorted(positions)
+    s = stored(engine, tenant_slug).settings
+    assert f"{s.authority_host}/{s.tenant_id}/adminconsent?client_id={s.client_id}" in out
+    assert "All Staff" in out and "Project Falcon" in out  # real groups shown
+    assert out.count("try again") >= 4 and "Ghost" in out and "not-an-address" in out
+    assert (s.auto_sync, s.sync_time, s.timezone) == (True, dt.time(2, 30), "Europe/London")
+    assert s.email_method == "mail_then_upn"
+    assert (s.user_scope, s.scope_group_ids) == ("selected_groups", [all_staff])
+    assert (s.group_mapping_enabled, s.group_mapping, s.group_ids) == (True, {falcon: "Staff"}, [])
+    assert s.group_types == ["microsoft365", "security"]
+    assert (s.exclude_unlicensed, s.import_managers) == (True, True)
+    assert s.email_deny_list == ["CEO@fabrikam.example", "*@contractors.fabrikam.example"]
+    assert s.admin_email == "it@fabrikam.example"
+    assert "dry run: app unchanged" in out  # the test sync ran
+    assert "syncs automatically every day at 02:30 Europe/London" in out
+    with engine.connect() as conn:
+        app_users = conn.execute(
+            sa.text("SELECT count(*) FROM app.users WHERE tenant = :t"), {"t": tenant_slug}
+        ).scalar()
+        snapshot = conn.execute(
+            sa.text("SELECT count(*) FROM sync.snapshot_users WHERE tenant = :t AND included"),
+            {"t": tenant_slug},
+        ).scalar()
+    assert app_users == 0 and snapshot > 0
+
+
+def test_defaults_accepted_and_test_sync_declined(register, engine, tenant_slug, database_url):
+    register(tenant_slug, import_managers=True)
+    answers = [
+        "",  # keep sign-in
+        "n",  # no automatic sync
+        "",  # email method: keep upn
+        "n",  # no groups: steps 6 to 8 are skipped
+        "",  # scope: all
+        "",  # exclude unlicensed: keep false
+        "",  # import managers: keep true
+        "",  # deny list: none
+        "",  # no admin address
+        "n",  # no test sync now
+    ]
+    result = CliRunner().invoke(
+        main, ["tenant", "setup", tenant_slug], input="\n".join(answers) + "\n"
+    )
+    assert result.exit_code == 0, result.output
+    assert f"sync-pipeline sync {tenant_slug} --dry-run" in result.output
+    assert result.output.count("Skipped: groups are not imported") == 3
+    t = stored(engine, tenant_slug)
+    assert t.version == 2
+    assert (t.settings.auto_sync, t.settings.include_groups, t.settings.import_managers) == (
+        False,
+        False,
+        True,
+    )
+
+
+def test_new_tenant_sign_in_asked_and_a_refused_secret_saves_nothing(
+    fake_graph, fake_tenant, engine, tenant_slug, database_url
+):
+    # An unregistered tenant: the wizard asks the sign-in details; the fake Graph refuses the
+    # secret, and declining to retry saves nothing.
+    tid, cid = fake_tenant["tenant_id"], fake_tenant["client_id"]
+    answers = [
+        "delegated",  # not available yet: asked again
+        "application",
+        "nope",  # not a GUID: asked again
+        tid,
+        cid,
+        "BAD NAME",  # not an environment variable name: asked again
+        "SP_WIZARD_WRONG_SECRET",
+        "custom",
+        "http://graph.example",  # not https: asked again
+        fake_graph.base_url,
+        fake_graph.base_url,
+        str(fake_graph.ca_path),
+        "n",  # do not retry
+    ]
+    result = CliRunner().invoke(
+        main,
+        ["tenant", "setup", tenant_slug],
+        input="\n".join(answers) + "\n",
+        env={"SP_WIZARD_WRONG_SECRET": "not-the-secret"},
+    )
+    out = result.output
+    assert "not available in this version" in out
+    assert "is not a GUID" in out and "graph_base_url" in out and "client_secret_env" in out
+    assert f"{fake_graph.base_url}/{tid}/adminconsent?client_id={cid}" in out
+    assert "not-the-secret" not in out  # secrets never shown
+    assert result.exit_code == 1
+    with engine.connect() as conn, pytest.raises(tenants.UnknownTenantError):
+        tenants.get(conn, tenant_slug)
