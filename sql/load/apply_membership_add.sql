@@ -1,4 +1,8 @@
 -- Wanted memberships; groups and users made in this run are found by their external_id.
+-- The rows this run created are not in the planner's statistics yet (nobody may ANALYZE the
+-- app's tables inside the sync's transaction), so it would pick nested loops over "empty"
+-- tables; hash joins are right for a bulk apply. Statements end with a semicolon at line end.
+SET LOCAL enable_nestloop = off;
 INSERT INTO app.group_members (tenant, group_id, user_id, source)
 SELECT :tenant, coalesce(d.group_app_id, g.id), coalesce(d.user_app_id, u.id), 'm365'
 FROM sync.diffs d
@@ -7,4 +11,5 @@ LEFT JOIN app.groups g
 LEFT JOIN app.users u
   ON d.user_app_id IS NULL AND u.tenant = :tenant AND u.external_id = d.user_external_id
 WHERE d.tenant = :tenant AND d.run_id = :run_id AND d.entity = 'membership' AND d.action = 'add'
-ON CONFLICT (tenant, group_id, user_id) DO NOTHING
+ON CONFLICT (tenant, group_id, user_id) DO NOTHING;
+SET LOCAL enable_nestloop TO DEFAULT

@@ -3,6 +3,8 @@
 -- manual app user with the same address (case-insensitive) and no external_id. Only m365 rows
 -- are ever deactivated or removed; memberships only with source 'm365'.
 -- Statements end with a semicolon at the end of a line (rules.run_script).
+SET LOCAL jit = off;  -- see transform/closure.sql
+SET LOCAL work_mem = '256MB';
 DELETE FROM sync.diffs WHERE tenant = :tenant AND run_id = :run_id;
 DROP TABLE IF EXISTS pg_temp.sp_du;
 CREATE TEMP TABLE sp_du ON COMMIT DROP AS

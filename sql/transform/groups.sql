@@ -2,8 +2,8 @@
 -- and, if not, why; an imported group listed in the mapping names its app group.
 -- Reason precedence: groups_disabled, distribution_list, unsupported_type, type_not_selected,
 -- not_selected. Statements end with a semicolon at the end of a line.
-DELETE FROM sync.snapshot_groups WHERE tenant = :tenant;
-INSERT INTO sync.snapshot_groups (tenant, graph_id, included, reason, name, group_kind, mapped_to)
+DROP TABLE IF EXISTS pg_temp.sp_groups;
+CREATE TEMP TABLE sp_groups ON COMMIT DROP AS
 WITH kinds AS (
     SELECT
         g.id,
@@ -33,7 +33,13 @@ WITH kinds AS (
     FROM kinds k
 )
 SELECT
-    :tenant, d.id, d.reason IS NULL, d.reason, d.name, d.kind,
+    d.id, d.reason, d.name, d.kind,
     CASE WHEN d.reason IS NULL AND CAST(:group_mapping_enabled AS boolean)
-         THEN nullif(btrim(CAST(:group_mapping AS jsonb) ->> d.id), '') END
-FROM decided d
+         THEN nullif(btrim(CAST(:group_mapping AS jsonb) ->> d.id), '') END AS mapped_to
+FROM decided d;
+CREATE UNIQUE INDEX ON sp_groups (id);
+ANALYZE sp_groups;
+DELETE FROM sync.snapshot_groups WHERE tenant = :tenant;
+INSERT INTO sync.snapshot_groups (tenant, graph_id, included, reason, name, group_kind, mapped_to)
+SELECT :tenant, g.id, g.reason IS NULL, g.reason, g.name, g.kind, g.mapped_to
+FROM sp_groups g

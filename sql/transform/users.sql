@@ -10,42 +10,42 @@ JOIN staging.group_members gm
 WHERE c.ancestor = ANY (CAST(:scope_group_ids AS text[]));
 DROP TABLE IF EXISTS pg_temp.sp_users;
 CREATE TEMP TABLE sp_users ON COMMIT DROP AS
-WITH candidates AS (
+WITH resolved AS MATERIALIZED (
     SELECT
-        u.*,
-        nullif(btrim(u.user_principal_name), '') AS upn_address,
-        nullif(btrim(u.mail), '') AS mail_address,
-        (SELECT nullif(btrim(substr(p.v, 6)), '')
-           FROM jsonb_array_elements_text(
-                    CASE WHEN jsonb_typeof(u.proxy_addresses) = 'array'
-                         THEN u.proxy_addresses ELSE '[]' END) WITH ORDINALITY AS p (v, n)
-          WHERE left(p.v, 5) = 'SMTP\:'  -- the primary address: upper-case prefix exactly
-          ORDER BY p.n LIMIT 1) AS smtp_address
-    FROM staging.users u
-    WHERE u.tenant = :tenant
-), resolved AS (
-    SELECT
-        c.*,
+        u.id, u.display_name, u.given_name, u.surname, u.job_title, u.department,
+        u.user_type, u.created_date_time,
         CASE CAST(:email_method AS text)
-            WHEN 'upn' THEN c.upn_address
-            WHEN 'mail' THEN c.mail_address
+            WHEN 'upn' THEN a.upn
+            WHEN 'mail' THEN a.mail
             WHEN 'mail_then_upn' THEN
-                CASE WHEN c.mail_address ~ CAST(:address_re AS text) THEN c.mail_address
-                     ELSE coalesce(c.upn_address, c.mail_address) END
-            WHEN 'primary_smtp' THEN c.smtp_address
+                CASE WHEN a.mail ~ CAST(:address_re AS text) THEN a.mail
+                     ELSE coalesce(a.upn, a.mail) END
+            WHEN 'primary_smtp' THEN a.smtp
             WHEN 'primary_smtp_then_upn' THEN
-                CASE WHEN c.smtp_address ~ CAST(:address_re AS text) THEN c.smtp_address
-                     ELSE coalesce(c.upn_address, c.smtp_address) END
+                CASE WHEN a.smtp ~ CAST(:address_re AS text) THEN a.smtp
+                     ELSE coalesce(a.upn, a.smtp) END
         END AS address,
-        coalesce(c.account_enabled, true) AS enabled,
-        (jsonb_typeof(c.assigned_licenses) = 'array' AND jsonb_array_length(c.assigned_licenses) > 0)
+        coalesce(u.account_enabled, true) AS enabled,
+        (jsonb_typeof(u.assigned_licenses) = 'array' AND jsonb_array_length(u.assigned_licenses) > 0)
           OR EXISTS (SELECT 1 FROM staging.user_licences l
-                      WHERE l.tenant = :tenant AND l.user_id = c.id) AS licensed
-    FROM candidates c
-), flagged AS (
+                      WHERE l.tenant = :tenant AND l.user_id = u.id) AS licensed
+    FROM staging.users u
+    CROSS JOIN LATERAL (
+        SELECT
+            nullif(btrim(u.user_principal_name), '') AS upn,
+            nullif(btrim(u.mail), '') AS mail,
+            (SELECT nullif(btrim(substr(p.v, 6)), '')
+               FROM jsonb_array_elements_text(
+                        CASE WHEN jsonb_typeof(u.proxy_addresses) = 'array'
+                             THEN u.proxy_addresses ELSE '[]' END) WITH ORDINALITY AS p (v, n)
+              WHERE left(p.v, 5) = 'SMTP\:'  -- the primary address: upper-case prefix exactly
+              ORDER BY p.n LIMIT 1) AS smtp
+        OFFSET 0  -- keep the subquery from being inlined into every use of its columns
+    ) a
+    WHERE u.tenant = :tenant
+), flagged AS MATERIALIZED (
     SELECT
         r.*,
-        coalesce(r.address ~ CAST(:address_re AS text), false) AS address_ok,
         array_remove(ARRAY[
             CASE WHEN CAST(:user_scope AS text) = 'selected_groups'
                   AND NOT EXISTS (SELECT 1 FROM sp_scoped s WHERE s.user_id = r.id)
@@ -56,14 +56,14 @@ WITH candidates AS (
                  THEN 'guest' END,
             CASE WHEN NOT r.licensed AND CAST(:exclude_unlicensed AS boolean)
                  THEN 'unlicensed' END,
-            CASE WHEN NOT coalesce(r.address ~ CAST(:address_re AS text), false)
-                 THEN 'no_email' END,
-            CASE WHEN r.address ~ CAST(:address_re AS text)
+            CASE WHEN NOT r.address_ok THEN 'no_email' END,
+            CASE WHEN r.address_ok
                   AND (lower(r.address) = ANY (CAST(:deny_addresses AS text[]))
                        OR lower(split_part(r.address, '@', 2)) = ANY (CAST(:deny_domains AS text[])))
                  THEN 'deny_list' END
         ], NULL) AS pre_reasons
-    FROM resolved r
+    FROM (SELECT r0.*, coalesce(r0.address ~ CAST(:address_re AS text), false) AS address_ok
+            FROM resolved r0) r
 ), ranked AS (
     SELECT
         f.*,
@@ -78,7 +78,8 @@ SELECT
     k.id, k.address, k.display_name, k.given_name, k.surname, k.job_title, k.department,
     k.pre_reasons
       || CASE WHEN cardinality(k.pre_reasons) = 0 AND k.address_rank > 1
-              THEN ARRAY['duplicate_email'] ELSE '{}'::text[] END AS reasons
+              THEN ARRAY['duplicate_email'] ELSE '{}'::text[] END AS reasons,
+    cardinality(k.pre_reasons) = 0 AND k.address_rank = 1 AS included
 FROM ranked k;
 CREATE UNIQUE INDEX ON sp_users (id);
 ANALYZE sp_users;
@@ -87,15 +88,12 @@ INSERT INTO sync.snapshot_users (
     tenant, graph_id, included, reason, reasons, email, display_name, first_name, last_name,
     job_title, department, manager_graph_id, manager_note)
 SELECT
-    :tenant, u.id, cardinality(u.reasons) = 0, u.reasons[1], u.reasons, u.address,
+    :tenant, u.id, u.included, u.reasons[1], u.reasons, u.address,
     u.display_name, u.given_name, u.surname, u.job_title, u.department,
-    CASE WHEN CAST(:import_managers AS boolean) AND cardinality(u.reasons) = 0
-              AND cardinality(m.reasons) = 0
-         THEN m.id END,
-    CASE WHEN CAST(:import_managers AS boolean) AND cardinality(u.reasons) = 0
-              AND um.manager_id IS NOT NULL
+    CASE WHEN CAST(:import_managers AS boolean) AND u.included AND m.included THEN m.id END,
+    CASE WHEN CAST(:import_managers AS boolean) AND u.included AND um.manager_id IS NOT NULL
          THEN CASE WHEN m.id IS NULL THEN 'manager_not_found'
-                   WHEN cardinality(m.reasons) > 0 THEN 'manager_excluded\:' || m.reasons[1]
+                   WHEN NOT m.included THEN 'manager_excluded\:' || m.reasons[1]
               END
     END
 FROM sp_users u

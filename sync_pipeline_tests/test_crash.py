@@ -1,0 +1,77 @@
+"""A sync process killed for real in the middle of its apply: app.* is all or nothing."""
+
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import sqlalchemy as sa
+
+from sync_pipeline import db
+
+APP = ("app.users", "app.groups", "app.group_members")
+
+
+def snapshot(engine: sa.Engine, tenant: str) -> dict[str, list[tuple]]:
+    with engine.connect() as conn:
+        return {
+            t: [tuple(r) for r in conn.execute(
+                sa.text(f"SELECT * FROM {t} WHERE tenant = :t ORDER BY 1, 2, 3"), {"t": tenant}
+            )]
+            for t in APP
+        }  # fmt: skip
+
+
+def sync_process(tenant: str, home: str, database_url: str) -> subprocess.Popen:
+    env = {**os.environ, "SYNC_PIPELINE_HOME": home, "DATABASE_URL": database_url}
+    return subprocess.Popen(
+        [sys.executable, "-m", "sync_pipeline.cli", "sync", tenant],
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+    )
+
+
+def kill_during_apply(proc: subprocess.Popen, engine: sa.Engine, tenant: str) -> bool:
+    """SIGKILL the process while it holds the tenant's apply lock; False if it finished first."""
+    with engine.connect() as conn:
+        while proc.poll() is None:
+            if conn.execute(db.q("load/apply_lock_held"), {"tenant": tenant}).scalar():
+                proc.send_signal(signal.SIGKILL)
+                proc.wait()
+                return True
+            conn.rollback()
+            time.sleep(0.002)
+    return False
+
+
+def test_killed_mid_apply_leaves_app_before_or_after_and_next_sync_completes(
+    register, tenant_slug, engine, database_url, tmp_path
+):
+    killed = False
+    for attempt in range(5):  # the apply lasts a fraction of a second; catch it in the act
+        tenant = f"{tenant_slug}-{attempt}"
+        register(tenant)
+        before = snapshot(engine, tenant)
+        proc = sync_process(tenant, str(tmp_path / "home"), database_url)
+        killed = kill_during_apply(proc, engine, tenant)
+        if killed:
+            break
+        assert proc.returncode == 0, proc.stderr.read().decode()
+    assert killed, "never caught the sync inside its apply"
+    assert proc.returncode == -signal.SIGKILL
+    time.sleep(0.5)  # the server notices the dropped connection and rolls back
+    after_kill = snapshot(engine, tenant)
+    assert after_kill == before  # nothing of the interrupted apply is visible
+    with engine.connect() as conn:
+        held = conn.execute(db.q("load/apply_lock_held"), {"tenant": tenant}).scalar()
+    assert not held
+
+    again = sync_process(tenant, str(tmp_path / "home"), database_url)
+    assert again.wait(timeout=300) == 0, again.stderr.read().decode()
+    final = snapshot(engine, tenant)
+    assert final["app.users"] and final["app.group_members"]
+    repeat = sync_process(tenant, str(tmp_path / "home"), database_url)
+    assert repeat.wait(timeout=300) == 0
+    assert snapshot(engine, tenant) == final  # converged
