@@ -11,11 +11,17 @@ from sync_pipeline.defs.load import load_assets
 from sync_pipeline.defs.resources import Database, Graph
 from sync_pipeline.defs.transform import directory_snapshot
 
-defs = dg.Definitions(
-    assets=[*extract_assets, directory_snapshot, *load_assets],
-    jobs=[sync_job, test_sync_job],
-    schedules=[daily_tenant_syncs],
-    sensors=[tenant_partitions_sensor, sync_failure_alerts],
-    resources={"database": Database(), "graph": Graph()},
-    executor=default_executor(),
-)
+
+def build_defs() -> dg.Definitions:
+    """The code location's definitions; the executor follows the environment at build time."""
+    return dg.Definitions(
+        assets=[*extract_assets, directory_snapshot, *load_assets],
+        jobs=[sync_job, test_sync_job],
+        schedules=[daily_tenant_syncs],
+        sensors=[tenant_partitions_sensor, sync_failure_alerts],
+        resources={"database": Database(), "graph": Graph()},
+        executor=default_executor(),
+    )
+
+
+defs = build_defs()

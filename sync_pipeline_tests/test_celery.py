@@ -23,10 +23,11 @@ SLUGS = ["celery-one", "celery-two", "celery-three"]
 
 
 def sync_job_on_celery():
-    """Imported by the workers by name: the job as the code location defines it."""
-    from sync_pipeline.definitions import defs
+    """Imported by the workers by name: the job as the code location defines it, built now
+    (not at import), so the executor follows SYNC_PIPELINE_CELERY_BROKER set by the fixture."""
+    from sync_pipeline.definitions import build_defs
 
-    return defs.resolve_job_def("sync")
+    return build_defs().resolve_job_def("sync")
 
 
 @pytest.fixture
