@@ -4,6 +4,7 @@ import dagster as dg
 
 from sync_pipeline.defs.alerts import sync_failure_alerts
 from sync_pipeline.defs.automation import daily_tenant_syncs, tenant_partitions_sensor
+from sync_pipeline.defs.checks import asset_checks
 from sync_pipeline.defs.executors import default_executor
 from sync_pipeline.defs.extract import extract_assets
 from sync_pipeline.defs.jobs import sync_job, test_sync_job
@@ -16,6 +17,7 @@ def build_defs() -> dg.Definitions:
     """The code location's definitions; the executor follows the environment at build time."""
     return dg.Definitions(
         assets=[*extract_assets, directory_snapshot, *load_assets],
+        asset_checks=asset_checks,
         jobs=[sync_job, test_sync_job],
         schedules=[daily_tenant_syncs],
         sensors=[tenant_partitions_sensor, sync_failure_alerts],

@@ -101,6 +101,12 @@ class TenantSettings(BaseModel):
     admin_email: str | None = None
     max_deactivation_percent: float = Field(default=10.0, ge=0, le=100)
     max_deactivations: int = Field(default=500, ge=0)
+    drift_warn_percent: float = Field(
+        default=10.0, ge=0, le=100, description="Active users changing by more: a warning."
+    )
+    drift_error_percent: float = Field(
+        default=30.0, ge=0, le=100, description="Active users changing by more: the load stops."
+    )
 
     @field_validator("slug")
     @classmethod
@@ -202,6 +208,8 @@ class TenantSettings(BaseModel):
             raise ValueError("client_certificate_path needs client_certificate_thumbprint")
         if self.user_scope == "selected_groups" and not self.scope_group_ids:
             raise ValueError("user_scope selected_groups needs at least one scope_group_ids entry")
+        if self.drift_error_percent < self.drift_warn_percent:
+            raise ValueError("drift_error_percent must be at least drift_warn_percent")
         if self.group_mapping and not self.group_mapping_enabled:
             raise ValueError("group_mapping is set but group_mapping_enabled is false")
         return self

@@ -81,14 +81,16 @@ def test_dry_run_reports_every_change_by_email_and_leaves_the_app_untouched(
     assert "admin@fabrikam.test" in mat.metadata["sent_to"].value
 
 
-def test_safety_limit_is_a_warning_in_the_report(register, tenant_slug, smtp_server):
+def test_safety_limit_is_a_warning_in_the_report(register, tenant_slug, smtp_server, fake_tenant):
     register(tenant_slug, admin_email="admin@fabrikam.test")
     assert run("sync", tenant_slug).success
+    # Scoping to an empty group would deactivate everyone: far over the limit.
+    empty = next(gid for gid, members in fake_tenant["members"].items() if not members)
     register(
         tenant_slug,
         admin_email="admin@fabrikam.test",
         user_scope="selected_groups",
-        scope_group_ids=["00000000-0000-0000-0000-00000000dead"],
+        scope_group_ids=[empty],
     )
     assert run("test_sync", tenant_slug).success
     [(_, msg)] = smtp_server.messages

@@ -1,0 +1,572 @@
+"""Data-quality suites (great-expectations 1.x) over one tenant's staging, snapshot and diff.
+
+Each `check_*` function loads the rows it needs with a statement from `sql/checks/*.sql` (only
+the columns the suite reads; relation tables are summed up per group in SQL so the frames stay
+the size of the user or group list), validates them with a static GX suite, and returns an
+`Outcome`: which expectations failed, how badly, and a few sample rows for the operator.
+No Dagster imports here (ground floor); `defs/checks.py` turns outcomes into asset checks.
+
+Severity: a CRITICAL expectation guards the load (its failure is ERROR, which blocks the apply);
+a WARNING one is advisory (WARN). GX runs quietly: an ephemeral context (no `gx/` folder),
+progress bars off, analytics off.
+
+Why the snapshot checks exist although the transform already settles duplicates and the deny
+list: the transform compares addresses with Postgres `lower()` after trimming ASCII spaces;
+these suites compare them the way people read them (Unicode NFKC, all whitespace trimmed,
+case-folded), so a full-width `ALICE@x.com`, `alice@x.com` + a no-break space and
+`alice@x.com` are one address here. They also re-check what the load relies on (managers
+and members point at imported rows, no manager cycles, no blank group names) whatever the
+transform did.
+"""
+
+from __future__ import annotations
+
+import functools
+import logging
+import os
+import time
+import unicodedata
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+import pandas as pd
+import sqlalchemy as sa
+
+from sync_pipeline import db, diff
+from sync_pipeline.settings import TenantSettings
+
+if TYPE_CHECKING:
+    import great_expectations as gx
+
+# No usage statistics leave the process; must be set before GX is imported.
+os.environ.setdefault("GX_ANALYTICS_ENABLED", "False")
+
+# Python's `\s` also matches Unicode spaces (no-break space...), which Postgres' does not.
+ADDRESS_REGEX = r"^[^@\s]+@[^@\s]+\.[^@\s]+$"
+BLANK_REGEX = r"^\s*$"
+# Directory objects Graph lists as group members that we do not stage, and that are fine.
+OTHER_MEMBER_TYPES = ("orgContact", "device", "servicePrincipal")
+SAMPLE_ROWS = 5
+STAGED_ENTITIES = ("users", "groups", "group_members")
+
+ERROR, WARN = "ERROR", "WARN"
+
+
+@dataclass(frozen=True)
+class Failure:
+    """One failed expectation: what it expects, how bad, and a few offending rows."""
+
+    expectation: str
+    description: str
+    severity: str
+    unexpected_count: int | None = None
+    observed: Any = None
+    sample: tuple[dict[str, Any], ...] = ()
+
+
+@dataclass
+class Outcome:
+    """The result of one suite on one tenant."""
+
+    suite: str
+    rows: int
+    evaluated: int = 0
+    failures: list[Failure] = field(default_factory=list)
+    seconds: float = 0.0
+    facts: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def passed(self) -> bool:
+        return not self.failures
+
+    @property
+    def severity(self) -> str:
+        """ERROR when any failed expectation guards the load, else WARN (also when passed)."""
+        return ERROR if any(f.severity == ERROR for f in self.failures) else WARN
+
+
+def normalise_address(value: object) -> str | None:
+    """An address as people read it: Unicode NFKC, whitespace trimmed, case-folded."""
+    if not isinstance(value, str):
+        return None
+    return unicodedata.normalize("NFKC", value).strip().casefold()
+
+
+# -- GX plumbing ---------------------------------------------------------------------------------
+
+
+@functools.cache
+def _context() -> gx.data_context.AbstractDataContext:
+    # Imported here, not at module top: GX takes seconds to import, and loading the Dagster
+    # definitions (UI, every run's start) should not pay for it before a check runs.
+    import great_expectations as gx
+    from great_expectations.data_context.types.base import (
+        DataContextConfig,
+        InMemoryStoreBackendDefaults,
+        ProgressBarsConfig,
+    )
+
+    # GX logs its set-up at INFO (docs decorators, datasource loading): not for run logs.
+    logging.getLogger("great_expectations").setLevel(logging.WARNING)
+    config = DataContextConfig(
+        # every store in memory and no data-docs site: nothing written anywhere
+        store_backend_defaults=InMemoryStoreBackendDefaults(init_temp_docs_sites=False),
+        analytics_enabled=False,
+        progress_bars=ProgressBarsConfig(globally=False, metric_calculations=False),
+    )
+    context = gx.get_context(mode="ephemeral", project_config=config)
+    context.data_sources.add_pandas("sync_pipeline")
+    return context
+
+
+def _param(name: str) -> dict[str, str]:
+    return {"$PARAMETER": name}
+
+
+def _suite_expectations(name: str, strict: bool) -> list[Any]:
+    """The expectations of each suite; values known only at run time are suite parameters."""
+    import great_expectations as gx
+    from great_expectations.expectations.metadata_types import FailureSeverity
+
+    e = gx.expectations
+    warning = {"severity": FailureSeverity.WARNING}
+    guard = {} if strict else warning
+    suites: dict[str, list[Any]] = {
+        "staging_users": [
+            e.ExpectColumnValuesToNotBeNull(column="id", description="every user has an id"),
+            e.ExpectColumnValuesToBeUnique(column="id", description="user ids are unique"),
+            e.ExpectTableRowCountToEqual(
+                value=_param("extracted_rows"),
+                description="staged users = users the extraction counted",
+            ),
+            e.ExpectColumnValuesToNotBeNull(
+                column="user_principal_name",
+                description="every user has a userPrincipalName (else the read lost it)",
+            ),
+            e.ExpectColumnValuesToMatchRegex(
+                column="user_principal_name",
+                regex=ADDRESS_REGEX,
+                description="userPrincipalName is well-formed (else excluded as no_email)",
+                **warning,
+            ),
+            e.ExpectColumnValuesToNotBeNull(
+                column="account_enabled",
+                description="accountEnabled is present (else disabled users would import)",
+            ),
+            e.ExpectColumnValuesToBeInSet(
+                column="account_enabled",
+                value_set=[True, False],
+                description="accountEnabled is a boolean",
+            ),
+        ],
+        "staging_groups": [
+            e.ExpectColumnValuesToNotBeNull(column="id", description="every group has an id"),
+            e.ExpectColumnValuesToBeUnique(column="id", description="group ids are unique"),
+            e.ExpectTableRowCountToEqual(
+                value=_param("extracted_rows"),
+                description="staged groups = groups the extraction counted",
+            ),
+        ],
+        "staging_members": [
+            e.ExpectColumnValuesToBeUnique(column="group_id", description="one row per group"),
+            e.ExpectColumnValuesToBeInSet(
+                column="group_staged",
+                value_set=[True],
+                description="no member rows for a group that was not staged",
+            ),
+            e.ExpectColumnValuesToBeInSet(
+                column="unknown_members",
+                value_set=[0],
+                description="every member is a staged user or group, or a known directory "
+                "object type",
+            ),
+            e.ExpectColumnSumToBeBetween(
+                column="members",
+                min_value=_param("extracted_rows"),
+                max_value=_param("extracted_rows"),
+                description="staged memberships = memberships the extraction counted",
+            ),
+        ],
+        "snapshot_users": [
+            e.ExpectColumnValuesToNotBeNull(
+                column="email", description="every imported user has an address"
+            ),
+            e.ExpectColumnValuesToMatchRegex(
+                column="email", regex=ADDRESS_REGEX, description="addresses are well-formed"
+            ),
+            e.ExpectColumnValuesToBeUnique(
+                column="address_key",
+                description="addresses are unique per tenant (case, Unicode width and spaces "
+                "ignored)",
+            ),
+            e.ExpectColumnValuesToNotBeInSet(
+                column="address_key",
+                value_set=_param("deny_addresses"),
+                description="no address on the deny list",
+            ),
+            e.ExpectColumnValuesToNotBeInSet(
+                column="address_domain",
+                value_set=_param("deny_domains"),
+                description="no address in a denied *@domain",
+            ),
+            e.ExpectColumnValuesToBeInSet(
+                column="manager_known",
+                value_set=[True],
+                description="every manager is an imported snapshot user",
+            ),
+            e.ExpectColumnValuesToBeInSet(
+                column="manager_chain_ends",
+                value_set=[True],
+                description="no manager cycles (every manager chain ends at a top)",
+            ),
+        ],
+        "snapshot_groups": [
+            e.ExpectColumnValuesToBeUnique(column="graph_id", description="group ids are unique"),
+            e.ExpectColumnValuesToNotBeNull(
+                column="name", description="every imported group has a name"
+            ),
+            e.ExpectColumnValuesToNotMatchRegex(
+                column="name", regex=BLANK_REGEX, description="no blank group names"
+            ),
+            e.ExpectColumnValuesToNotMatchRegex(
+                column="mapped_to", regex=BLANK_REGEX, description="no blank mapping targets"
+            ),
+        ],
+        "snapshot_memberships": [
+            e.ExpectColumnValuesToBeInSet(
+                column="group_imported",
+                value_set=[True],
+                description="every membership's group is an imported snapshot group",
+            ),
+            e.ExpectColumnValuesToBeInSet(
+                column="unknown_users",
+                value_set=[0],
+                description="every membership's user is an imported snapshot user",
+            ),
+        ],
+        "diff_safety": [
+            e.ExpectColumnValuesToBeBetween(
+                column="deactivations",
+                min_value=0,
+                max_value=_param("max_deactivations"),
+                description="deactivations within max_deactivations",
+                **guard,
+            ),
+            e.ExpectColumnValuesToBeBetween(
+                column="deactivation_percent",
+                min_value=0,
+                max_value=_param("max_deactivation_percent"),
+                description="deactivations within max_deactivation_percent of active users",
+                **guard,
+            ),
+        ],
+        "diff_fields": [
+            e.ExpectColumnValuesToNotBeNull(
+                column="new_value", description="no update blanks an address or a name"
+            ),
+            e.ExpectColumnValuesToNotMatchRegex(
+                column="new_value",
+                regex=BLANK_REGEX,
+                description="no update sets an address or a name to spaces",
+            ),
+        ],
+        "drift": [
+            e.ExpectColumnValuesToBeBetween(
+                column="change_percent",
+                min_value=0,
+                max_value=_param("drift_warn_percent"),
+                description="imported users within drift_warn_percent of the last sync",
+                **warning,
+            ),
+            e.ExpectColumnValuesToBeBetween(
+                column="change_percent",
+                min_value=0,
+                max_value=_param("drift_error_percent"),
+                description="imported users within drift_error_percent of the last sync",
+                **guard,
+            ),
+        ],
+    }
+    return suites[name]
+
+
+# Columns that identify a row in the samples shown to operators (never secrets: ids, addresses).
+SAMPLE_COLUMNS = {
+    "staging_users": ["id", "user_principal_name"],
+    "staging_groups": ["id", "display_name"],
+    "staging_members": ["group_id", "unknown_sample"],
+    "snapshot_users": ["graph_id", "email", "manager_graph_id"],
+    "snapshot_groups": ["graph_id", "name"],
+    "snapshot_memberships": ["group_graph_id", "unknown_sample"],
+    "diff_safety": ["deactivations", "active_users"],
+    "diff_fields": ["entity", "action", "key", "label", "field"],
+    "drift": ["imported", "baseline"],
+}
+
+
+@functools.cache
+def _validation(name: str, strict: bool = True) -> Any:
+    """The suite's ValidationDefinition, built once per process (a whole-dataframe batch)."""
+    import great_expectations as gx
+
+    context = _context()
+    key = f"{name}{'' if strict else '_advisory'}"
+    asset = context.data_sources.get("sync_pipeline").add_dataframe_asset(key)
+    batch = asset.add_batch_definition_whole_dataframe(key)
+    suite = context.suites.add(
+        gx.ExpectationSuite(name=key, expectations=_suite_expectations(name, strict))
+    )
+    return context.validation_definitions.add(
+        gx.ValidationDefinition(name=key, data=batch, suite=suite)
+    )
+
+
+def validate(
+    name: str,
+    frame: pd.DataFrame,
+    parameters: dict[str, Any] | None = None,
+    *,
+    strict: bool = True,
+) -> Outcome:
+    """Run suite `name` on `frame`; `strict=False` turns its guards into warnings."""
+    started = time.monotonic()
+    validation = _validation(name, strict)
+    result = validation.run(
+        batch_parameters={"dataframe": frame},
+        expectation_parameters=parameters or {},
+        result_format={
+            "result_format": "SUMMARY",
+            "partial_unexpected_count": SAMPLE_ROWS,
+            "unexpected_index_column_names": SAMPLE_COLUMNS[name],
+        },
+    )
+    failures = [_failure(r) for r in result.results if not r.success]
+    return Outcome(
+        suite=name,
+        rows=len(frame),
+        evaluated=len(result.results),
+        failures=failures,
+        seconds=round(time.monotonic() - started, 3),
+    )
+
+
+def _failure(r: Any) -> Failure:
+    config = r.expectation_config
+    kwargs = config.kwargs
+    target = kwargs.get("column") or ""
+    res = r.result or {}
+    sample = tuple(
+        {k: _plain(v) for k, v in row.items()}
+        for row in (res.get("partial_unexpected_index_list") or [])[:SAMPLE_ROWS]
+    )
+    if r.exception_info and r.exception_info.get("raised_exception"):
+        observed: Any = r.exception_info.get("exception_message")
+    else:
+        observed = _plain(res.get("observed_value"))
+    return Failure(
+        expectation=f"{config.type}({target})" if target else config.type,
+        description=config.description or "",
+        severity=ERROR if str(config.severity.value) == "critical" else WARN,
+        unexpected_count=res.get("unexpected_count"),
+        observed=observed,
+        sample=sample,
+    )
+
+
+def _plain(value: Any) -> Any:
+    """JSON-able scalars for Dagster metadata (numpy and pandas values included)."""
+    if value is None or isinstance(value, str | bool | int | float):
+        return None if isinstance(value, float) and value != value else value
+    if hasattr(value, "item"):
+        return _plain(value.item())
+    return str(value)
+
+
+# -- loading ------------------------------------------------------------------------------------
+
+
+def load(conn: sa.Connection, name: str, params: dict[str, Any]) -> pd.DataFrame:
+    """Rows of sql/checks/<name>.sql as a DataFrame (only the columns the suite reads)."""
+    result = conn.execute(db.q(f"checks/{name}"), params)
+    keys = list(result.keys())
+    # Column by column: building a frame from 100k Row objects directly is ~3x slower.
+    columns = list(zip(*result.all(), strict=True)) or [()] * len(keys)
+    return pd.DataFrame({k: pd.Series(v, dtype=object) for k, v in zip(keys, columns, strict=True)})
+
+
+def _extracted(conn: sa.Connection, tenant: str) -> dict[str, int]:
+    rows = conn.execute(db.q("checks/extracted_counts"), {"tenant": tenant}).all()
+    return {entity: int(n) for entity, n in rows}
+
+
+def _with_count(outcome: Outcome, extracted: int | None) -> Outcome:
+    outcome.facts |= {"rows_staged": outcome.rows, "rows_extracted": extracted}
+    return outcome
+
+
+# -- the suites, one function per asset ---------------------------------------------------------
+
+
+def check_staging_users(conn: sa.Connection, tenant: str) -> Outcome:
+    """staging.users: ids, userPrincipalName, accountEnabled, and the extraction's count."""
+    extracted = _extracted(conn, tenant).get("users")
+    frame = load(conn, "staging_users", {"tenant": tenant})
+    params = {"extracted_rows": len(frame) if extracted is None else extracted}
+    return _with_count(validate("staging_users", frame, params), extracted)
+
+
+def check_staging_groups(conn: sa.Connection, tenant: str) -> Outcome:
+    """staging.groups: ids, and the extraction's count."""
+    extracted = _extracted(conn, tenant).get("groups")
+    frame = load(conn, "staging_groups", {"tenant": tenant})
+    params = {"extracted_rows": len(frame) if extracted is None else extracted}
+    return _with_count(validate("staging_groups", frame, params), extracted)
+
+
+def check_staging_members(conn: sa.Connection, tenant: str) -> Outcome:
+    """staging.group_members: known groups and members, and the extraction's count."""
+    extracted = _extracted(conn, tenant).get("group_members")
+    frame = load(
+        conn, "staging_members", {"tenant": tenant, "other_types": list(OTHER_MEMBER_TYPES)}
+    )
+    staged = int(frame["members"].sum()) if len(frame) else 0
+    params = {"extracted_rows": staged if extracted is None else extracted}
+    outcome = validate("staging_members", frame, params)
+    outcome.facts |= {"rows_staged": staged, "rows_extracted": extracted}
+    return outcome
+
+
+def deny_params(settings: TenantSettings) -> dict[str, list[str]]:
+    """The deny list, normalised like the addresses it is compared with."""
+    entries = [normalise_address(e) or "" for e in settings.email_deny_list]
+    return {
+        "deny_addresses": [e for e in entries if not e.startswith("*@")],
+        "deny_domains": [e.removeprefix("*@") for e in entries if e.startswith("*@")],
+    }
+
+
+def manager_chain_ends(managers: dict[str, str | None]) -> dict[str, bool]:
+    """For each user, whether following managers ends at someone without one (an imported
+    manager is a key of `managers`; any other id ends the chain). False in or below a cycle.
+
+    Hand-written on purpose: each user has at most one manager, so one memoised walk is
+    linear and a dozen lines, where a recursive SQL walk over 100k users took seconds.
+    """
+    ends: dict[str, bool] = {}
+    for start in managers:
+        path: list[str] = []
+        on_path: set[str] = set()
+        node: str | None = start
+        while node is not None and node in managers and node not in ends:
+            if node in on_path:
+                break  # back on this walk's own path: a cycle
+            path.append(node)
+            on_path.add(node)
+            node = managers[node]
+        result = node is None or node not in managers or ends.get(node, False)
+        for visited in path:
+            ends[visited] = result
+    return ends
+
+
+def check_snapshot_users(conn: sa.Connection, settings: TenantSettings) -> Outcome:
+    """Imported users: addresses (present, well-formed, unique, not denied), managers."""
+    frame = load(conn, "snapshot_users", {"tenant": settings.slug})
+    managers = dict(zip(frame["graph_id"], frame["manager_graph_id"], strict=True))
+    managers = {k: (v if isinstance(v, str) else None) for k, v in managers.items()}
+    frame["manager_known"] = [m is None or m in managers for m in managers.values()]
+    ends = manager_chain_ends(managers)
+    frame["manager_chain_ends"] = [ends[k] for k in managers]
+    frame["address_key"] = frame["email"].map(normalise_address)
+    frame["address_domain"] = frame["address_key"].map(
+        lambda a: a.rpartition("@")[2] if isinstance(a, str) else None
+    )
+    return validate("snapshot_users", frame, deny_params(settings))
+
+
+def check_snapshot_groups(conn: sa.Connection, tenant: str) -> Outcome:
+    """Imported groups: ids unique, names present and not blank."""
+    return validate("snapshot_groups", load(conn, "snapshot_groups", {"tenant": tenant}))
+
+
+def check_snapshot_memberships(conn: sa.Connection, tenant: str) -> Outcome:
+    """Memberships point at imported snapshot groups and users."""
+    frame = load(conn, "snapshot_memberships", {"tenant": tenant})
+    return validate("snapshot_memberships", frame)
+
+
+def drift_limits(settings: TenantSettings) -> dict[str, float]:
+    """Per-tenant drift limits; defaults until the settings model carries them."""
+    return {
+        "drift_warn_percent": float(getattr(settings, "drift_warn_percent", 10.0)),
+        "drift_error_percent": float(getattr(settings, "drift_error_percent", 30.0)),
+    }
+
+
+def check_drift(conn: sa.Connection, settings: TenantSettings, *, guard: bool = True) -> Outcome:
+    """Imported users against the last successful sync: WARN above one share, ERROR above
+    a larger one (WARN too with `guard=False`). A tenant's first sync has no baseline."""
+    row = conn.execute(db.q("checks/drift"), {"tenant": settings.slug}).one()
+    limits = drift_limits(settings)
+    facts: dict[str, Any] = {"imported_users": int(row.imported), **limits}
+    if row.baseline is None:
+        frame = pd.DataFrame(columns=["imported", "baseline", "change_percent"], dtype=object)
+        facts["baseline"] = "none (first sync)"
+    else:
+        baseline = int(row.baseline)
+        change = 100.0 * abs(int(row.imported) - baseline) / max(baseline, 1)
+        frame = pd.DataFrame(
+            [{"imported": int(row.imported), "baseline": baseline, "change_percent": change}]
+        )
+        facts |= {
+            "baseline_users": baseline,
+            "baseline_sync_run_id": int(row.baseline_run_id),
+            "change_percent": round(change, 1),
+        }
+    outcome = validate("drift", frame, limits, strict=guard)
+    outcome.facts |= facts
+    return outcome
+
+
+def diff_run_id(conn: sa.Connection, tenant: str, dagster_run_id: str) -> int | None:
+    """This Dagster run's sync.runs id, else the tenant's latest run with a diff."""
+    params = {"tenant": tenant, "dagster_run_id": dagster_run_id}
+    return conn.execute(db.q("checks/diff_run"), params).scalar_one_or_none()
+
+
+def check_diff_safety(
+    conn: sa.Connection, settings: TenantSettings, run_id: int, *, guard: bool
+) -> Outcome:
+    """The run's deactivations against the tenant's safety limit, with the load's numbers
+    (`diff.safety_check`). `guard=False` (a test sync, or an operator-allowed mass
+    deactivation) reports an excess as WARN instead of blocking."""
+    params = {"tenant": settings.slug, "run_id": run_id}
+    deactivations = int(conn.execute(db.q("checks/diff_deactivations"), params).scalar_one())
+    active = int(conn.execute(db.q("load/active_users"), params).scalar_one())
+    counts = {"user_deactivate": deactivations, "active_users": active}
+    exceeded, message = diff.safety_check(counts, settings)
+    frame = pd.DataFrame(
+        [
+            {
+                "deactivations": deactivations,
+                "active_users": active,
+                # the load's rule: no percentage limit before there are active users
+                "deactivation_percent": 100.0 * deactivations / active if active else 0.0,
+            }
+        ]
+    )
+    limits = {
+        "max_deactivations": settings.max_deactivations,
+        "max_deactivation_percent": settings.max_deactivation_percent,
+    }
+    outcome = validate("diff_safety", frame, limits, strict=guard)
+    outcome.facts |= {"sync_run_id": run_id, "safety": message, "over_safety_limit": exceeded}
+    return outcome
+
+
+def check_diff_fields(conn: sa.Connection, tenant: str, run_id: int) -> Outcome:
+    """No update, adoption, reactivation or rename writes an empty address or name."""
+    frame = load(conn, "diff_field_changes", {"tenant": tenant, "run_id": run_id})
+    outcome = validate("diff_fields", frame)
+    outcome.facts["sync_run_id"] = run_id
+    return outcome

@@ -1,0 +1,388 @@
+"""Data-quality checks: bad data from the fake Graph fails a blocking check, the apply is
+skipped and app.* is unchanged; good data passes every check. Real Postgres, fake Graph over
+HTTPS, each scenario on its own generated Graph tenant so nothing leaks between tests."""
+
+from __future__ import annotations
+
+import os
+import secrets
+
+import dagster as dg
+import pytest
+import sqlalchemy as sa
+
+from sync_pipeline import expectations, tenants
+from sync_pipeline.definitions import defs
+from sync_pipeline.defs.partitions import TENANT_PARTITIONS
+from sync_pipeline.defs.resources import Database, Graph
+from sync_pipeline.fakegraph import FakeGraph, generate_tenant
+from sync_pipeline.settings import TenantSettings
+from sync_pipeline_tests.conftest import FAKE_SECRET, FAKE_SECRET_ENV, settings_for
+
+SCENARIOS = ("good", "collision", "cycle", "ghost", "count", "blank", "drift", "mass")
+GHOST_ID = "00000000-0000-4000-8000-00000000dead"
+
+
+@pytest.fixture(scope="module")
+def docs() -> dict[str, dict]:
+    """One small generated Graph tenant per scenario; the ghost one lists, among a group's
+    members, a user object that the users read never returns."""
+    out = {
+        name: generate_tenant(name=f"qc-{name}", users=40, seed=11 + i, domain=f"{name}.example")
+        for i, name in enumerate(SCENARIOS)
+    }
+    ghost = out["ghost"]
+    ghost["other_objects"] = [
+        *ghost.get("other_objects", []),
+        {"id": GHOST_ID, "@odata.type": "#microsoft.graph.user", "displayName": "Ghost"},
+    ]
+    return out
+
+
+@pytest.fixture(scope="module")
+def fake(docs, tmp_path_factory):
+    os.environ[FAKE_SECRET_ENV] = FAKE_SECRET
+    server = FakeGraph(
+        list(docs.values()),
+        secrets={d["tenant_id"]: FAKE_SECRET for d in docs.values()},
+        state_dir=tmp_path_factory.mktemp("fakegraph-checks"),
+    ).start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def instance():
+    with dg.instance_for_test() as inst:
+        yield inst
+
+
+def register(engine, doc, fake, **overrides) -> str:
+    slug = f"qc-{secrets.token_hex(4)}"
+    with engine.begin() as conn:
+        tenants.save(conn, settings_for(slug, doc, fake, **overrides))
+    return slug
+
+
+def run_sync(
+    instance, database_url: str, slug: str, job: str = "sync", **kw
+) -> dg.ExecuteInProcessResult:
+    if slug not in instance.get_dynamic_partitions(TENANT_PARTITIONS):
+        instance.add_dynamic_partitions(TENANT_PARTITIONS, [slug])
+    return defs.resolve_job_def(job).execute_in_process(
+        partition_key=slug,
+        instance=instance,
+        resources={"database": Database(url=database_url), "graph": Graph()},
+        raise_on_error=False,
+        **kw,
+    )
+
+
+def app_state(engine: sa.Engine, slug: str) -> tuple:
+    with engine.connect() as conn:
+        return tuple(
+            tuple(tuple(r) for r in conn.execute(sa.text(q), {"t": slug}).all())
+            for q in (
+                "SELECT * FROM app.users WHERE tenant = :t ORDER BY id",
+                "SELECT * FROM app.groups WHERE tenant = :t ORDER BY id",
+                "SELECT * FROM app.group_members WHERE tenant = :t ORDER BY group_id, user_id",
+            )
+        )
+
+
+def evaluations(result: dg.ExecuteInProcessResult) -> dict[str, dg.AssetCheckEvaluation]:
+    return {e.check_name: e for e in result.get_asset_check_evaluations()}
+
+
+def assert_blocked(result, engine, slug, before, check_name: str, expectation: str) -> dict:
+    """The check failed with ERROR, the apply did not run, app.* is unchanged."""
+    assert not result.success
+    found = evaluations(result)
+    failed = found[check_name]
+    assert not failed.passed
+    assert failed.severity == dg.AssetCheckSeverity.ERROR
+    table = failed.metadata["failed_expectations"].value
+    assert expectation in table, table
+    assert not result.asset_materializations_for_node("app_directory")
+    assert app_state(engine, slug) == before
+    with engine.connect() as conn:
+        status = conn.execute(
+            sa.text("SELECT status FROM sync.runs WHERE tenant = :t AND dagster_run_id = :r"),
+            {"t": slug, "r": result.run_id},
+        ).scalar()
+    assert status in (None, "failed")
+    return found
+
+
+def first_sync(instance, database_url, engine, slug) -> tuple:
+    result = run_sync(instance, database_url, slug)
+    assert result.success
+    return app_state(engine, slug)
+
+
+# -- definitions ----------------------------------------------------------------------------------
+
+
+def test_checks_sit_beside_their_assets_and_block():
+    graph = defs.get_repository_def().asset_graph
+    listed = {
+        (k.asset_key.to_user_string(), k.name): graph.get_check_spec(k)
+        for k in graph.asset_check_keys
+    }
+    assert set(listed) >= {
+        ("graph_users", "staging_users_valid"),
+        ("graph_groups", "staging_groups_valid"),
+        ("graph_group_members", "staging_members_valid"),
+        ("snapshot_users", "snapshot_users_valid"),
+        ("snapshot_users", "snapshot_users_drift"),
+        ("snapshot_groups", "snapshot_groups_valid"),
+        ("snapshot_memberships", "snapshot_memberships_valid"),
+        ("sync_diff", "sync_diff_within_safety_limit"),
+        ("sync_diff", "sync_diff_keeps_addresses_and_names"),
+    }
+    for (asset, name), spec in listed.items():
+        if asset.startswith(("snapshot_", "sync_diff")):
+            assert spec.blocking, f"{asset}:{name} must block the apply"
+        assert spec.description, f"{asset}:{name} has no description"
+
+
+# -- through the sync job -------------------------------------------------------------------------
+
+
+def test_good_data_passes_every_check(
+    instance, database_url, engine, docs, fake, tmp_path, monkeypatch
+):
+    slug = register(engine, docs["good"], fake, import_managers=True)
+    monkeypatch.chdir(tmp_path)  # an empty working directory, to see whether anything lands
+    result = run_sync(instance, database_url, slug)
+    assert result.success
+    found = evaluations(result)
+    assert len(found) == 9
+    assert all(e.passed for e in found.values()), {
+        n: e.metadata for n, e in found.items() if not e.passed
+    }
+    assert result.asset_materializations_for_node("app_directory")
+    # quiet: GX keeps everything in memory (no gx/ folder or other files in the working tree)
+    assert list(tmp_path.iterdir()) == []
+    context = expectations._context()
+    assert context.variables.progress_bars.globally is False
+    assert os.environ["GX_ANALYTICS_ENABLED"] == "False"
+
+
+def test_addresses_colliding_after_normalisation_block_the_apply(
+    instance, database_url, engine, docs, fake
+):
+    """The transform compares lower()-ed addresses, so a full-width twin of an imported
+    address gets in as a second user; the snapshot check reads them as one address."""
+    doc = docs["collision"]
+    slug = register(engine, doc, fake)
+    before = first_sync(instance, database_url, engine, slug)
+    victim = next(r for r in before[0] if r[1] == slug)  # (id, tenant, external_id, email, ...)
+    local, domain = victim[3].split("@")
+    twin = "".join(chr(ord(c) + 0xFEE0) if c.isascii() and c.isalnum() else c for c in local)
+    fake.add_user(
+        doc["tenant_id"],
+        {"userPrincipalName": f"{twin.upper()}@{domain}", "displayName": "Twin"},
+    )
+    result = run_sync(instance, database_url, slug)
+    found = assert_blocked(result, engine, slug, before, "snapshot_users_valid", "address_key")
+    sample = found["snapshot_users_valid"].metadata["failed_expectations"].value
+    assert victim[3] in sample  # the sample names the colliding rows
+
+
+def test_a_manager_cycle_blocks_the_apply(instance, database_url, engine, docs, fake):
+    doc = docs["cycle"]
+    slug = register(engine, doc, fake, import_managers=True)
+    before = first_sync(instance, database_url, engine, slug)
+    a, b, c = (r[2] for r in before[0][:3])
+    fake.set_manager(doc["tenant_id"], a, b)
+    fake.set_manager(doc["tenant_id"], b, c)
+    fake.set_manager(doc["tenant_id"], c, a)
+    result = run_sync(instance, database_url, slug)
+    assert_blocked(result, engine, slug, before, "snapshot_users_valid", "manager_chain_ends")
+
+
+def test_a_member_pointing_at_a_missing_user_blocks_the_apply(
+    instance, database_url, engine, docs, fake
+):
+    doc = docs["ghost"]
+    slug = register(engine, doc, fake)
+    before = first_sync(instance, database_url, engine, slug)
+    group = next(g["id"] for g in doc["groups"] if "Unified" in g["groupTypes"])
+    fake.add_members(doc["tenant_id"], group, [GHOST_ID])
+    result = run_sync(instance, database_url, slug)
+    found = assert_blocked(result, engine, slug, before, "staging_members_valid", "unknown_members")
+    assert GHOST_ID in found["staging_members_valid"].metadata["failed_expectations"].value
+    assert not result.asset_materializations_for_node("directory_snapshot")
+
+
+def test_a_staging_count_mismatch_blocks_the_apply(instance, database_url, engine, docs, fake):
+    """What the extraction recorded must be what staging holds. The extraction reconciles
+    with Graph's $count inside its transaction, so the mismatch is made in the database: a
+    trigger (this tenant only) records one user more than was staged."""
+    slug = register(engine, docs["count"], fake)
+    before = first_sync(instance, database_url, engine, slug)
+    function = f"qc_inflate_{slug.replace('-', '_')}"
+    with engine.begin() as conn:
+        conn.execute(
+            sa.text(
+                f"CREATE FUNCTION staging.{function}() RETURNS trigger LANGUAGE plpgsql AS "
+                "$$ BEGIN NEW.rows := NEW.rows + 1; RETURN NEW; END $$"
+            )
+        )
+        conn.execute(
+            sa.text(
+                f"CREATE TRIGGER {function} BEFORE INSERT ON staging.extractions "
+                f"FOR EACH ROW WHEN (NEW.tenant = '{slug}' AND NEW.entity = 'users') "
+                f"EXECUTE FUNCTION staging.{function}()"
+            )
+        )
+    try:
+        result = run_sync(instance, database_url, slug)
+    finally:
+        with engine.begin() as conn:
+            conn.execute(sa.text(f"DROP TRIGGER {function} ON staging.extractions"))
+            conn.execute(sa.text(f"DROP FUNCTION staging.{function}()"))
+    found = assert_blocked(
+        result, engine, slug, before, "staging_users_valid", "expect_table_row_count_to_equal"
+    )
+    meta = found["staging_users_valid"].metadata
+    assert meta["rows_extracted"].value == meta["rows_staged"].value + 1
+
+
+def test_an_update_that_blanks_a_name_blocks_the_apply(instance, database_url, engine, docs, fake):
+    doc = docs["blank"]
+    slug = register(engine, doc, fake)
+    before = first_sync(instance, database_url, engine, slug)
+    user = before[0][0]
+    fake.update_user(doc["tenant_id"], user[2], displayName="  ")
+    result = run_sync(instance, database_url, slug)
+    found = assert_blocked(
+        result, engine, slug, before, "sync_diff_keeps_addresses_and_names", "new_value"
+    )
+    assert (
+        user[3]
+        in found["sync_diff_keeps_addresses_and_names"].metadata["failed_expectations"].value
+    )
+
+
+def test_drift_warns_without_blocking_then_errors(instance, database_url, engine, docs, fake):
+    doc = docs["drift"]
+    slug = register(engine, doc, fake)
+    before = first_sync(instance, database_url, engine, slug)
+    imported = len(before[0])
+    grow = max(2, imported * 15 // 100)  # +15%: over the 10% warning, under the 30% error
+    for i in range(grow):
+        fake.add_user(doc["tenant_id"], {"userPrincipalName": f"new{i}@drift.example"})
+    warned = run_sync(instance, database_url, slug)
+    assert warned.success  # WARN does not block
+    drift = evaluations(warned)["snapshot_users_drift"]
+    assert not drift.passed and drift.severity == dg.AssetCheckSeverity.WARN
+    after_warn = app_state(engine, slug)
+    assert len(after_warn[0]) == imported + grow
+    for i in range(len(after_warn[0]) // 2):
+        fake.add_user(doc["tenant_id"], {"userPrincipalName": f"more{i}@drift.example"})
+    assert_blocked(
+        run_sync(instance, database_url, slug),
+        engine,
+        slug,
+        after_warn,
+        "snapshot_users_drift",
+        "drift_error_percent",
+    )
+
+
+def test_mass_deactivation_blocks_unless_the_operator_allows_it(
+    instance, database_url, engine, docs, fake
+):
+    doc = docs["mass"]
+    slug = register(engine, doc, fake)
+    before = first_sync(instance, database_url, engine, slug)
+    leavers = [r[2] for r in before[0][: len(before[0]) // 5]]  # 20%: over the 10% limit
+    for uid in leavers:
+        fake.delete_user(doc["tenant_id"], uid)
+    found = assert_blocked(
+        run_sync(instance, database_url, slug),
+        engine,
+        slug,
+        before,
+        "sync_diff_within_safety_limit",
+        "deactivation_percent",
+    )
+    safety = found["sync_diff_within_safety_limit"]
+    assert f"sync-pipeline sync {slug} --allow-mass-deactivation" in safety.description
+    assert found["snapshot_users_drift"].severity == dg.AssetCheckSeverity.WARN  # 20% < 30%
+
+    dry = run_sync(instance, database_url, slug, job="test_sync")
+    assert dry.success  # a test sync reports the excess instead of stopping
+    warned = evaluations(dry)["sync_diff_within_safety_limit"]
+    assert not warned.passed and warned.severity == dg.AssetCheckSeverity.WARN
+    assert app_state(engine, slug) == before
+
+    allowed = run_sync(
+        instance,
+        database_url,
+        slug,
+        run_config={"ops": {"app_directory": {"config": {"allow_mass_deactivation": True}}}},
+    )
+    assert allowed.success
+    found = evaluations(allowed)
+    for name in ("sync_diff_within_safety_limit", "snapshot_users_drift"):
+        assert not found[name].passed and found[name].severity == dg.AssetCheckSeverity.WARN
+    active = [r for r in app_state(engine, slug)[0] if r[10]]  # is_active
+    assert len(active) == len(before[0]) - len(leavers)
+
+
+# -- invariants the transform keeps: the suites still catch a snapshot that breaks them -----------
+
+
+def test_snapshot_suites_catch_what_the_transform_never_writes(engine):
+    slug = f"qc-{secrets.token_hex(4)}"
+    with engine.begin() as conn:
+        conn.execute(
+            sa.text(
+                "INSERT INTO sync.snapshot_users (tenant, graph_id, included, email,"
+                " manager_graph_id) VALUES"
+                " (:t, 'u1', true, 'a@x.com', 'nobody'),"
+                " (:t, 'u2', true, 'ceo@x.com', NULL),"
+                " (:t, 'u3', true, 'b@contractors.x.com', NULL)"
+            ),
+            {"t": slug},
+        )
+        conn.execute(
+            sa.text(
+                "INSERT INTO sync.snapshot_groups (tenant, graph_id, included, name, group_kind)"
+                " VALUES (:t, 'g1', true, :blank, 'security')"
+            ),
+            {"t": slug, "blank": "\u00a0"},
+        )
+        conn.execute(
+            sa.text(
+                "INSERT INTO sync.snapshot_memberships (tenant, group_graph_id, user_graph_id)"
+                " VALUES (:t, 'g1', 'u1'), (:t, 'g1', 'u9'), (:t, 'g9', 'u1')"
+            ),
+            {"t": slug},
+        )
+        settings = TenantSettings(
+            slug=slug,
+            tenant_id="00000000-0000-0000-0000-000000000000",
+            client_id="11111111-1111-1111-1111-111111111111",
+            fake_tenant="contoso-demo",
+            email_deny_list=["CEO@x.com", "*@contractors.x.com"],
+        )
+        users = expectations.check_snapshot_users(conn, settings)
+        groups = expectations.check_snapshot_groups(conn, slug)
+        members = expectations.check_snapshot_memberships(conn, slug)
+        conn.rollback()
+    failed = lambda o: {f.expectation for f in o.failures}  # noqa: E731
+    assert failed(users) == {
+        "expect_column_values_to_not_be_in_set(address_key)",
+        "expect_column_values_to_not_be_in_set(address_domain)",
+        "expect_column_values_to_be_in_set(manager_known)",
+    }
+    assert failed(groups) == {"expect_column_values_to_not_match_regex(name)"}
+    assert failed(members) == {
+        "expect_column_values_to_be_in_set(group_imported)",
+        "expect_column_values_to_be_in_set(unknown_users)",
+    }
+    assert users.severity == groups.severity == members.severity == expectations.ERROR
