@@ -205,8 +205,9 @@ def demo_settings() -> TenantSettings:
 
 
 def ensure_demo(conn: sa.Connection) -> bool:
-    """Register the demo tenant on a database that has never had a tenant."""
-    if conn.execute(db.q("tenants/ever_registered")).scalar():
+    """Register the demo tenant out of the box, unless it was registered before (and maybe
+    removed on purpose: then it stays removed)."""
+    if conn.execute(db.q("tenants/ever_registered"), {"slug": DEMO_SLUG}).scalar():
         return False
     save(conn, demo_settings())
     return True

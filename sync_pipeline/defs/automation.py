@@ -66,10 +66,14 @@ def daily_tenant_syncs(context: dg.ScheduleEvaluationContext, database: Database
     with database.engine().connect() as conn:
         registered = [t.settings for t in tenants.list_all(conn)]
     held = quarantined(database)
-    requests, skipped = [], []
+    partitions = set(context.instance.get_dynamic_partitions(TENANT_PARTITIONS))
+    requests, skipped, pending = [], [], []
     for due in schedule.due_between(registered, start, end):
         if due.slug in held:
             skipped.append(due.slug)
+            continue
+        if due.slug not in partitions:  # registered a moment ago: the sensor adds it next
+            pending.append(due.slug)
             continue
         requests.append(
             dg.RunRequest(
@@ -80,9 +84,13 @@ def daily_tenant_syncs(context: dg.ScheduleEvaluationContext, database: Database
         )
     if skipped:
         context.log.warning(f"quarantined, not synced: {', '.join(skipped)}")
+    if pending:
+        context.log.warning(f"no partition yet, not synced this tick: {', '.join(pending)}")
     if not requests:
         reason = f"no tenant due between {start:%H:%M} and {end:%H:%M} UTC"
         if skipped:
             reason += f"; quarantined: {', '.join(skipped)}"
+        if pending:
+            reason += f"; waiting for their partition: {', '.join(pending)}"
         return dg.SkipReason(reason)
     return requests
