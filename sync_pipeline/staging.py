@@ -131,6 +131,22 @@ class StagingWriter:
         self.counts[table] = self.counts.get(table, 0) + n
         return n
 
+    def delete(self, statement: str, ids: list[str]) -> None:
+        """Run a staging/delete_* statement for these ids (no-op for none)."""
+        if ids:
+            self.conn.execute(db.q(f"staging/{statement}"), {"t": self.tenant, "ids": ids})
+
+    def delete_pairs(self, pairs: list[tuple[str, str]]) -> None:
+        if pairs:
+            self.conn.execute(
+                db.q("staging/delete_memberships"),
+                {
+                    "t": self.tenant,
+                    "group_ids": [g for g, _ in pairs],
+                    "member_ids": [m for _, m in pairs],
+                },
+            )
+
     def record(self, entity: str, rows: int, requests: int) -> None:
         self.conn.execute(
             db.q("staging/record_extraction"),

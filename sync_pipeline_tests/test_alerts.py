@@ -45,7 +45,7 @@ def test_failed_sync_alerts_ops_then_quarantines_and_tells_the_admin(
             assert rcpt == ["ops@example.test"]
             body = alert.get_content()
             assert tenant_slug in alert["Subject"]
-            assert any(f"step:        {a.key.path[-1]}" in body for a in extract_assets)
+            assert any(f"step:        {a.node_def.name}" in body for a in extract_assets)
             assert "invalid_client" in body and "AADSTS7000215" in body
             assert f"/runs/{result.run_id}" in body
             assert "expired-secret" not in body

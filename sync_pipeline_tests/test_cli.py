@@ -122,3 +122,25 @@ def test_unknown_tenant_exits_2_and_says_what_to_do(home):
     result = run_cli("sync", "no-such-tenant", env=home)
     assert result.returncode == 2
     assert "no-such-tenant" in result.stderr and "tenant import" in result.stderr
+
+
+def test_mass_deactivation_is_refused_with_exit_3_then_allowed(
+    home, register, tenant_slug, fake_tenant, engine
+):
+    register(tenant_slug)
+    assert run_cli("sync", tenant_slug, env=home).returncode == 0
+    # Scoping the sync to an empty group would deactivate every user.
+    empty = next(gid for gid, members in fake_tenant["members"].items() if not members)
+    register(tenant_slug, user_scope="selected_groups", scope_group_ids=[empty])
+    refused = run_cli("sync", tenant_slug, env=home)
+    assert refused.returncode == 3, refused.stderr
+    assert "--allow-mass-deactivation" in refused.stderr
+    with engine.connect() as conn:
+        active = conn.execute(
+            sa.text("SELECT count(*) FROM app.users WHERE tenant = :t AND is_active"),
+            {"t": tenant_slug},
+        ).scalar()
+    assert active > 100  # nothing was deactivated
+    allowed = run_cli("sync", tenant_slug, "--allow-mass-deactivation", env=home)
+    assert allowed.returncode == 0, allowed.stderr
+    assert f"0 created, 0 updated, {active} deactivated" in allowed.stdout

@@ -79,7 +79,7 @@ def test_extract_stage_reads_the_whole_directory(
     instance, database_url, engine, register, tenant_slug, fake_tenant
 ):
     register(tenant_slug)
-    result = materialize(instance, database_url, tenant_slug, [a.key for a in extract_assets])
+    result = materialize(instance, database_url, tenant_slug, [k for a in extract_assets for k in a.keys])
     assert result.success
     with engine.connect() as conn:
         n = lambda table: conn.execute(  # noqa: E731

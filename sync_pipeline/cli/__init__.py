@@ -12,6 +12,7 @@ import os
 import click
 
 from sync_pipeline.cli.common import console
+from sync_pipeline.cli.connectcmd import connect_command
 from sync_pipeline.cli.dbcmd import db_group
 from sync_pipeline.cli.explaincmd import explain_command
 from sync_pipeline.cli.fakegraphcmd import fakegraph_group
@@ -40,3 +41,4 @@ main.add_command(db_group)
 main.add_command(tenant_group)
 main.add_command(fakegraph_group)
 main.add_command(explain_command)
+tenant_group.add_command(connect_command)

@@ -85,14 +85,23 @@ def _follow(instance: Any, run_id: str, worker: threading.Thread) -> None:
     is_flag=True,
     help="Apply even when deactivations exceed the tenant's safety limit.",
 )
+@click.option(
+    "--full",
+    "full_read",
+    is_flag=True,
+    help="Read the whole directory again instead of only the changes since the last sync.",
+)
 @handle_errors
-def sync_command(tenant: str, dry_run: bool, allow_mass_deactivation: bool) -> None:
+def sync_command(
+    tenant: str, dry_run: bool, allow_mass_deactivation: bool, full_read: bool
+) -> None:
     """Sync one TENANT now (a manual sync), recorded in Dagster like any other run."""
     prepare()
     import dagster as dg
 
     from sync_pipeline.cli.tenantcmd import _partitions_add
     from sync_pipeline.definitions import defs
+    from sync_pipeline.defs.extract import FULL_READ_TAG
 
     with db.engine().connect() as conn:
         stored = tenants.get(conn, tenant)  # validates the settings before anything runs
@@ -117,7 +126,11 @@ def sync_command(tenant: str, dry_run: bool, allow_mass_deactivation: bool) -> N
                 partition_key=tenant,
                 run_id=run_id,
                 raise_on_error=False,
-                tags={"tenant": tenant, "trigger": "test" if dry_run else "manual"},
+                tags={
+                    "tenant": tenant,
+                    "trigger": "test" if dry_run else "manual",
+                    **({FULL_READ_TAG: "true"} if full_read else {}),
+                },
             )
         except BaseException as exc:  # reported below, after progress stops
             outcome["error"] = exc
@@ -134,7 +147,8 @@ def sync_command(tenant: str, dry_run: bool, allow_mass_deactivation: bool) -> N
         message = _failure_message(result)
         err_console.print(f"[bold red]sync of {tenant} failed[/] (Dagster run {run_id})")
         err_console.print(message)
-        code = EXIT_REFUSED if "--allow-mass-deactivation" in message else EXIT_FAILED
+        refused = "--allow-mass-deactivation" in message
+        code = EXIT_REFUSED if refused else EXIT_FAILED
         raise SystemExit(code)
     _print_summary(tenant, run_id, dry_run, zone)
 
@@ -143,7 +157,35 @@ def _verbose() -> bool:
     return bool(getattr(console, "verbose", False))
 
 
+SAFETY_CHECK = "sync_diff_within_safety_limit"
+# Checks that refuse a sync for being too big a change; --allow-mass-deactivation lifts them.
+REFUSING_CHECKS = (SAFETY_CHECK, "snapshot_users_drift")
+
+
 def _failure_message(result: Any) -> str:
+    """What stopped the run: a failed blocking check first (its description says why and what
+    to do), else the first failed step's own error."""
+    import dagster as dg
+
+    failed_checks = [
+        e
+        for e in result.get_asset_check_evaluations()
+        if not e.passed and e.severity == dg.AssetCheckSeverity.ERROR
+    ]
+    failed_checks.sort(key=lambda e: e.check_name not in REFUSING_CHECKS)
+    if failed_checks:
+        lines = [
+            f"check {e.asset_key.to_user_string()}:{e.check_name} failed: "
+            f"{e.description or 'see the UI for the failed expectations'}"
+            for e in failed_checks
+        ]
+        if any(e.check_name in REFUSING_CHECKS for e in failed_checks):
+            tenant = result.dagster_run.tags.get("dagster/partition", "TENANT")
+            lines.append(
+                "Nothing was changed in the app. If this change is expected, run "
+                f"`sync-pipeline sync {tenant} --allow-mass-deactivation`."
+            )
+        return "\n".join(lines)
     for event in result.all_events:
         if event.is_step_failure:
             error = event.step_failure_data.error

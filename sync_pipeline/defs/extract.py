@@ -1,40 +1,47 @@
-"""Extract: Graph → staging.*, one tenant partition at a time.
+"""Extract: Graph → staging.*, one tenant partition at a time, in one transaction.
 
-Each asset replaces its staging tables inside one transaction while pages stream in: a failed
-read rolls back, and the downstream transform and load do not run.
+One multi-asset reads every entity concurrently (users, groups, memberships, SKUs and
+managers share Graph's resource-unit budget, so one read plans them best) and materialises
+the five staging assets together: a failed or partial read rolls back, the delta links stay
+where they were, and the downstream transform and load do not run. The run tag
+`sync_pipeline/full_read=true` (`sync-pipeline sync TENANT --full`) ignores the delta links.
 """
 
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
-from typing import Any
 
 import dagster as dg
-import sqlalchemy as sa
 
 from sync_pipeline import db
 from sync_pipeline.defs.partitions import tenant_partitions
 from sync_pipeline.defs.resources import Database, Graph
-from sync_pipeline.graph import GraphAuthError, GraphClient, GraphError, reader
-from sync_pipeline.staging import (
-    GraphDataError,
-    StagingWriter,
-    group_row,
-    licence_rows,
-    member_type,
-    sku_row,
-    user_row,
-)
+from sync_pipeline.extraction import extract
+from sync_pipeline.graph import CredentialError, GraphAuthError, GraphError
+from sync_pipeline.staging import GraphDataError
 
+FULL_READ_TAG = "sync_pipeline/full_read"
 GRAPH_RETRY = dg.RetryPolicy(
     max_retries=2, delay=5, backoff=dg.Backoff.EXPONENTIAL, jitter=dg.Jitter.PLUS_MINUS
 )
-EXTRACT = {
-    "partitions_def": tenant_partitions,
-    "group_name": "extract",
-    "pool": "graph",
-    "retry_policy": GRAPH_RETRY,
-    "kinds": {"python", "postgres"},
+SPECS = {
+    "graph_users": "Every user of the tenant's directory (the properties GRAPH.md lists), with "
+    "licence assignments, in staging.users and staging.user_licences.",
+    "graph_groups": "Every group with its type fields (groupTypes, mailEnabled, "
+    "securityEnabled), in staging.groups.",
+    "graph_group_members": "Direct members of every group (users, nested groups and other "
+    "directory objects, each with its type), in staging.group_members.",
+    "graph_subscribed_skus": "The tenant's licence products (SKUs) with consumed and enabled "
+    "units, in staging.subscribed_skus.",
+    "graph_user_managers": "Each user's manager (none is a valid answer), in "
+    "staging.user_managers.",
+}
+TABLES = {
+    "graph_users": ("users", "user_licences"),
+    "graph_groups": ("groups",),
+    "graph_group_members": ("group_members",),
+    "graph_subscribed_skus": ("subscribed_skus",),
+    "graph_user_managers": ("user_managers",),
 }
 
 
@@ -53,150 +60,59 @@ def graph_failures() -> Iterator[None]:
                 metadata={"code": exc.code, "request_id": exc.request_id or ""},
             ) from None
         raise
-    except GraphDataError as exc:
+    except (GraphDataError, CredentialError) as exc:
         raise dg.Failure(str(exc), allow_retries=False) from None
 
 
-def _result(client: GraphClient, started: float, **counts: int) -> dg.MaterializeResult:
-    return dg.MaterializeResult(
-        metadata={
-            **counts,
-            **client.stats.as_metadata(),
-            "seconds": round(time.monotonic() - started, 3),
-        }
-    )
-
-
-def _ids(conn: sa.Connection, statement: str, tenant: str) -> list[str]:
-    return list(conn.execute(db.q(statement), {"t": tenant}).scalars())
-
-
-@dg.asset(**EXTRACT)
-def graph_users(
+@dg.multi_asset(
+    specs=[
+        dg.AssetSpec(key, description=text, group_name="extract", kinds={"python", "postgres"})
+        for key, text in SPECS.items()
+    ],
+    partitions_def=tenant_partitions,
+    pool="graph",
+    retry_policy=GRAPH_RETRY,
+    name="graph_directory",
+)
+def graph_directory(
     context: dg.AssetExecutionContext, database: Database, graph: Graph
-) -> dg.MaterializeResult:
-    """Every user of the tenant's directory, from Graph into staging.users and
-    staging.user_licences (licence assignments come with each user)."""
+) -> Iterator[dg.MaterializeResult]:
+    """The tenant's directory read from Graph into staging.*: users, groups, memberships,
+    subscribed SKUs and managers, incrementally through delta queries when a link is kept."""
     tenant, started = context.partition_key, time.monotonic()
-    client = graph.client(database.tenant_settings(tenant))
-    pages = 0
-    with graph_failures(), database.engine().begin() as conn:
-        writer = StagingWriter(conn, tenant)
-        writer.clear("users")
-        writer.clear("user_licences")
-        for page in reader.users(client):
-            pages += 1
-            writer.copy("users", (user_row(tenant, u) for u in page))
-            writer.copy("user_licences", [r for u in page for r in licence_rows(tenant, u)])
-            context.log.debug(f"users: page {pages}, {writer.counts['users']} rows")
-        writer.record("users", writer.counts["users"], pages)
-    return _result(
-        client,
-        started,
-        users=writer.counts["users"],
-        licence_assignments=writer.counts["user_licences"],
-        pages=pages,
-    )
+    full = context.run.tags.get(FULL_READ_TAG, "").lower() == "true"
+    with graph_failures():
+        client = graph.client(database.tenant_settings(tenant))
+        if client.delegated is not None:
+            client.delegated.engine = database.engine()
+        with database.engine().begin() as conn, db.tenant_lock(conn, tenant):
+            result = extract(client, conn, tenant, full=full, workers=graph.workers)
+    stats = client.stats.as_metadata()
+    common = {
+        **{f"mode_{k}": v for k, v in result.mode.items()},
+        **stats,
+        "seconds": round(time.monotonic() - started, 3),
+    }
+    context.log.info(f"extract {tenant}: {result.mode} {dict(result.changes)} {stats}")
+    for key, tables in TABLES.items():
+        meta: dict[str, object] = {t: result.staged.get(t, 0) for t in tables}
+        if key == "graph_users":
+            meta |= {f"graph_count_{k}": v for k, v in result.graph_counts.items()}
+            meta |= {k: v for k, v in result.changes.items() if k.startswith("users_")}
+        elif key == "graph_group_members":
+            meta |= {f"members_{k}": v for k, v in sorted(result.member_types.items())}
+            meta |= {
+                k: v for k, v in result.changes.items() if k.startswith(("members", "groups_m"))
+            }
+        elif key == "graph_groups":
+            meta |= {k: v for k, v in result.changes.items() if k.startswith("groups_")}
+        yield dg.MaterializeResult(asset_key=key, metadata={**meta, **common})
 
 
-@dg.asset(**EXTRACT)
-def graph_groups(
-    context: dg.AssetExecutionContext, database: Database, graph: Graph
-) -> dg.MaterializeResult:
-    """Every group of the tenant with its type fields (groupTypes, mailEnabled,
-    securityEnabled), into staging.groups."""
-    tenant, started = context.partition_key, time.monotonic()
-    client = graph.client(database.tenant_settings(tenant))
-    pages = 0
-    with graph_failures(), database.engine().begin() as conn:
-        writer = StagingWriter(conn, tenant)
-        writer.clear("groups")
-        for page in reader.groups(client):
-            pages += 1
-            writer.copy("groups", (group_row(tenant, g) for g in page))
-        writer.record("groups", writer.counts["groups"], pages)
-    return _result(client, started, groups=writer.counts["groups"], pages=pages)
-
-
-@dg.asset(**EXTRACT, deps=[graph_groups])
-def graph_group_members(
-    context: dg.AssetExecutionContext, database: Database, graph: Graph
-) -> dg.MaterializeResult:
-    """Direct members of every staged group (users, nested groups and other directory
-    objects, each with its type), into staging.group_members."""
-    tenant, started = context.partition_key, time.monotonic()
-    client = graph.client(database.tenant_settings(tenant))
-    by_type: dict[str, int] = {}
-    with graph_failures(), database.engine().begin() as conn:
-        group_ids = _ids(conn, "staging/group_ids", tenant)
-        writer = StagingWriter(conn, tenant)
-        writer.clear("group_members")
-        for done, (group_id, members) in enumerate(
-            reader.group_members(client, group_ids, graph.workers), start=1
-        ):
-            rows: list[tuple[Any, ...]] = []
-            for m in members:
-                kind = member_type(m)
-                by_type[kind] = by_type.get(kind, 0) + 1
-                rows.append((tenant, group_id, m["id"], kind))
-            writer.copy("group_members", rows)
-            if done % 500 == 0:
-                context.log.info(f"members: {done}/{len(group_ids)} groups read")
-        writer.record("group_members", writer.counts["group_members"], client.stats.requests)
-    return _result(
-        client,
-        started,
-        groups_read=len(group_ids),
-        memberships=writer.counts["group_members"],
-        **{f"members_{k}": v for k, v in sorted(by_type.items())},
-    )
-
-
-@dg.asset(**EXTRACT)
-def graph_subscribed_skus(
-    context: dg.AssetExecutionContext, database: Database, graph: Graph
-) -> dg.MaterializeResult:
-    """The tenant's licence products (SKUs) with their consumed and enabled units, into
-    staging.subscribed_skus."""
-    tenant, started = context.partition_key, time.monotonic()
-    client = graph.client(database.tenant_settings(tenant))
-    with graph_failures(), database.engine().begin() as conn:
-        writer = StagingWriter(conn, tenant)
-        writer.clear("subscribed_skus")
-        writer.copy("subscribed_skus", [sku_row(tenant, s) for s in reader.subscribed_skus(client)])
-        writer.record("subscribed_skus", writer.counts["subscribed_skus"], 1)
-    return _result(client, started, skus=writer.counts["subscribed_skus"])
-
-
-@dg.asset(**EXTRACT, deps=[graph_users])
-def graph_user_managers(
-    context: dg.AssetExecutionContext, database: Database, graph: Graph
-) -> dg.MaterializeResult:
-    """Each staged user's manager (none is a valid answer), into staging.user_managers."""
-    tenant, started = context.partition_key, time.monotonic()
-    client = graph.client(database.tenant_settings(tenant))
-    with graph_failures(), database.engine().begin() as conn:
-        user_ids = _ids(conn, "staging/user_ids", tenant)
-        writer = StagingWriter(conn, tenant)
-        writer.clear("user_managers")
-        batch: list[tuple[Any, ...]] = []
-        for user_id, manager_id in reader.managers(client, user_ids, graph.workers):
-            if manager_id:
-                batch.append((tenant, user_id, manager_id))
-            if len(batch) >= 1000:
-                writer.copy("user_managers", batch)
-                batch = []
-        writer.copy("user_managers", batch)
-        writer.record("user_managers", writer.counts["user_managers"], client.stats.requests)
-    return _result(
-        client, started, users_read=len(user_ids), managers=writer.counts["user_managers"]
-    )
-
-
-extract_assets = [
-    graph_users,
-    graph_groups,
-    graph_group_members,
-    graph_subscribed_skus,
-    graph_user_managers,
-]
+extract_assets = [graph_directory]
+# The staging assets by key, for asset checks and dependencies (the multi-asset makes them all).
+graph_users = dg.AssetKey("graph_users")
+graph_groups = dg.AssetKey("graph_groups")
+graph_group_members = dg.AssetKey("graph_group_members")
+graph_subscribed_skus = dg.AssetKey("graph_subscribed_skus")
+graph_user_managers = dg.AssetKey("graph_user_managers")

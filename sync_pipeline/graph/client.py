@@ -8,20 +8,23 @@ sends) and counting the retries and the seconds spent waiting, for the run's met
 from __future__ import annotations
 
 import hashlib
+import json as jsonlib
 import os
+import random
 import threading
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlsplit
+from urllib.parse import urlsplit, urlunsplit
 
 import msal
 import requests
 from requests.adapters import HTTPAdapter
 from urllib3.util.retry import Retry
 
+from sync_pipeline.graph.budget import Budget, cost
 from sync_pipeline.graph.errors import (
     CredentialError,
     GraphAuthError,
@@ -47,7 +50,9 @@ class GraphStats:
     retries: int = 0
     throttled: int = 0
     wait_seconds: float = 0.0
+    budget_wait_seconds: float = 0.0
     resource_units: int = 0
+    batches: int = 0
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
 
     def add(self, **deltas: float) -> None:
@@ -62,6 +67,8 @@ class GraphStats:
             "graph_throttled": self.throttled,
             "graph_wait_seconds": round(self.wait_seconds, 3),
             "graph_resource_units": self.resource_units,
+            "graph_batches": self.batches,
+            "graph_budget_wait_seconds": round(self.budget_wait_seconds, 3),
         }
 
 
@@ -177,7 +184,11 @@ def _msal_app(
 
 
 class GraphClient:
-    """Reads one tenant's directory. Thread-safe: extraction fans requests out over threads."""
+    """Reads one tenant's directory. Thread-safe: extraction fans requests out over threads.
+
+    Every call first spends its resource units from the tenant's and the app's budget
+    (budget.py), so concurrent reads stay under Graph's limits instead of collecting 429s.
+    """
 
     def __init__(
         self,
@@ -186,6 +197,7 @@ class GraphClient:
         credential: str | dict[str, str] | None = None,
         stats: GraphStats | None = None,
         pool_size: int = 16,
+        budget: Budget | None = None,
     ) -> None:
         self.settings = settings
         self.tenant = settings.slug
@@ -193,10 +205,21 @@ class GraphClient:
         self.base = f"{settings.graph_base_url}/{API_VERSION}"
         self.scope = [f"{settings.graph_base_url}/.default"]
         self.http = _session(settings, self.stats, pool_size)
-        self._app = _msal_app(settings, credential or resolve_credential(settings), self.http)
+        self.budget = budget or Budget(settings.client_id)
+        self.delegated = None
+        if settings.auth_mode == "delegated" and credential is None:
+            from sync_pipeline.graph.auth import DelegatedTokens
+
+            self.delegated = DelegatedTokens(settings, self.http)
+            self._app = None
+        else:
+            self._app = _msal_app(settings, credential or resolve_credential(settings), self.http)
 
     # -- tokens ---------------------------------------------------------------------------
     def token(self) -> str:
+        if self.delegated is not None:
+            return self.delegated.token()
+        assert self._app is not None
         result = self._app.acquire_token_for_client(scopes=self.scope)
         if "access_token" not in result:
             error = str(result.get("error", "unknown_error"))
@@ -211,9 +234,20 @@ class GraphClient:
 
     # -- requests ---------------------------------------------------------------------------
     def _url(self, path_or_url: str) -> str:
-        if path_or_url.startswith("https://"):
+        """Relative paths join the base; Graph's absolute links (nextLink, deltaLink) are
+        pinned to graph_base_url's host, so the bearer token never goes anywhere else (and a
+        stored deltaLink follows the tenant when its endpoint moves)."""
+        if not path_or_url.startswith("https://"):
+            return f"{self.base}{path_or_url}"
+        split, base = urlsplit(path_or_url), urlsplit(self.base)
+        if split.netloc == base.netloc:
             return path_or_url
-        return f"{self.base}{path_or_url}"
+        return urlunsplit((base.scheme, base.netloc, split.path, split.query, ""))
+
+    def _spend(self, units: int) -> None:
+        waited = self.budget.spend(units)
+        if waited:
+            self.stats.add(budget_wait_seconds=waited)
 
     def request(
         self,
@@ -224,10 +258,12 @@ class GraphClient:
         headers: dict[str, str] | None = None,
         json: Any = None,
         ok: tuple[int, ...] = (200,),
+        units: int | None = None,
     ) -> requests.Response:
         url = self._url(path_or_url)
-        send = {"Authorization": f"Bearer {self.token()}", **(headers or {})}
         path = urlsplit(url).path
+        self._spend(cost(method, url, params) if units is None else units)
+        send = {"Authorization": f"Bearer {self.token()}", **(headers or {})}
         try:
             response = self.http.request(
                 method, url, params=params, headers=send, json=json, timeout=(10, 120)
@@ -241,35 +277,36 @@ class GraphClient:
                 path=path,
                 hint="Check graph_base_url and the network; the run can be retried",
             ) from None
-        units = response.headers.get("x-ms-resource-unit")
-        self.stats.add(requests=1, resource_units=int(units) if units and units.isdigit() else 0)
+        used = response.headers.get("x-ms-resource-unit")
+        self.stats.add(requests=1, resource_units=int(used) if used and used.isdigit() else 0)
         if response.status_code not in ok:
-            raise self._error(response, path)
+            raise self._error(response.status_code, _body(response), response.headers, path)
         return response
 
-    def _error(self, response: requests.Response, path: str) -> GraphError:
-        code, message, request_id = "UnknownError", response.reason or "", None
-        try:
-            body = response.json().get("error", {})
-            code = body.get("code", code)
-            message = body.get("message", message)
-            request_id = (body.get("innerError") or {}).get("request-id")
-        except (ValueError, AttributeError):
-            pass
-        request_id = request_id or response.headers.get("request-id")
+    def _error(
+        self, status: int, body: Any, headers: Any, path: str, reason: str = ""
+    ) -> GraphError:
+        code, message, request_id = "UnknownError", reason, None
+        error = body.get("error") if isinstance(body, dict) else None
+        if isinstance(error, dict):
+            code = error.get("code", code)
+            message = error.get("message", message)
+            request_id = (error.get("innerError") or {}).get("request-id")
+        request_id = request_id or (headers or {}).get("request-id")
         hint = None
-        if response.status_code == 403 or code == "Authorization_RequestDenied":
+        if status == 403 or code == "Authorization_RequestDenied":
+            kind = "delegated" if self.delegated is not None else "application"
             hint = (
-                f"The app lacks the application permission {permission_for(path)}: add it in "
+                f"The app lacks the {kind} permission {permission_for(path)}: add it in "
                 "the app registration and grant admin consent"
             )
-        elif response.status_code == 401:
+        elif status == 401:
             hint = "The token was refused: check tenant_id, client_id and graph_base_url"
-        elif response.status_code == 429:
+        elif status == 429:
             hint = "Graph kept throttling after every retry; the next run will continue"
         return GraphError(
             tenant=self.tenant,
-            status=response.status_code,
+            status=status,
             code=code,
             message=message,
             path=path,
@@ -279,6 +316,20 @@ class GraphClient:
 
     def get(self, path_or_url: str, **kw: Any) -> dict[str, Any]:
         return self.request("GET", path_or_url, **kw).json()
+
+    def count(self, path: str) -> int:
+        """`$count` of a collection (advanced query: ConsistencyLevel eventual)."""
+        response = self.request("GET", f"{path}/$count", headers={"ConsistencyLevel": "eventual"})
+        try:
+            return int(response.text.strip())
+        except ValueError:
+            raise GraphError(
+                tenant=self.tenant,
+                status=200,
+                code="MalformedCount",
+                message=f"$count answered {response.text[:40]!r}",
+                path=path,
+            ) from None
 
     def pages(
         self,
@@ -290,27 +341,89 @@ class GraphClient:
         """Every page of a collection, following @odata.nextLink to the end.
 
         The nextLink carries all query options, so params go on the first call only; headers
-        (ConsistencyLevel) are sent on every page, as Graph requires.
+        (ConsistencyLevel) are sent on every page, as Graph requires. A link seen twice
+        would loop forever and a page without a `value` list is a truncated read: both fail.
         """
         body = self.get(path, params=params, headers=headers)
-        yield body
-        while next_link := body.get("@odata.nextLink"):
-            body = self.get(next_link, headers=headers)
+        seen: set[str] = set()
+        while True:
+            if not isinstance(body.get("value"), list):
+                raise self._malformed(path, "a page had no 'value' list")
             yield body
+            next_link = body.get("@odata.nextLink")
+            if not next_link:
+                return
+            if next_link in seen:
+                raise self._malformed(path, "Graph sent the same nextLink twice")
+            seen.add(next_link)
+            body = self.get(next_link, headers=headers)
+
+    def _malformed(self, path: str, message: str) -> GraphError:
+        return GraphError(
+            tenant=self.tenant,
+            status=200,
+            code="MalformedPage",
+            message=message,
+            path=path,
+            hint="The read is incomplete; nothing was loaded",
+        )
 
     def collection(self, path: str, **kw: Any) -> Iterator[list[dict[str, Any]]]:
         for page in self.pages(path, **kw):
-            value = page.get("value")
-            if not isinstance(value, list):
-                raise GraphError(
-                    tenant=self.tenant,
-                    status=200,
-                    code="MalformedPage",
-                    message="a page had no 'value' list",
-                    path=path,
-                    hint="The read is incomplete; nothing was loaded",
-                )
-            yield value
+            yield page["value"]
+
+    def batch(self, urls: dict[str, str], *, attempts: int = 8) -> dict[str, tuple[int, Any]]:
+        """GET up to 20 relative URLs in one `$batch`; returns {id: (status, body)}.
+
+        Inner 429/503/504 are retried (only those items) after the longest Retry-After they
+        carry, or a capped exponential backoff with jitter when none is given.
+        """
+        pending = dict(urls)
+        out: dict[str, tuple[int, Any]] = {}
+        for attempt in range(attempts):
+            units = sum(cost("GET", u) for u in pending.values())
+            payload = {
+                "requests": [{"id": k, "method": "GET", "url": u} for k, u in pending.items()]
+            }
+            body = self.request("POST", "/$batch", json=payload, units=units, headers={}).json()
+            self.stats.add(batches=1)
+            wait = 0.0
+            for item in body.get("responses", []):
+                rid, status = str(item.get("id")), int(item.get("status", 0))
+                if rid not in pending:
+                    continue
+                inner = item.get("body")
+                headers = {str(k).lower(): v for k, v in (item.get("headers") or {}).items()}
+                self.stats.add(resource_units=int(headers.get("x-ms-resource-unit", 0) or 0))
+                if status in (429, 503, 504) and attempt < attempts - 1:
+                    retry_after = headers.get("retry-after")
+                    try:
+                        wait = max(wait, float(retry_after)) if retry_after else wait
+                    except ValueError:
+                        pass
+                    if not retry_after:
+                        wait = max(wait, min(30.0, 0.5 * 2**attempt) * (0.5 + random.random()))
+                    self.stats.add(throttled=1 if status == 429 else 0)
+                    continue
+                out[rid] = (status, inner)
+                del pending[rid]
+            if not pending:
+                return out
+            self.stats.add(retries=1, wait_seconds=wait)
+            time.sleep(wait)
+        for rid, url in pending.items():  # unreachable unless Graph dropped items silently
+            raise self._malformed(url, f"$batch never answered item {rid}")
+        return out
+
+    def batch_error(self, url: str, status: int, body: Any) -> GraphError:
+        return self._error(status, body, {}, urlsplit(self._url(url)).path)
 
     def close(self) -> None:
         self.http.close()
+
+
+def _body(response: requests.Response) -> Any:
+    try:
+        return response.json()
+    except (ValueError, jsonlib.JSONDecodeError):
+        return {"error": {"code": "UnknownError", "message": response.reason or ""}}

@@ -1,0 +1,1 @@
+DELETE FROM staging.groups WHERE tenant = :t AND id = ANY (CAST(:ids AS text[]))

@@ -1,0 +1,1 @@
+SELECT account, cache FROM sync.token_caches WHERE tenant = :t
