@@ -131,7 +131,6 @@ def test_new_tenant_sign_in_asked_and_a_refused_secret_saves_nothing(
     # secret, and declining to retry saves nothing.
     tid, cid = fake_tenant["tenant_id"], fake_tenant["client_id"]
     answers = [
-        "delegated",  # not available yet: asked again
         "application",
         "nope",  # not a GUID: asked again
         tid,
@@ -152,10 +151,72 @@ def test_new_tenant_sign_in_asked_and_a_refused_secret_saves_nothing(
         env={"SP_WIZARD_WRONG_SECRET": "not-the-secret"},
     )
     out = result.output
-    assert "not available in this version" in out
     assert "is not a GUID" in out and "graph_base_url" in out and "client_secret_env" in out
     assert f"{fake_graph.base_url}/{tid}/adminconsent?client_id={cid}" in out
     assert "not-the-secret" not in out  # secrets never shown
     assert result.exit_code == 1
     with engine.connect() as conn, pytest.raises(tenants.UnknownTenantError):
         tenants.get(conn, tenant_slug)
+
+
+def test_delegated_sign_in_with_a_device_code(
+    fake_tenant, engine, tenant_slug, database_url, tmp_path, monkeypatch
+):
+    import threading
+    import time
+
+    import sqlalchemy as sa
+    from cryptography.fernet import Fernet
+
+    from sync_pipeline.fakegraph import FakeGraph
+
+    monkeypatch.setenv("SYNC_PIPELINE_SECRET_KEY", Fernet.generate_key().decode())
+    fake = FakeGraph([fake_tenant], secrets={}, state_dir=tmp_path, device_code_interval=1)
+    fake.start()
+    done = threading.Event()
+
+    def admin_approves() -> None:  # the admin types the code in a browser
+        while not done.is_set():
+            for code in fake.pending_user_codes(fake_tenant["tenant_id"]):
+                fake.approve_device_code(code)
+            time.sleep(0.2)
+
+    threading.Thread(target=admin_approves, daemon=True).start()
+    answers = [
+        "delegated",
+        fake_tenant["tenant_id"],
+        fake_tenant["client_id"],
+        "custom",
+        fake.base_url,
+        fake.base_url,
+        str(fake.ca_path),
+        "n",  # no automatic sync
+        "",  # email method
+        "n",  # no groups
+        "",  # scope: all
+        "",  # exclude unlicensed
+        "",  # import managers
+        "",  # deny list
+        "",  # admin address: keep the signed-in admin's
+        "n",  # no test sync now
+    ]
+    try:
+        result = CliRunner().invoke(
+            main, ["tenant", "setup", tenant_slug], input="\n".join(answers) + "\n"
+        )
+    finally:
+        done.set()
+        fake.stop()
+    assert result.exit_code == 0, result.output
+    admin = next(
+        u for u in fake_tenant["users"] if u["accountEnabled"] and u["userType"] == "Member"
+    )
+    assert f"Signed in as {admin['userPrincipalName']}" in result.output
+    t = stored(engine, tenant_slug)
+    assert t.settings.auth_mode == "delegated" and t.settings.client_secret_env is None
+    assert t.settings.admin_email == admin["userPrincipalName"]
+    with engine.connect() as conn:
+        account = conn.execute(
+            sa.text("SELECT account FROM sync.token_caches WHERE tenant = :t"), {"t": tenant_slug}
+        ).scalar_one()
+    assert account == admin["userPrincipalName"]

@@ -132,6 +132,27 @@ class Wizard:
                 chosen.append(gid)
         return chosen
 
+    def sign_in(self) -> bool:
+        """Delegated: the device-code sign-in (`tenant connect`); the admin's address becomes
+        admin_email unless one is set."""
+        from sync_pipeline import demo
+        from sync_pipeline.graph.auth import connect
+
+        def show(flow: dict) -> None:
+            console.print(
+                flow.get("message") or f"Enter {flow['user_code']} at {flow['verification_uri']}"
+            )
+
+        try:
+            address = connect(demo.serving(self.settings), db.engine(), show)
+        except (GraphError, CredentialError) as exc:
+            console.print(f"[red]{exc}[/]")
+            return False
+        console.print(f"[green]Signed in[/] as {address or 'the admin'}.")
+        if address and not self.doc.get("admin_email"):
+            self.doc["admin_email"] = address
+        return True
+
     def read_groups(self) -> bool:
         try:
             with console.status("Reading the tenant's groups from Graph…"):
@@ -146,11 +167,16 @@ class Wizard:
     # -- the steps, in the product's order ----------------------------------------------------
     def auth(self) -> None:
         self.step(
-            "The sync signs in to Microsoft Graph as an app registration with application "
-            "permissions, so it runs without anyone signed in."
+            "The sync signs in to Microsoft Graph as an app registration: with application "
+            "permissions (nobody signed in), or delegated through an admin's sign-in."
         )
         s = self.settings if {"tenant_id", "client_id"} <= self.doc.keys() else None
-        keep = s is not None and (s.client_secret_env or s.client_certificate_path or s.fake_tenant)
+        keep = s is not None and (
+            s.client_secret_env
+            or s.client_certificate_path
+            or s.fake_tenant
+            or s.auth_mode == "delegated"
+        )
         if keep:
             console.print(
                 f"Registered: tenant {s.tenant_id}, app {s.client_id}, Graph {s.graph_base_url}"
@@ -160,12 +186,17 @@ class Wizard:
         if not keep:
             self.ask_credentials()
         s = self.settings
-        console.print(
-            f"Grant admin consent for the application permissions {PERMISSIONS} (a Global "
-            "Administrator opens this link once):"
-        )
-        link = f"{s.authority_host}/{s.tenant_id}/adminconsent?client_id={s.client_id}"
-        console.print(f"  {link}", soft_wrap=True)  # unwrapped, so it can be copied
+        if s.auth_mode == "delegated":
+            while not self.sign_in():
+                if not click.confirm("Try the sign-in again?", default=True):
+                    fail(f"tenant {self.slug}: nobody signed in; nothing was saved", EXIT_FAILED)
+        else:
+            console.print(
+                f"Grant admin consent for the application permissions {PERMISSIONS} (a Global "
+                "Administrator opens this link once):"
+            )
+            link = f"{s.authority_host}/{s.tenant_id}/adminconsent?client_id={s.client_id}"
+            console.print(f"  {link}", soft_wrap=True)  # unwrapped, so it can be copied
         while not self.read_groups():
             if not click.confirm("Try again (e.g. after granting consent)?", default=True):
                 fail(f"tenant {self.slug}: cannot read Graph; nothing was saved", EXIT_FAILED)
@@ -173,27 +204,30 @@ class Wizard:
     def ask_credentials(self) -> None:
         from sync_pipeline.cli.tenantcmd import Guid, _default_env
 
-        while True:
-            mode = click.prompt(
-                "Permission type",
-                type=click.Choice(["application", "delegated"]),
-                default=self.doc.get("auth_mode", "application"),
-            )
-            if mode == "application":
-                break
-            console.print(
-                "Delegated sign-in (an admin's token) is not available in this version; "
-                "choose application."
-            )
+        console.print(
+            "  [bold]application[/]: the app's own permissions and a client secret; runs with "
+            "nobody signed in (recommended).\n"
+            "  [bold]delegated[/]: an admin signs in once with a device code; syncs then act "
+            "as that admin."
+        )
+        mode = click.prompt(
+            "Permission type",
+            type=click.Choice(["application", "delegated"]),
+            default=self.doc.get("auth_mode", "application"),
+        )
+        self.doc["auth_mode"] = mode
         self.doc["tenant_id"] = click.prompt("Directory (tenant) id", type=Guid())
         self.doc["client_id"] = click.prompt("Application (client) id", type=Guid())
         if "fake_tenant" in self.doc:
             return
-        self.ask(
-            "client_secret_env",
-            "Environment variable holding the client secret (its name, not the secret)",
-            default=self.doc.get("client_secret_env") or _default_env(self.slug),
-        )
+        if mode == "application":
+            self.ask(
+                "client_secret_env",
+                "Environment variable holding the client secret (its name, not the secret)",
+                default=self.doc.get("client_secret_env") or _default_env(self.slug),
+            )
+        else:
+            self.doc.pop("client_secret_env", None)
         cloud = click.prompt("Cloud", type=click.Choice([*CLOUDS, "custom"]), default="global")
         if cloud == "custom":  # another national cloud, a proxy, or the local fake Graph
             self.ask("graph_base_url", "Graph host (https://, no path)")

@@ -792,6 +792,15 @@ class FakeGraph:
                 if rt.tenant_id == tenant_id:
                     rt.state = reason
 
+    def pending_user_codes(self, tenant_id: str) -> list[str]:
+        """The user codes of device sign-ins waiting for approval (what the admin would type)."""
+        with self._lock:
+            return [
+                dc.user_code
+                for dc in self._device_codes.values()
+                if dc.tenant_id == tenant_id and dc.user_id is None
+            ]
+
     def approve_device_code(self, user_code: str, *, user_id: str | None = None) -> str:
         """Sign a user in for a pending device code (default: the tenant's first enabled user)."""
         with self._lock:
