@@ -11,6 +11,7 @@ import functools
 import hashlib
 import logging
 import os
+import warnings
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -51,9 +52,18 @@ def embedded_running() -> bool:
     return True
 
 
+def _import_pgserver():
+    # Imported late (only users without DATABASE_URL need it), and quietly: platformdirs warns
+    # about an unset XDG_RUNTIME_DIR, which pgserver handles itself.
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        import pgserver
+    return pgserver
+
+
 @functools.cache
 def _embedded_uri() -> str:
-    import pgserver  # imported late: only users without DATABASE_URL need it
+    pgserver = _import_pgserver()
 
     # cleanup_mode=None: the server outlives this process and is reused by later commands.
     server = pgserver.get_server(_pgdata(), cleanup_mode=None)
@@ -72,7 +82,7 @@ def stop_embedded() -> bool:
     """Stop the embedded server cleanly (pg_ctl stop -m fast). False when it was not running."""
     if not embedded_running():
         return False
-    from pgserver import pg_ctl
+    pg_ctl = _import_pgserver().pg_ctl
 
     # pgserver runs the server as its own OS user when we are root.
     user = "pgserver" if os.geteuid() == 0 else None
