@@ -78,16 +78,21 @@ def compute_diff(
 
 
 def apply_diff(conn: sa.Connection, tenant: str, run_id: int) -> dict[str, int]:
-    """Apply exactly run_id's stored diff rows, one set-wise statement per entity/action.
+    """Apply exactly run_id's stored diff rows, one set-wise statement per entity/action,
+    and record each applied change with its before and after values in sync.changes.
 
     Runs inside the caller's transaction; the caller holds `db.tenant_lock` and commits or
-    rolls back. Returns the rows each step actually changed.
+    rolls back, so the audit is written if and only if the changes are. Returns the rows
+    each step actually changed.
     """
+    params = {"tenant": tenant, "run_id": run_id}
+    run_script(conn, "audit/prior", params)  # prior values the diff rows do not carry
     counts = {}
     for key, name, action in _APPLY_STEPS:
-        params = {"tenant": tenant, "run_id": run_id, "action": action}
         # a step's file may set a planner option around its one data statement
-        counts[key] = sum(n for n in run_script(conn, name, params) if n > 0)
+        counts[key] = sum(n for n in run_script(conn, name, params | {"action": action}) if n > 0)
+    recorded = sum(n for n in run_script(conn, "audit/record", params) if n > 0)
+    log.info("tenant %s: run %s applied and recorded %s changes", tenant, run_id, recorded)
     return counts
 
 

@@ -11,5 +11,6 @@ LEFT JOIN app.groups g
 LEFT JOIN app.users u
   ON d.user_app_id IS NULL AND u.tenant = :tenant AND u.external_id = d.user_external_id
 WHERE d.tenant = :tenant AND d.run_id = :run_id AND d.entity = 'membership' AND d.action = 'add'
+ORDER BY 2, 3  -- in key order: the primary key's btree is appended to, not split at random
 ON CONFLICT (tenant, group_id, user_id) DO NOTHING;
 SET LOCAL enable_nestloop TO DEFAULT

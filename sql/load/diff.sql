@@ -6,6 +6,8 @@
 SET LOCAL jit = off;  -- see transform/closure.sql
 SET LOCAL work_mem = '256MB';
 DELETE FROM sync.diffs WHERE tenant = :tenant AND run_id = :run_id;
+-- Users: the snapshot's fields beside the app row's (o_*); the field-by-field documents
+-- are built only for rows that differ (a resync of an unchanged directory builds none).
 DROP TABLE IF EXISTS pg_temp.sp_du;
 CREATE TEMP TABLE sp_du ON COMMIT DROP AS
 SELECT
@@ -16,18 +18,13 @@ SELECT
          WHEN a.id IS NOT NULL THEN 'adopt'
          ELSE 'create' END AS action,
     coalesce(x.manager_id, a.manager_id) AS current_manager_id,
-    jsonb_build_object(
-        'email', s.email, 'display_name', s.display_name, 'first_name', s.first_name,
-        'last_name', s.last_name, 'job_title', s.job_title, 'department', s.department
-    ) AS new_doc,
-    CASE WHEN coalesce(x.id, a.id) IS NOT NULL THEN jsonb_build_object(
-        'email', coalesce(x.email, a.email),
-        'display_name', CASE WHEN x.id IS NULL THEN a.display_name ELSE x.display_name END,
-        'first_name', CASE WHEN x.id IS NULL THEN a.first_name ELSE x.first_name END,
-        'last_name', CASE WHEN x.id IS NULL THEN a.last_name ELSE x.last_name END,
-        'job_title', CASE WHEN x.id IS NULL THEN a.job_title ELSE x.job_title END,
-        'department', CASE WHEN x.id IS NULL THEN a.department ELSE x.department END
-    ) END AS old_doc
+    s.display_name, s.first_name, s.last_name, s.job_title, s.department,
+    coalesce(x.email, a.email) AS o_email,
+    CASE WHEN x.id IS NULL THEN a.display_name ELSE x.display_name END AS o_display_name,
+    CASE WHEN x.id IS NULL THEN a.first_name ELSE x.first_name END AS o_first_name,
+    CASE WHEN x.id IS NULL THEN a.last_name ELSE x.last_name END AS o_last_name,
+    CASE WHEN x.id IS NULL THEN a.job_title ELSE x.job_title END AS o_job_title,
+    CASE WHEN x.id IS NULL THEN a.department ELSE x.department END AS o_department
 FROM sync.snapshot_users s
 LEFT JOIN app.users x ON x.tenant = :tenant AND x.external_id = s.graph_id
 LEFT JOIN app.users a
@@ -36,7 +33,7 @@ LEFT JOIN app.users a
 WHERE s.tenant = :tenant AND s.included;
 CREATE UNIQUE INDEX ON sp_du (graph_id);
 CREATE INDEX ON sp_du (app_id);
-ANALYZE sp_du;
+ANALYZE sp_du (graph_id, app_id, manager_graph_id, action);
 INSERT INTO sync.diffs (tenant, run_id, entity, action, key, label, app_id, before, after)
 SELECT
     :tenant, :run_id, 'user', d.action, d.graph_id, d.email, d.app_id,
@@ -46,18 +43,34 @@ SELECT
         WHEN 'reactivate' THEN ch.before || jsonb_build_object('is_active', false)
         ELSE ch.before END,
     CASE d.action
-        WHEN 'create' THEN d.new_doc || jsonb_build_object('external_id', d.graph_id)
+        WHEN 'create' THEN doc.new_doc || jsonb_build_object('external_id', d.graph_id)
         WHEN 'adopt' THEN ch.after || jsonb_build_object('external_id', d.graph_id, 'source', 'm365')
         WHEN 'reactivate' THEN ch.after || jsonb_build_object('is_active', true)
         ELSE ch.after END
 FROM sp_du d
 CROSS JOIN LATERAL (
-    SELECT coalesce(jsonb_object_agg(n.key, d.old_doc -> n.key), '{}') AS before,
+    SELECT
+        jsonb_build_object(
+            'email', d.email, 'display_name', d.display_name, 'first_name', d.first_name,
+            'last_name', d.last_name, 'job_title', d.job_title, 'department', d.department
+        ) AS new_doc,
+        CASE WHEN d.app_id IS NOT NULL THEN jsonb_build_object(
+            'email', d.o_email, 'display_name', d.o_display_name, 'first_name', d.o_first_name,
+            'last_name', d.o_last_name, 'job_title', d.o_job_title, 'department', d.o_department
+        ) END AS old_doc
+) doc
+CROSS JOIN LATERAL (
+    SELECT coalesce(jsonb_object_agg(n.key, doc.old_doc -> n.key), '{}') AS before,
            coalesce(jsonb_object_agg(n.key, n.value), '{}') AS after
-    FROM jsonb_each(d.new_doc) n
-    WHERE d.old_doc IS NULL OR n.value IS DISTINCT FROM d.old_doc -> n.key
+    FROM jsonb_each(doc.new_doc) n
+    WHERE doc.old_doc IS NULL OR n.value IS DISTINCT FROM doc.old_doc -> n.key
 ) ch
-WHERE d.action <> 'update' OR ch.after <> '{}';
+WHERE (d.action <> 'update'
+       OR (d.email, d.display_name, d.first_name, d.last_name, d.job_title, d.department)
+          IS DISTINCT FROM
+          (d.o_email, d.o_display_name, d.o_first_name, d.o_last_name, d.o_job_title,
+           d.o_department))
+  AND (d.action <> 'update' OR ch.after <> '{}');
 INSERT INTO sync.diffs (tenant, run_id, entity, action, key, label, app_id, before, after)
 SELECT :tenant, :run_id, 'user', 'deactivate', u.external_id, u.email, u.id,
        jsonb_build_object('is_active', true), jsonb_build_object('is_active', false)
@@ -82,7 +95,7 @@ LEFT JOIN LATERAL (
 ) t ON s.mapped_to IS NOT NULL
 WHERE s.tenant = :tenant AND s.included;
 CREATE INDEX ON sp_dg (graph_id);
-ANALYZE sp_dg;
+ANALYZE sp_dg (graph_id, mapped_to, target_id, existing_id);
 INSERT INTO sync.diffs (tenant, run_id, entity, action, key, label, app_id, before, after)
 SELECT
     :tenant, :run_id, 'group',
@@ -112,35 +125,56 @@ WHERE g.tenant = :tenant AND g.source = 'm365' AND g.external_id IS NOT NULL
   AND g.removed_at IS NULL
   AND NOT EXISTS (
       SELECT 1 FROM sp_dg d WHERE d.graph_id = g.external_id AND d.mapped_to IS NULL);
+-- Memberships: the wanted pairs (narrow: ids only) against the app's, in one full join that
+-- keeps only the differences; labels are joined for those alone. Pairs with a user or group
+-- this run creates have no app id yet, so they never match: they are adds. Only mapped
+-- groups can repeat a pair (two Graph groups onto one app group): DISTINCT on those adds.
 DROP TABLE IF EXISTS pg_temp.sp_dm;
 CREATE TEMP TABLE sp_dm ON COMMIT DROP AS
-SELECT DISTINCT
-    CASE WHEN g.mapped_to IS NULL THEN g.graph_id END AS group_external_id,
-    coalesce(g.target_id, g.existing_id) AS group_app_id,
-    u.graph_id AS user_external_id,
-    u.app_id AS user_app_id,
-    g.label AS group_label,
-    u.email AS user_label
-FROM sync.snapshot_memberships m
-JOIN sp_dg g ON g.graph_id = m.group_graph_id
-JOIN sp_du u ON u.graph_id = m.user_graph_id
-WHERE m.tenant = :tenant AND (g.mapped_to IS NULL OR g.target_id IS NOT NULL);
-CREATE INDEX ON sp_dm (group_app_id, user_app_id);
-ANALYZE sp_dm;
+WITH wanted AS (
+    SELECT
+        coalesce(g.target_id, g.existing_id) AS group_app_id,
+        CASE WHEN g.mapped_to IS NULL THEN g.graph_id END AS group_external_id,
+        u.app_id AS user_app_id,
+        u.graph_id AS user_external_id
+    FROM sync.snapshot_memberships m
+    JOIN sp_dg g ON g.graph_id = m.group_graph_id
+    JOIN sp_du u ON u.graph_id = m.user_graph_id
+    WHERE m.tenant = :tenant AND (g.mapped_to IS NULL OR g.target_id IS NOT NULL)
+),
+held AS (
+    SELECT gm.group_id, gm.user_id, gm.source
+    FROM app.group_members gm
+    WHERE gm.tenant = :tenant
+)
+SELECT w.group_app_id, w.group_external_id, w.user_app_id, w.user_external_id,
+       h.group_id AS gone_group_id, h.user_id AS gone_user_id
+FROM wanted w
+FULL JOIN held h ON h.group_id = w.group_app_id AND h.user_id = w.user_app_id
+WHERE h.group_id IS NULL OR (w.user_external_id IS NULL AND h.source = 'm365');
 INSERT INTO sync.diffs (
     tenant, run_id, entity, action, key, label, after,
     group_app_id, group_external_id, user_app_id, user_external_id)
 SELECT
     :tenant, :run_id, 'membership', 'add',
     coalesce(d.group_external_id, 'app\:' || d.group_app_id) || '/' || d.user_external_id,
-    d.group_label || ' / ' || d.user_label,
-    jsonb_build_object('group', d.group_label, 'user', d.user_label),
+    coalesce(g.name, a.name) || ' / ' || u.email,
+    jsonb_build_object('group', coalesce(g.name, a.name), 'user', u.email),
     d.group_app_id, d.group_external_id, d.user_app_id, d.user_external_id
-FROM sp_dm d
-WHERE d.group_app_id IS NULL OR d.user_app_id IS NULL
-   OR NOT EXISTS (
-       SELECT 1 FROM app.group_members gm
-       WHERE gm.tenant = :tenant AND gm.group_id = d.group_app_id AND gm.user_id = d.user_app_id);
+FROM (
+    SELECT group_app_id, group_external_id, user_app_id, user_external_id
+    FROM sp_dm WHERE user_external_id IS NOT NULL AND group_external_id IS NOT NULL
+    UNION ALL
+    SELECT DISTINCT group_app_id, group_external_id, user_app_id, user_external_id
+    FROM sp_dm WHERE user_external_id IS NOT NULL AND group_external_id IS NULL
+) d
+JOIN sp_du u ON u.graph_id = d.user_external_id
+LEFT JOIN sp_dg g ON g.graph_id = d.group_external_id
+LEFT JOIN app.groups a
+  ON d.group_external_id IS NULL AND a.tenant = :tenant AND a.id = d.group_app_id
+-- in key order: the primary key's btree (run_id, entity, key) is appended to, not split at
+-- random (an initial load writes a million rows here)
+ORDER BY 5;
 INSERT INTO sync.diffs (
     tenant, run_id, entity, action, key, label, before,
     group_app_id, group_external_id, user_app_id, user_external_id)
@@ -150,12 +184,10 @@ SELECT
     g.name || ' / ' || u.email,
     jsonb_build_object('group', g.name, 'user', u.email),
     g.id, g.external_id, u.id, u.external_id
-FROM app.group_members gm
-JOIN app.groups g ON g.tenant = :tenant AND g.id = gm.group_id
-JOIN app.users u ON u.tenant = :tenant AND u.id = gm.user_id
-WHERE gm.tenant = :tenant AND gm.source = 'm365'
-  AND NOT EXISTS (
-      SELECT 1 FROM sp_dm d WHERE d.group_app_id = gm.group_id AND d.user_app_id = gm.user_id);
+FROM sp_dm x
+JOIN app.groups g ON g.tenant = :tenant AND g.id = x.gone_group_id
+JOIN app.users u ON u.tenant = :tenant AND u.id = x.gone_user_id
+WHERE x.user_external_id IS NULL;
 INSERT INTO sync.diffs (tenant, run_id, entity, action, key, label, app_id, before, after)
 SELECT
     :tenant, :run_id, 'manager', 'set', d.graph_id, d.email, d.app_id,
