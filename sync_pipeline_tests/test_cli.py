@@ -28,6 +28,9 @@ COMMANDS = [
     ["tenant", "set"],
     ["tenant", "setup"],
     ["explain"],
+    ["history"],
+    ["undo"],
+    ["tenant", "connect"],
     ["fakegraph"],
     ["fakegraph", "serve"],
 ]
