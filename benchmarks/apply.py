@@ -35,15 +35,20 @@ import json
 import os
 import platform
 import random
-import threading
 import time
-import uuid
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-import psutil
 import sqlalchemy as sa
+from benchlib import (
+    RssSampler,
+    analyze,
+    backend_peak_mb,
+    drop_database,
+    scratch_database,
+    stage_document,
+)
 
 from sync_pipeline import db, diff, rules, staging
 from sync_pipeline.fakegraph import generate_tenant
@@ -53,30 +58,6 @@ TENANT = "bench-apply"
 ZERO = "00000000-0000-0000-0000-000000000000"
 RESULTS = Path(__file__).with_name("results") / "apply.json"
 TARGETS = {"initial_vs_raw_copy": 3.0, "one_percent_seconds": 5.0}
-
-
-class RssSampler(threading.Thread):
-    """This process's peak RSS while a step runs."""
-
-    def __init__(self) -> None:
-        super().__init__(daemon=True)
-        self.proc = psutil.Process()
-        self.peak = self.proc.memory_info().rss
-        self.stop = threading.Event()
-
-    def run(self) -> None:
-        while not self.stop.wait(0.05):
-            self.peak = max(self.peak, self.proc.memory_info().rss)
-
-
-def backend_peak_mb(pid: int) -> float | None:
-    try:
-        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-            if line.startswith("VmHWM:"):
-                return round(int(line.split()[1]) / 1024, 1)
-    except OSError:
-        return None  # the server runs elsewhere (or as a user we cannot read)
-    return None
 
 
 def measure(engine: sa.Engine, name: str, work: Callable[[sa.Connection], dict]) -> dict:
@@ -102,38 +83,6 @@ def measure(engine: sa.Engine, name: str, work: Callable[[sa.Connection], dict])
         "postgres_backend_peak_rss_mb": pg_peak,
         "load_average_1min_before": load_before,
     }
-
-
-def stage_tenant(engine: sa.Engine, doc: dict) -> dict[str, int]:
-    users = {u["id"] for u in doc["users"]}
-    groups = {g["id"] for g in doc["groups"]}
-    kinds = {o["id"]: staging.member_type(o) for o in doc["other_objects"]}
-    with engine.begin() as conn:
-        w = staging.StagingWriter(conn, TENANT)
-        for table in staging.COLUMNS:
-            w.clear(table)
-        w.copy("users", (staging.user_row(TENANT, u) for u in doc["users"]))
-        w.copy("user_licences", (r for u in doc["users"] for r in staging.licence_rows(TENANT, u)))
-        w.copy("groups", (staging.group_row(TENANT, g) for g in doc["groups"]))
-        w.copy(
-            "group_members",
-            (
-                (TENANT, g, m, "user" if m in users else "group" if m in groups else kinds[m])
-                for g, ms in doc["members"].items()
-                for m in dict.fromkeys(ms)
-            ),
-        )
-        w.copy("user_managers", ((TENANT, u, m) for u, m in doc["managers"].items()))
-        for entity in ("users", "groups", "group_members"):
-            w.record(entity, w.counts[entity], 0)
-    analyze(engine, "staging.users", "staging.groups", "staging.group_members")
-    return dict(w.counts)
-
-
-def analyze(engine: sa.Engine, *tables: str) -> None:
-    with engine.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
-        for table in tables:
-            conn.execute(sa.text(f"ANALYZE {table}"))
 
 
 def new_run(conn: sa.Connection) -> int:
@@ -337,28 +286,6 @@ def mutate(engine: sa.Engine, percent: float, seed: int) -> dict[str, int]:
     }
 
 
-def scratch_database(server: str, reuse: str | None) -> tuple[str, str]:
-    if reuse is not None:
-        if not reuse.startswith("sp_bench_"):
-            raise SystemExit(f"--database {reuse!r}: only a kept sp_bench_* database is reused")
-        name = reuse
-    else:
-        name = f"sp_bench_{uuid.uuid4().hex[:8]}"
-        admin = sa.create_engine(db.with_driver(server, "psycopg"), isolation_level="AUTOCOMMIT")
-        with admin.connect() as conn:
-            conn.execute(sa.text(f'CREATE DATABASE "{name}"'))
-        admin.dispose()
-    url = sa.engine.make_url(server).set(database=name).render_as_string(hide_password=False)
-    return name, url
-
-
-def drop_database(server: str, name: str) -> None:
-    admin = sa.create_engine(db.with_driver(server, "psycopg"), isolation_level="AUTOCOMMIT")
-    with admin.connect() as conn:
-        conn.execute(sa.text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-    admin.dispose()
-
-
 def reset_app(engine: sa.Engine) -> None:
     """Empty the scratch database's app.* and audit (a reused database starts over); only
     the benchmark's tenant lives in it, so TRUNCATE is safe (a DELETE would check the
@@ -422,7 +349,7 @@ def run(args: argparse.Namespace, engine: sa.Engine, reused: bool) -> None:
         )
         prep["generate_seconds"] = round(time.perf_counter() - started, 1)
         started = time.perf_counter()
-        prep["staged"] = stage_tenant(engine, doc)
+        prep["staged"] = stage_document(engine, TENANT, doc)
         prep["stage_seconds"] = round(time.perf_counter() - started, 1)
         del doc
         gc.collect()

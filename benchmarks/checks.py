@@ -8,8 +8,9 @@ through `staging.StagingWriter` (no Graph calls: the extraction is not what is m
 one after the other on this machine: the transform (`rules.build_snapshot`, managers imported,
 a deny list), the diff against an empty app (`diff.compute_diff`), great-expectations' import
 and context, and every suite of `sync_pipeline.expectations` (the code the asset checks run).
-Prints the figures and writes benchmarks/results/checks.json; the tenant's rows are deleted
-afterwards unless --keep.
+Everything happens in a scratch database `sp_bench_<random>` dropped afterwards (--keep-database
+keeps it; --database NAME reuses a kept one and its staged tenant). Prints the figures and
+writes benchmarks/results/checks.json.
 """
 
 from __future__ import annotations
@@ -19,61 +20,20 @@ import gc
 import json
 import os
 import platform
-import threading
 import time
 import uuid
 from pathlib import Path
 
-import psutil
 import sqlalchemy as sa
+from benchlib import RssSampler, drop_database, scratch_database, stage_document
 
-from sync_pipeline import db, diff, expectations, rules, runs, staging
+from sync_pipeline import db, diff, expectations, rules, runs
 from sync_pipeline.fakegraph import generate_tenant
 from sync_pipeline.settings import TenantSettings
 
 TENANT = "bench-checks"
 ZERO = "00000000-0000-0000-0000-000000000000"
 RESULTS = Path(__file__).with_name("results") / "checks.json"
-
-
-def load(engine: sa.Engine, doc: dict) -> dict[str, int]:
-    users = {u["id"] for u in doc["users"]}
-    groups = {g["id"] for g in doc["groups"]}
-    kinds = {o["id"]: staging.member_type(o) for o in doc["other_objects"]}
-    with engine.begin() as conn:
-        w = staging.StagingWriter(conn, TENANT)
-        for table in staging.COLUMNS:
-            w.clear(table)
-        w.copy("users", (staging.user_row(TENANT, u) for u in doc["users"]))
-        w.copy("user_licences", (r for u in doc["users"] for r in staging.licence_rows(TENANT, u)))
-        w.copy("groups", (staging.group_row(TENANT, g) for g in doc["groups"]))
-        w.copy(
-            "group_members",
-            (
-                (TENANT, g, m, "user" if m in users else "group" if m in groups else kinds[m])
-                for g, ms in doc["members"].items()
-                for m in dict.fromkeys(ms)
-            ),
-        )
-        w.copy("user_managers", ((TENANT, u, m) for u, m in doc["managers"].items()))
-        for entity in ("users", "groups", "group_members"):
-            w.record(entity, w.counts[entity], 0)
-    with engine.begin() as conn:
-        for table in ("users", "groups", "group_members", "user_managers", "user_licences"):
-            conn.execute(sa.text(f"ANALYZE staging.{table}"))
-    return dict(w.counts)
-
-
-class RssSampler(threading.Thread):
-    def __init__(self) -> None:
-        super().__init__(daemon=True)
-        self.proc = psutil.Process()
-        self.start_rss = self.peak = self.proc.memory_info().rss
-        self.stop = threading.Event()
-
-    def run(self) -> None:
-        while not self.stop.wait(0.05):
-            self.peak = max(self.peak, self.proc.memory_info().rss)
 
 
 def timed(fn, *args, **kw):
@@ -86,15 +46,24 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--users", type=int, default=100_000)
     parser.add_argument("--seed", type=int, default=1)
-    parser.add_argument("--keep", action="store_true", help="keep the tenant's rows")
-    parser.add_argument(
-        "--reuse", action="store_true", help="use the staging rows a --keep run left"
-    )
+    parser.add_argument("--keep-database", action="store_true", help="keep the scratch database")
+    parser.add_argument("--database", help="reuse a kept sp_bench_* database and its tenant")
     args = parser.parse_args()
 
-    engine = db.engine()
+    server = os.environ.get("DATABASE_URL") or db.database_url()
+    name, url = scratch_database(server, args.database)
+    print(f"scratch database {name}")
+    try:
+        run(args, db.engine(url))
+    finally:
+        db.engine(url).dispose()
+        if not (args.keep_database or args.database):
+            drop_database(server, name)
+
+
+def run(args: argparse.Namespace, engine: sa.Engine) -> None:
     db.upgrade(engine)
-    if args.reuse:  # the rows a --keep run left in staging
+    if args.database:  # the rows a --keep-database run left in staging
         generated = loaded = 0.0
         with engine.connect() as conn:
             staged = dict(
@@ -112,7 +81,7 @@ def main() -> None:
         doc, generated = timed(
             generate_tenant, name="bench", users=args.users, seed=args.seed, domain="bench.example"
         )
-        staged, loaded = timed(load, engine, doc)
+        staged, loaded = timed(stage_document, engine, TENANT, doc)
         deny = [doc["users"][i]["userPrincipalName"] for i in range(0, min(2000, args.users), 7)]
         del doc
     gc.collect()
@@ -178,8 +147,7 @@ def main() -> None:
     base = transform_s + diff_s
     report = {
         "benchmark": "checks",
-        "command": "DATABASE_URL=... .venv/bin/python benchmarks/checks.py "
-        f"--users {args.users}{' --reuse' if args.reuse else ''}",
+        "command": f"DATABASE_URL=... .venv/bin/python benchmarks/checks.py --users {args.users}",
         "tenant": {**staged, "generate_seconds": generated, "load_seconds": loaded},
         "transform_seconds": transform_s,
         "diff_seconds": diff_s,
@@ -209,15 +177,6 @@ def main() -> None:
     RESULTS.parent.mkdir(parents=True, exist_ok=True)
     RESULTS.write_text(json.dumps(report, indent=2) + "\n")
     print(f"wrote {RESULTS}")
-    if not args.keep:
-        with engine.begin() as conn:
-            params = {"t": TENANT}
-            conn.execute(sa.text("DELETE FROM sync.diffs WHERE tenant = :t"), params)
-            conn.execute(sa.text("DELETE FROM sync.runs WHERE tenant = :t"), params)
-            for table in (*(f"staging.{t}" for t in staging.COLUMNS), "staging.extractions"):
-                conn.execute(sa.text(f"DELETE FROM {table} WHERE tenant = :t"), params)
-            for table in ("snapshot_users", "snapshot_groups", "snapshot_memberships"):
-                conn.execute(sa.text(f"DELETE FROM sync.{table} WHERE tenant = :t"), params)
 
 
 if __name__ == "__main__":
