@@ -1,16 +1,23 @@
 """Benchmark: the transform (`rules.build_snapshot`) on a 100k-user tenant.
 
     DATABASE_URL=postgresql://postgres@127.0.0.1:5432/postgres \
-        .venv/bin/python benchmarks/transform.py [--users 100000] [--groups 10000]
+        nice -n 5 .venv/bin/python benchmarks/transform.py [--users 100000] [--groups 10000]
+        [--repeat 2] [--keep-database | --database sp_bench_xxxxxx]
+
+Everything happens in a scratch database `sp_bench_<random>` created on DATABASE_URL's server
+and dropped afterwards (never in the database DATABASE_URL names, which others share);
+--keep-database keeps it and --database reuses a kept one (its staged tenant is not generated
+again), so the transform can be measured again without the minutes of generating and staging.
 
 A tenant is generated with `fakegraph.generate_tenant` (which makes ~4 groups per 100 users
 and ~14 memberships per user), topped up with small, partly nested groups to the --groups
 count, and COPYed straight into staging through `staging.StagingWriter`. Then the transform is
-timed for two settings (defaults, and every option at once) on a fresh connection, while a
+timed, --repeat times each (the median is reported), in three situations on a fresh connection:
+`first` (defaults into an empty snapshot), `resync` (defaults again over the same snapshot: the
+usual scheduled sync) and `changed` (every option at once over the defaults' snapshot), while a
 thread samples this process's RSS; the Postgres side is read from the backend's peak RSS
 (/proc/<pid>/status VmHWM, when the server runs on this machine) and the temporary bytes it
 spilled (pg_stat_database). Prints the figures and writes benchmarks/results/transform.json.
-The tenant's rows are deleted afterwards unless --keep.
 """
 
 from __future__ import annotations
@@ -21,6 +28,7 @@ import json
 import os
 import platform
 import random
+import statistics
 import threading
 import time
 import uuid
@@ -120,12 +128,26 @@ def temp_bytes(conn: sa.Connection) -> int:
     )
 
 
+def load_average() -> list[float]:
+    """The machine's 1, 5 and 15 minute load averages (the 2 cores are shared)."""
+    return [round(x, 2) for x in os.getloadavg()]
+
+
+def clear_snapshot(engine: sa.Engine) -> None:
+    with engine.begin() as conn:
+        for table in ("snapshot_users", "snapshot_groups", "snapshot_memberships"):
+            conn.execute(sa.text(f"DELETE FROM sync.{table} WHERE tenant = :t"), {"t": TENANT})
+    with engine.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
+        conn.execute(sa.text("VACUUM ANALYZE sync.snapshot_memberships"))
+
+
 def time_transform(engine: sa.Engine, name: str, settings: TenantSettings) -> dict:
     gc.collect()
     sampler = RssSampler()
     engine.dispose()  # a fresh backend, so its peak RSS is this transform's
     with engine.connect() as probe:
         spilled_before = temp_bytes(probe)
+    load_before = load_average()
     sampler.start()
     started = time.perf_counter()
     with engine.begin() as conn:
@@ -138,11 +160,13 @@ def time_transform(engine: sa.Engine, name: str, settings: TenantSettings) -> di
     with engine.connect() as probe:
         spilled = temp_bytes(probe) - spilled_before
     result = {
-        "settings": name,
+        "situation": name,
         "seconds": round(seconds, 2),
         "python_rss_peak_mb": round(sampler.peak / 2**20, 1),
         "postgres_backend_peak_rss_mb": pg_peak,
         "postgres_temp_spill_mb": round(spilled / 2**20, 1),
+        "load_average_before": load_before,
+        "load_average_after": load_average(),
         "users_included": counts["users_included"],
         "users_excluded": counts["users_excluded"],
         "groups_included": counts["groups_included"],
@@ -150,12 +174,34 @@ def time_transform(engine: sa.Engine, name: str, settings: TenantSettings) -> di
         "managers_set": counts["managers_set"],
     }
     print(
-        f"{name:>12}: {result['seconds']:6.2f} s, python RSS peak "
+        f"{name:>8}: {result['seconds']:6.2f} s, python RSS peak "
         f"{result['python_rss_peak_mb']} MB, postgres backend peak {pg_peak} MB, "
         f"temp spill {result['postgres_temp_spill_mb']} MB, "
-        f"{counts['users_included']} users, {counts['memberships']} memberships"
+        f"{counts['users_included']} users, {counts['memberships']} memberships, "
+        f"load {load_before[0]} -> {result['load_average_after'][0]}"
     )
     return result
+
+
+def summarise(runs: list[dict]) -> list[dict]:
+    """Per situation: the median time, the worst memory, every time and load average."""
+    out = []
+    for name in dict.fromkeys(r["situation"] for r in runs):
+        mine = [r for r in runs if r["situation"] == name]
+        out.append(
+            {
+                "situation": name,
+                "median_seconds": round(statistics.median(r["seconds"] for r in mine), 2),
+                "seconds": [r["seconds"] for r in mine],
+                "load_average_1min_before": [r["load_average_before"][0] for r in mine],
+                "python_rss_peak_mb": max(r["python_rss_peak_mb"] for r in mine),
+                "postgres_backend_peak_rss_mb": max(
+                    (r["postgres_backend_peak_rss_mb"] or 0) for r in mine
+                ),
+                "memberships": mine[-1]["memberships"],
+            }
+        )
+    return out
 
 
 def step_breakdown(engine: sa.Engine, settings: TenantSettings) -> list[dict]:
@@ -163,7 +209,7 @@ def step_breakdown(engine: sa.Engine, settings: TenantSettings) -> list[dict]:
     params = rules.snapshot_params(settings)
     out = []
     with engine.begin() as conn:
-        for script in ("closure", "users", "groups", "memberships"):
+        for script in rules.SCRIPTS:
             text = db.load_sql(f"transform/{script}")
             for statement in rules._STATEMENT_END.split(text):  # the split run_script makes
                 if not rules._is_code(statement):
@@ -183,93 +229,158 @@ def step_breakdown(engine: sa.Engine, settings: TenantSettings) -> list[dict]:
     return out
 
 
+def scratch_database(server: str, reuse: str | None) -> tuple[str, str]:
+    """(name, url) of the scratch database: a new `sp_bench_<random>`, or the kept one named."""
+    if reuse is not None:
+        if not reuse.startswith("sp_bench_"):
+            raise SystemExit(f"--database {reuse!r}: only a kept sp_bench_* database is reused")
+        name = reuse
+    else:
+        name = f"sp_bench_{uuid.uuid4().hex[:8]}"
+        admin = sa.create_engine(db.with_driver(server, "psycopg"), isolation_level="AUTOCOMMIT")
+        with admin.connect() as conn:
+            conn.execute(sa.text(f'CREATE DATABASE "{name}"'))
+        admin.dispose()
+    url = sa.engine.make_url(server).set(database=name).render_as_string(hide_password=False)
+    return name, url
+
+
+def drop_database(server: str, name: str) -> None:
+    admin = sa.create_engine(db.with_driver(server, "psycopg"), isolation_level="AUTOCOMMIT")
+    with admin.connect() as conn:
+        conn.execute(sa.text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+    admin.dispose()
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--users", type=int, default=100_000)
     parser.add_argument("--groups", type=int, default=10_000)
     parser.add_argument("--seed", type=int, default=1)
-    parser.add_argument("--keep", action="store_true", help="keep the staged rows")
+    parser.add_argument("--repeat", type=int, default=2, help="runs of each situation")
+    parser.add_argument("--keep-database", action="store_true", help="keep the scratch database")
+    parser.add_argument("--database", help="reuse a kept sp_bench_* database (no generation)")
+    parser.add_argument("--no-breakdown", action="store_true", help="skip the per-statement run")
     args = parser.parse_args()
 
-    engine = db.engine()
+    server = os.environ.get("DATABASE_URL") or db.database_url()
+    name, url = scratch_database(server, args.database)
+    print(f"scratch database {name}")
+    try:
+        run(args, db.engine(url), reused=args.database is not None)
+    finally:
+        db.engine(url).dispose()
+        if args.keep_database or args.database:
+            print(f"kept {name}: reuse it with --database {name}")
+        else:
+            drop_database(server, name)
+
+
+def run(args: argparse.Namespace, engine: sa.Engine, reused: bool) -> None:
     db.upgrade(engine)
-    started = time.perf_counter()
-    doc = generate_tenant(name="bench", users=args.users, seed=args.seed, domain="bench.example")
-    top_up_groups(doc, args.groups, args.seed)
-    generated = time.perf_counter() - started
-    started = time.perf_counter()
-    staged = load(engine, doc)
-    loaded = time.perf_counter() - started
-    scope = [g["id"] for g in doc["groups"] if g["displayName"] == "All Staff"]
-    mapped = {g["id"]: f"App {g['displayName']}" for g in doc["groups"][20:120]}
-    deny = [doc["users"][i]["userPrincipalName"] for i in range(0, 2000, 7)]
-    del doc
-    gc.collect()
+    if reused:  # the settings' ids were saved with the staged tenant
+        with engine.connect() as conn:
+            saved = conn.execute(sa.text("SELECT doc FROM public.bench_params")).scalar_one()
+        staged, generated, loaded = saved["staged"], saved["generated"], saved["loaded"]
+        scope, mapped, deny = saved["scope"], saved["mapped"], saved["deny"]
+    else:
+        started = time.perf_counter()
+        doc = generate_tenant(
+            name="bench", users=args.users, seed=args.seed, domain="bench.example"
+        )
+        top_up_groups(doc, args.groups, args.seed)
+        generated = time.perf_counter() - started
+        started = time.perf_counter()
+        staged = load(engine, doc)
+        loaded = time.perf_counter() - started
+        scope = [g["id"] for g in doc["groups"] if g["displayName"] == "All Staff"]
+        mapped = {g["id"]: f"App {g['displayName']}" for g in doc["groups"][20:120]}
+        deny = [doc["users"][i]["userPrincipalName"] for i in range(0, 2000, 7)]
+        del doc
+        gc.collect()
+        saved = {"staged": staged, "generated": generated, "loaded": loaded}
+        saved |= {"scope": scope, "mapped": mapped, "deny": deny}
+        with engine.begin() as conn:  # in the scratch database only, for --database
+            conn.execute(sa.text("CREATE TABLE public.bench_params (doc jsonb NOT NULL)"))
+            conn.execute(
+                sa.text("INSERT INTO public.bench_params VALUES (CAST(:d AS jsonb))"),
+                {"d": json.dumps(saved)},
+            )
     print(
         f"generated in {generated:.1f} s, staged in {loaded:.1f} s: "
         + ", ".join(f"{k} {v}" for k, v in staged.items())
     )
     base = {"slug": TENANT, "tenant_id": ZERO, "client_id": ZERO, "client_secret_env": "X"}
-    runs = [
-        time_transform(engine, "defaults", TenantSettings(**base)),
-        time_transform(
-            engine,
-            "all options",
-            TenantSettings(
-                **base,
-                email_method="primary_smtp_then_upn",
-                user_scope="selected_groups",
-                scope_group_ids=scope,
-                exclude_unlicensed=True,
-                include_guests=True,
-                import_managers=True,
-                email_deny_list=[*deny, "*@contractors.bench.example"],
-                group_mapping_enabled=True,
-                group_mapping=mapped,
-            ),
-        ),
-    ]
-    print("per statement (defaults):")
-    breakdown = step_breakdown(engine, TenantSettings(**base))
+    defaults = TenantSettings(**base)
+    all_options = TenantSettings(
+        **base,
+        email_method="primary_smtp_then_upn",
+        user_scope="selected_groups",
+        scope_group_ids=scope,
+        exclude_unlicensed=True,
+        include_guests=True,
+        import_managers=True,
+        email_deny_list=[*deny, "*@contractors.bench.example"],
+        group_mapping_enabled=True,
+        group_mapping=mapped,
+    )
+    runs = []
+    for _ in range(args.repeat):
+        clear_snapshot(engine)
+        runs.append(time_transform(engine, "first", defaults))
+        runs.append(time_transform(engine, "resync", defaults))
+        runs.append(time_transform(engine, "changed", all_options))
+    summary = summarise(runs)
+    for row in summary:
+        print(
+            f"median {row['situation']:>8}: {row['median_seconds']:6.2f} s of {row['seconds']}"
+            f" (load {row['load_average_1min_before']}), python peak "
+            f"{row['python_rss_peak_mb']} MB, postgres backend peak "
+            f"{row['postgres_backend_peak_rss_mb']} MB"
+        )
+    breakdown = []
+    if not args.no_breakdown:
+        clear_snapshot(engine)
+        print("per statement (defaults, into an empty snapshot):")
+        breakdown = step_breakdown(engine, defaults)
     with engine.connect() as conn:
         settings = dict(
             conn.execute(
                 sa.text(
                     "SELECT name, setting || coalesce(unit, '') FROM pg_settings"
-                    " WHERE name IN ('shared_buffers', 'work_mem', 'server_version')"
+                    " WHERE name IN ('shared_buffers', 'work_mem', 'server_version',"
+                    " 'synchronous_commit', 'max_wal_size')"
                 )
             ).all()
         )
     report = {
         "benchmark": "transform",
-        "command": "DATABASE_URL=... .venv/bin/python benchmarks/transform.py "
-        f"--users {args.users} --groups {args.groups}",
+        "command": "DATABASE_URL=... nice -n 5 .venv/bin/python benchmarks/transform.py "
+        f"--users {args.users} --groups {args.groups} --repeat {args.repeat}",
         "tenant": {
             **staged,
             "generate_seconds": round(generated, 1),
             "load_seconds": round(loaded, 1),
         },
+        "summary": summary,
         "runs": runs,
-        "per_statement_defaults": breakdown,
+        "per_statement_first": breakdown,
         "target": {"seconds": 30, "peak_memory_mb": 1536},
         "machine": {
             "cpus": os.cpu_count(),
+            "nice": os.nice(0),
             "python": platform.python_version(),
             "postgres": settings,
             "memory_note": "python_rss_peak_mb is this process during the transform (the work "
             "is SQL, so it stays small); postgres_backend_peak_rss_mb is the backend's VmHWM, "
             "which counts the shared buffers it touched",
+            "load_note": "load averages are os.getloadavg() before and after each run: the 2 "
+            "cores are shared with other developers, so compare times at similar load",
         },
     }
     RESULTS.parent.mkdir(parents=True, exist_ok=True)
     RESULTS.write_text(json.dumps(report, indent=2) + "\n")
     print(f"wrote {RESULTS}")
-    if not args.keep:
-        with engine.begin() as conn:
-            for table in (*(f"staging.{t}" for t in staging.COLUMNS), "staging.extractions"):
-                conn.execute(sa.text(f"DELETE FROM {table} WHERE tenant = :t"), {"t": TENANT})
-            for table in ("snapshot_users", "snapshot_groups", "snapshot_memberships"):
-                conn.execute(sa.text(f"DELETE FROM sync.{table} WHERE tenant = :t"), {"t": TENANT})
 
 
 if __name__ == "__main__":

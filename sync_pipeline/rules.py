@@ -45,6 +45,9 @@ ADDRESS_RE = r"^[^@\s]+@[^@\s]+\.[^@\s]+$"
 
 _STATEMENT_END = re.compile(r";[ \t]*(?:\n|$)")
 
+# The transform's scripts (sql/transform/<name>.sql), in the order build_snapshot runs them.
+SCRIPTS = ("closure", "users", "groups", "memberships")
+
 
 def run_script(conn: sa.Connection, name: str, params: dict[str, object]) -> list[int]:
     """Run sql/<name>.sql statement by statement (each ends with `;` at a line's end).
@@ -88,15 +91,17 @@ def snapshot_params(settings: TenantSettings) -> dict[str, object]:
 
 
 def build_snapshot(conn: sa.Connection, settings: TenantSettings) -> dict[str, int]:
-    """Replace the tenant's snapshot rows with staging filtered by its settings.
+    """Bring the tenant's snapshot rows to staging filtered by its settings.
 
-    Runs inside the caller's transaction (temporary tables are dropped at commit). Returns
-    counts for metadata: users_included, users_excluded, excluded_<reason> for every user
-    reason, groups_included, groups_excluded, groups_excluded_<reason>, groups_mapped,
-    memberships, managers_set.
+    The snapshot tables end up exactly as if rebuilt from scratch, but only the difference is
+    written (rows gone, changed, new), so a scheduled sync over an unchanged directory writes
+    next to nothing (see sql/transform/memberships.sql). Runs inside the caller's transaction
+    (temporary tables are dropped at commit). Returns counts for metadata: users_included,
+    users_excluded, excluded_<reason> for every user reason, groups_included, groups_excluded,
+    groups_excluded_<reason>, groups_mapped, memberships, managers_set.
     """
     params = snapshot_params(settings)
-    for name in ("closure", "users", "groups", "memberships"):
+    for name in SCRIPTS:
         run_script(conn, f"transform/{name}", params)
     counts = {f"excluded_{r}": 0 for r in USER_REASONS}
     counts |= {f"groups_excluded_{r}": 0 for r in GROUP_REASONS}

@@ -4,10 +4,17 @@
 DROP TABLE IF EXISTS pg_temp.sp_scoped;
 CREATE TEMP TABLE sp_scoped ON COMMIT DROP AS
 SELECT DISTINCT gm.member_id AS user_id
-FROM sp_closure c
+FROM (
+    -- The scope groups themselves (sp_closure leaves out the identity pairs), then every group
+    -- nested below them.
+    SELECT g.id AS descendant
+    FROM staging.groups g
+    WHERE g.tenant = :tenant AND g.id = ANY (CAST(:scope_group_ids AS text[]))
+    UNION ALL
+    SELECT c.descendant FROM sp_closure c WHERE c.ancestor = ANY (CAST(:scope_group_ids AS text[]))
+) s
 JOIN staging.group_members gm
-  ON gm.tenant = :tenant AND gm.group_id = c.descendant AND gm.member_type = 'user'
-WHERE c.ancestor = ANY (CAST(:scope_group_ids AS text[]));
+  ON gm.tenant = :tenant AND gm.group_id = s.descendant AND gm.member_type = 'user';
 DROP TABLE IF EXISTS pg_temp.sp_users;
 CREATE TEMP TABLE sp_users ON COMMIT DROP AS
 WITH resolved AS MATERIALIZED (
@@ -83,19 +90,45 @@ SELECT
 FROM ranked k;
 CREATE UNIQUE INDEX ON sp_users (id);
 ANALYZE sp_users;
-DELETE FROM sync.snapshot_users WHERE tenant = :tenant;
-INSERT INTO sync.snapshot_users (
-    tenant, graph_id, included, reason, reasons, email, display_name, first_name, last_name,
-    job_title, department, manager_graph_id, manager_note)
+-- The snapshot rows, then only the difference is written (deleted, changed, new), so a scheduled
+-- sync over an unchanged directory rewrites nothing.
+DROP TABLE IF EXISTS pg_temp.sp_snapshot_users;
+CREATE TEMP TABLE sp_snapshot_users ON COMMIT DROP AS
 SELECT
-    :tenant, u.id, u.included, u.reasons[1], u.reasons, u.address,
-    u.display_name, u.given_name, u.surname, u.job_title, u.department,
-    CASE WHEN CAST(:import_managers AS boolean) AND u.included AND m.included THEN m.id END,
+    u.id AS graph_id, u.included, u.reasons[1] AS reason, u.reasons, u.address AS email,
+    u.display_name, u.given_name AS first_name, u.surname AS last_name, u.job_title,
+    u.department,
+    CASE WHEN CAST(:import_managers AS boolean) AND u.included AND m.included THEN m.id END
+      AS manager_graph_id,
     CASE WHEN CAST(:import_managers AS boolean) AND u.included AND um.manager_id IS NOT NULL
          THEN CASE WHEN m.id IS NULL THEN 'manager_not_found'
                    WHEN NOT m.included THEN 'manager_excluded\:' || m.reasons[1]
               END
-    END
+    END AS manager_note
 FROM sp_users u
 LEFT JOIN staging.user_managers um ON um.tenant = :tenant AND um.user_id = u.id
-LEFT JOIN sp_users m ON m.id = um.manager_id
+LEFT JOIN sp_users m ON m.id = um.manager_id;
+ANALYZE sp_snapshot_users;
+DELETE FROM sync.snapshot_users s
+WHERE s.tenant = :tenant
+  AND NOT EXISTS (SELECT 1 FROM sp_snapshot_users n WHERE n.graph_id = s.graph_id);
+UPDATE sync.snapshot_users s
+SET included = n.included, reason = n.reason, reasons = n.reasons, email = n.email,
+    display_name = n.display_name, first_name = n.first_name, last_name = n.last_name,
+    job_title = n.job_title, department = n.department,
+    manager_graph_id = n.manager_graph_id, manager_note = n.manager_note
+FROM sp_snapshot_users n
+WHERE s.tenant = :tenant AND s.graph_id = n.graph_id
+  AND (s.included, s.reason, s.reasons, s.email, s.display_name, s.first_name, s.last_name,
+       s.job_title, s.department, s.manager_graph_id, s.manager_note)
+      IS DISTINCT FROM
+      (n.included, n.reason, n.reasons, n.email, n.display_name, n.first_name, n.last_name,
+       n.job_title, n.department, n.manager_graph_id, n.manager_note);
+INSERT INTO sync.snapshot_users (
+    tenant, graph_id, included, reason, reasons, email, display_name, first_name, last_name,
+    job_title, department, manager_graph_id, manager_note)
+SELECT
+    :tenant, n.graph_id, n.included, n.reason, n.reasons, n.email, n.display_name,
+    n.first_name, n.last_name, n.job_title, n.department, n.manager_graph_id, n.manager_note
+FROM sp_snapshot_users n
+ON CONFLICT (tenant, graph_id) DO NOTHING  -- the rows already there were updated just above
