@@ -29,15 +29,20 @@ import os
 import platform
 import random
 import statistics
-import threading
 import time
 import uuid
 from pathlib import Path
 
-import psutil
 import sqlalchemy as sa
+from benchlib import (
+    RssSampler,
+    backend_peak_mb,
+    drop_database,
+    scratch_database,
+    stage_document,
+)
 
-from sync_pipeline import db, rules, staging
+from sync_pipeline import db, rules
 from sync_pipeline.fakegraph import generate_tenant
 from sync_pipeline.settings import TenantSettings
 
@@ -67,56 +72,6 @@ def top_up_groups(doc: dict, target: int, seed: int) -> None:
         if rng.random() < 0.33:
             doc["members"][rng.choice(existing)].append(gid)
         existing.append(gid)
-
-
-def load(engine: sa.Engine, doc: dict) -> dict[str, int]:
-    users = {u["id"] for u in doc["users"]}
-    groups = {g["id"] for g in doc["groups"]}
-    kinds = {o["id"]: staging.member_type(o) for o in doc["other_objects"]}
-    with engine.begin() as conn:
-        w = staging.StagingWriter(conn, TENANT)
-        for table in staging.COLUMNS:
-            w.clear(table)
-        w.copy("users", (staging.user_row(TENANT, u) for u in doc["users"]))
-        w.copy("user_licences", (r for u in doc["users"] for r in staging.licence_rows(TENANT, u)))
-        w.copy("groups", (staging.group_row(TENANT, g) for g in doc["groups"]))
-        w.copy(
-            "group_members",
-            (
-                (TENANT, g, m, "user" if m in users else "group" if m in groups else kinds[m])
-                for g, ms in doc["members"].items()
-                for m in dict.fromkeys(ms)
-            ),
-        )
-        w.copy("user_managers", ((TENANT, u, m) for u, m in doc["managers"].items()))
-        for entity in ("users", "groups", "group_members"):
-            w.record(entity, w.counts[entity], 0)
-    with engine.begin() as conn:
-        for table in ("users", "groups", "group_members", "user_managers", "user_licences"):
-            conn.execute(sa.text(f"ANALYZE staging.{table}"))
-    return dict(w.counts)
-
-
-class RssSampler(threading.Thread):
-    def __init__(self) -> None:
-        super().__init__(daemon=True)
-        self.proc = psutil.Process()
-        self.peak = self.proc.memory_info().rss
-        self.stop = threading.Event()
-
-    def run(self) -> None:
-        while not self.stop.wait(0.05):
-            self.peak = max(self.peak, self.proc.memory_info().rss)
-
-
-def backend_peak_mb(pid: int) -> float | None:
-    try:
-        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-            if line.startswith("VmHWM:"):
-                return round(int(line.split()[1]) / 1024, 1)
-    except OSError:
-        return None  # the server runs elsewhere (or as a user we cannot read)
-    return None
 
 
 def temp_bytes(conn: sa.Connection) -> int:
@@ -229,29 +184,6 @@ def step_breakdown(engine: sa.Engine, settings: TenantSettings) -> list[dict]:
     return out
 
 
-def scratch_database(server: str, reuse: str | None) -> tuple[str, str]:
-    """(name, url) of the scratch database: a new `sp_bench_<random>`, or the kept one named."""
-    if reuse is not None:
-        if not reuse.startswith("sp_bench_"):
-            raise SystemExit(f"--database {reuse!r}: only a kept sp_bench_* database is reused")
-        name = reuse
-    else:
-        name = f"sp_bench_{uuid.uuid4().hex[:8]}"
-        admin = sa.create_engine(db.with_driver(server, "psycopg"), isolation_level="AUTOCOMMIT")
-        with admin.connect() as conn:
-            conn.execute(sa.text(f'CREATE DATABASE "{name}"'))
-        admin.dispose()
-    url = sa.engine.make_url(server).set(database=name).render_as_string(hide_password=False)
-    return name, url
-
-
-def drop_database(server: str, name: str) -> None:
-    admin = sa.create_engine(db.with_driver(server, "psycopg"), isolation_level="AUTOCOMMIT")
-    with admin.connect() as conn:
-        conn.execute(sa.text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-    admin.dispose()
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--users", type=int, default=100_000)
@@ -291,7 +223,7 @@ def run(args: argparse.Namespace, engine: sa.Engine, reused: bool) -> None:
         top_up_groups(doc, args.groups, args.seed)
         generated = time.perf_counter() - started
         started = time.perf_counter()
-        staged = load(engine, doc)
+        staged = stage_document(engine, TENANT, doc)
         loaded = time.perf_counter() - started
         scope = [g["id"] for g in doc["groups"] if g["displayName"] == "All Staff"]
         mapped = {g["id"]: f"App {g['displayName']}" for g in doc["groups"][20:120]}
