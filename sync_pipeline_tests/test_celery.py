@@ -35,7 +35,10 @@ def celery_env(tmp_path: Path, database_url: str, monkeypatch: pytest.MonkeyPatc
     try:
         redis.Redis.from_url(BROKER).ping()
     except redis.RedisError as exc:
-        pytest.fail(f"Redis is not reachable at {BROKER}: {exc}; start redis-server")
+        message = f"Redis is not reachable at {BROKER}: {exc}; start redis-server"
+        if os.environ.get("SYNC_PIPELINE_REQUIRE_REDIS") == "1":  # CI: .ci/run starts Redis
+            pytest.fail(message)
+        pytest.skip(message)
     redis.Redis.from_url(BROKER).flushdb()
     monkeypatch.setenv("SYNC_PIPELINE_HOME", str(tmp_path / "home"))
     monkeypatch.setenv("DATABASE_URL", database_url)
