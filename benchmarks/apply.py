@@ -43,10 +43,10 @@ from typing import Any
 import sqlalchemy as sa
 from benchlib import (
     RssSampler,
+    add_database_options,
     analyze,
     backend_peak_mb,
-    drop_database,
-    scratch_database,
+    in_scratch_database,
     stage_document,
 )
 
@@ -303,20 +303,9 @@ def main() -> None:
     parser.add_argument("--users", type=int, default=100_000)
     parser.add_argument("--percent", type=float, default=1.0, help="users changed for the diff")
     parser.add_argument("--seed", type=int, default=1)
-    parser.add_argument("--keep-database", action="store_true", help="keep the scratch database")
-    parser.add_argument("--database", help="reuse a kept sp_bench_* database (no generation)")
+    add_database_options(parser)
     args = parser.parse_args()
-    server = os.environ.get("DATABASE_URL") or db.database_url()
-    name, url = scratch_database(server, args.database)
-    print(f"scratch database {name}")
-    try:
-        run(args, db.engine(url), reused=args.database is not None)
-    finally:
-        db.engine(url).dispose()
-        if args.keep_database or args.database:
-            print(f"kept {name}: reuse it with --database {name}")
-        else:
-            drop_database(server, name)
+    in_scratch_database(args, run)
 
 
 def run(args: argparse.Namespace, engine: sa.Engine, reused: bool) -> None:

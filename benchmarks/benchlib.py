@@ -6,8 +6,11 @@ Benchmarks run as scripts (`python benchmarks/NAME.py`), so this folder is on sy
 
 from __future__ import annotations
 
+import argparse
+import os
 import threading
 import uuid
+from collections.abc import Callable
 from pathlib import Path
 
 import psutil
@@ -99,3 +102,25 @@ def drop_database(server: str, name: str) -> None:
     with admin.connect() as conn:
         conn.execute(sa.text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
     admin.dispose()
+
+
+def add_database_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--keep-database", action="store_true", help="keep the scratch database")
+    parser.add_argument("--database", help="reuse a kept sp_bench_* database (no generation)")
+
+
+def in_scratch_database(
+    args: argparse.Namespace, run: Callable[[argparse.Namespace, sa.Engine, bool], None]
+) -> None:
+    """run(args, engine, reused) in a scratch database, dropped afterwards unless kept."""
+    server = os.environ.get("DATABASE_URL") or db.database_url()
+    name, url = scratch_database(server, args.database)
+    print(f"scratch database {name}")
+    try:
+        run(args, db.engine(url), args.database is not None)
+    finally:
+        db.engine(url).dispose()
+        if args.keep_database or args.database:
+            print(f"kept {name}: reuse it with --database {name}")
+        else:
+            drop_database(server, name)

@@ -36,9 +36,9 @@ from pathlib import Path
 import sqlalchemy as sa
 from benchlib import (
     RssSampler,
+    add_database_options,
     backend_peak_mb,
-    drop_database,
-    scratch_database,
+    in_scratch_database,
     stage_document,
 )
 
@@ -190,22 +190,11 @@ def main() -> None:
     parser.add_argument("--groups", type=int, default=10_000)
     parser.add_argument("--seed", type=int, default=1)
     parser.add_argument("--repeat", type=int, default=2, help="runs of each situation")
-    parser.add_argument("--keep-database", action="store_true", help="keep the scratch database")
-    parser.add_argument("--database", help="reuse a kept sp_bench_* database (no generation)")
+    add_database_options(parser)
     parser.add_argument("--no-breakdown", action="store_true", help="skip the per-statement run")
     args = parser.parse_args()
 
-    server = os.environ.get("DATABASE_URL") or db.database_url()
-    name, url = scratch_database(server, args.database)
-    print(f"scratch database {name}")
-    try:
-        run(args, db.engine(url), reused=args.database is not None)
-    finally:
-        db.engine(url).dispose()
-        if args.keep_database or args.database:
-            print(f"kept {name}: reuse it with --database {name}")
-        else:
-            drop_database(server, name)
+    in_scratch_database(args, run)
 
 
 def run(args: argparse.Namespace, engine: sa.Engine, reused: bool) -> None:
@@ -227,7 +216,9 @@ def run(args: argparse.Namespace, engine: sa.Engine, reused: bool) -> None:
         loaded = time.perf_counter() - started
         scope = [g["id"] for g in doc["groups"] if g["displayName"] == "All Staff"]
         mapped = {g["id"]: f"App {g['displayName']}" for g in doc["groups"][20:120]}
-        deny = [doc["users"][i]["userPrincipalName"] for i in range(0, 2000, 7)]
+        deny = [
+            doc["users"][i]["userPrincipalName"] for i in range(0, min(2000, len(doc["users"])), 7)
+        ]
         del doc
         gc.collect()
         saved = {"staged": staged, "generated": generated, "loaded": loaded}
