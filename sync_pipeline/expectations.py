@@ -47,7 +47,6 @@ BLANK_REGEX = r"^\s*$"
 # Directory objects Graph lists as group members that we do not stage, and that are fine.
 OTHER_MEMBER_TYPES = ("orgContact", "device", "servicePrincipal")
 SAMPLE_ROWS = 5
-STAGED_ENTITIES = ("users", "groups", "group_members")
 
 ERROR, WARN = "ERROR", "WARN"
 

@@ -11,6 +11,7 @@ import json
 from collections.abc import Iterable
 from typing import Any
 
+import psycopg
 import sqlalchemy as sa
 
 from sync_pipeline import db
@@ -120,11 +121,8 @@ class StagingWriter:
                 for row in rows:
                     copy.write_row(row)
                     n += 1
-        except Exception as exc:  # psycopg errors: name the tenant and table, keep the detail
-            diag = getattr(exc, "diag", None)
-            detail = getattr(diag, "message_detail", None) or str(exc).splitlines()[0]
-            if isinstance(exc, GraphDataError):
-                raise
+        except psycopg.Error as exc:  # name the tenant and table, keep Postgres's detail
+            detail = exc.diag.message_detail or str(exc).splitlines()[0]
             raise GraphDataError(
                 f"tenant {self.tenant}: could not stage {table}: {detail}"
             ) from None

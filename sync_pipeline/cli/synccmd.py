@@ -25,8 +25,6 @@ from sync_pipeline.cli.common import (
     prepare,
 )
 
-SUMMARY_KEYS = ("user_create", "user_adopt", "user_update", "user_reactivate", "user_deactivate")
-
 
 def _describe(event: Any) -> str | None:
     import dagster as dg

@@ -1,1 +1,0 @@
-SELECT id FROM staging.groups WHERE tenant = :t ORDER BY id

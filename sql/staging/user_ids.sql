@@ -1,1 +1,0 @@
-SELECT id FROM staging.users WHERE tenant = :t ORDER BY id

@@ -1,0 +1,39 @@
+"""Staging refuses Graph data it cannot load, names it, and keeps the previous extraction."""
+
+import pytest
+import sqlalchemy as sa
+
+from sync_pipeline.staging import GraphDataError, StagingWriter, user_row
+
+
+def staged_ids(engine: sa.Engine, tenant: str) -> list[str]:
+    with engine.connect() as conn:
+        return list(
+            conn.execute(
+                sa.text("SELECT id FROM staging.users WHERE tenant = :t ORDER BY id"),
+                {"t": tenant},
+            ).scalars()
+        )
+
+
+@pytest.mark.parametrize(
+    ("users", "message"),
+    [
+        ([{"id": "u-1"}, {"id": "u-1"}], r"could not stage users: Key \(tenant, id\)=.*u-1"),
+        ([{"id": "u-1"}, {"displayName": "no id"}], r"user without an id"),
+    ],
+    ids=["same id twice", "no id"],
+)
+def test_bad_graph_data_fails_naming_it_and_keeps_the_previous_read(
+    engine, tenant_slug, users, message
+):
+    with engine.begin() as conn:
+        writer = StagingWriter(conn, tenant_slug)
+        writer.clear("users")
+        writer.copy("users", [user_row(tenant_slug, {"id": "old-1"})])
+    with pytest.raises(GraphDataError, match=message) as failure, engine.begin() as conn:
+        writer = StagingWriter(conn, tenant_slug)
+        writer.clear("users")
+        writer.copy("users", (user_row(tenant_slug, u) for u in users))
+    assert tenant_slug in str(failure.value)
+    assert staged_ids(engine, tenant_slug) == ["old-1"]  # rolled back: nothing half-written
