@@ -16,7 +16,7 @@ import logging
 
 import sqlalchemy as sa
 
-from sync_pipeline import db
+from sync_pipeline import db, runs
 from sync_pipeline.rules import run_script
 from sync_pipeline.settings import TenantSettings
 
@@ -74,7 +74,29 @@ def compute_diff(
     counts |= dict(conn.execute(db.q("load/diff_counts"), params).all())
     counts["active_users"] = active
     counts["group_mapping_missing"] = len(missing)
-    return {k: int(v) for k, v in counts.items()}
+    counts = {k: int(v) for k, v in counts.items()}
+    runs.set_planned(conn, run_id, counts)
+    return counts
+
+
+def planned_diff(
+    conn: sa.Connection, tenant: str, run_id: int, settings: TenantSettings
+) -> tuple[dict[str, int], bool]:
+    """The counts of run_id's diff and whether it was computed here.
+
+    The diff computed earlier in the same run (the `sync_diff` asset, which the blocking
+    checks validated) is the one applied: what was checked and reported is what happens, and a
+    100k-user tenant does not pay for the diff twice. A run that has none (the apply
+    materialised on its own) computes it now.
+    """
+    counts = runs.planned(conn, run_id)
+    if counts is not None and (
+        # sync.diffs is unlogged: a server crash empties it, and the plan is made again
+        not any(counts.get(key, 0) for key in COUNT_KEYS)
+        or conn.execute(db.q("load/diff_exists"), {"tenant": tenant, "run_id": run_id}).scalar()
+    ):
+        return counts, False
+    return compute_diff(conn, tenant, run_id, settings), True
 
 
 def apply_diff(conn: sa.Connection, tenant: str, run_id: int) -> dict[str, int]:
@@ -89,8 +111,10 @@ def apply_diff(conn: sa.Connection, tenant: str, run_id: int) -> dict[str, int]:
     run_script(conn, "audit/prior", params)  # prior values the diff rows do not carry
     counts = {}
     for key, name, action in _APPLY_STEPS:
-        # a step's file may set a planner option around its one data statement
-        counts[key] = sum(n for n in run_script(conn, name, params | {"action": action}) if n > 0)
+        # a step's file may set planner options or build a temp table before its data
+        # statement, which is its last statement that reports rows
+        done = [n for n in run_script(conn, name, params | {"action": action}) if n >= 0]
+        counts[key] = done[-1] if done else 0
     recorded = sum(n for n in run_script(conn, "audit/record", params) if n > 0)
     log.info("tenant %s: run %s applied and recorded %s changes", tenant, run_id, recorded)
     return counts

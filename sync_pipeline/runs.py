@@ -30,3 +30,14 @@ def finish(
         db.q("runs/finish"),
         {"id": run_id, "status": status, "counts": json.dumps(counts or {}), "error": error},
     )
+
+
+def set_planned(conn: sa.Connection, run_id: int, counts: dict[str, int]) -> None:
+    """Record the counts of the diff written to sync.diffs for run_id (see `planned`)."""
+    conn.execute(db.q("runs/set_planned"), {"id": run_id, "planned": json.dumps(counts)})
+
+
+def planned(conn: sa.Connection, run_id: int) -> dict[str, int] | None:
+    """The counts of the diff computed for run_id, or None when none was computed."""
+    value = conn.execute(db.q("runs/planned"), {"id": run_id}).scalar_one_or_none()
+    return None if value is None else {k: int(v) for k, v in value.items()}

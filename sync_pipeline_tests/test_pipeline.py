@@ -167,3 +167,53 @@ def test_sync_job_records_a_run_row(instance, database_url, register, engine, te
     assert row.status == "success" and row.dagster_run_id == result.run_id
     assert not row.dry_run
     assert row.counts["user_create"] == len(app_users(engine, tenant_slug))
+
+
+def test_the_apply_uses_the_diff_its_run_planned_and_checked(
+    instance, database_url, register, engine, tenant_slug
+):
+    register(tenant_slug)
+    instance.add_dynamic_partitions(TENANT_PARTITIONS, [tenant_slug])
+    job = defs.resolve_job_def("sync")
+    resources = {"database": Database(url=database_url), "graph": Graph()}
+    result = job.execute_in_process(
+        partition_key=tenant_slug, instance=instance, resources=resources
+    )
+    assert result.success
+    planned = result.asset_materializations_for_node("sync_diff")[0].metadata
+    applied = result.asset_materializations_for_node("app_directory")[0].metadata
+    assert applied["diff_reused"].value is True
+    assert applied["sync_run_id"].value == planned["sync_run_id"].value
+    assert applied["user_create"].value == planned["user_create"].value > 0
+    assert applied["membership_add"].value == planned["membership_add"].value > 0
+
+    # The apply materialised on its own (a run with no sync_diff) computes the diff itself.
+    with engine.begin() as conn:
+        conn.execute(sa.text("DELETE FROM app.group_members WHERE tenant = :t"), {"t": tenant_slug})
+    alone = materialize(instance, database_url, tenant_slug, "app_directory")
+    applied = alone.asset_materializations_for_node("app_directory")[0].metadata
+    assert applied["diff_reused"].value is False
+    assert applied["membership_add"].value == planned["membership_add"].value
+
+
+def test_a_planned_diff_lost_in_a_crash_is_computed_again(engine, register, tenant_slug):
+    """sync.diffs is unlogged: a server crash empties it, and the apply must not then read
+    the planned counts over an empty table as 'nothing to do'."""
+    from sync_pipeline import diff, runs
+
+    settings = register(tenant_slug)
+    with engine.begin() as conn:  # a snapshot to diff against: two users, no app rows yet
+        conn.execute(
+            sa.text(
+                "INSERT INTO sync.snapshot_users (tenant, graph_id, included, email)"
+                " VALUES (:t, 'g1', true, 'a@x.example'), (:t, 'g2', true, 'b@x.example')"
+            ),
+            {"t": tenant_slug},
+        )
+        run_id = runs.ensure(conn, tenant_slug, "dagster-run-1", dry_run=False)
+        planned = diff.compute_diff(conn, tenant_slug, run_id, settings)
+        assert planned["user_create"] == 2
+        assert diff.planned_diff(conn, tenant_slug, run_id, settings) == (planned, False)
+        conn.execute(sa.text("DELETE FROM sync.diffs WHERE run_id = :r"), {"r": run_id})
+        assert diff.planned_diff(conn, tenant_slug, run_id, settings) == (planned, True)
+        assert diff.apply_diff(conn, tenant_slug, run_id)["user_create"] == 2

@@ -1,15 +1,17 @@
 -- After the apply, in its transaction: one sync.changes row per applied diff row, with the
 -- app ids of the rows this run created and, in `before`, every prior value an undo restores.
 -- Rows made in this run are not in the planner's statistics yet (see load/apply_manager_set).
+-- Membership adds (a first load has a million) come from load/apply_membership_add's
+-- resolved rows, already in key order; everything else from the run's diff.
 SET LOCAL enable_nestloop = off;
 INSERT INTO sync.changes (
     tenant, run_id, entity, action, key, label, user_id, group_id, before, after)
 SELECT
     :tenant, :run_id, d.entity, d.action, d.key, d.label,
     CASE WHEN d.entity IN ('user', 'manager') THEN coalesce(d.app_id, nu.id)
-         WHEN d.entity = 'membership' THEN coalesce(d.user_app_id, mu.id) END,
+         WHEN d.entity = 'membership' THEN d.user_app_id END,
     CASE WHEN d.entity = 'group' THEN coalesce(d.app_id, ng.id)
-         WHEN d.entity = 'membership' THEN coalesce(d.group_app_id, mg.id) END,
+         WHEN d.entity = 'membership' THEN d.group_app_id END,
     CASE WHEN d.entity = 'manager'
               THEN d.before || jsonb_build_object('manager_id', p.manager_id)
          WHEN d.entity = 'user' AND d.action IN ('reactivate', 'deactivate')
@@ -28,14 +30,10 @@ LEFT JOIN app.users nu
   ON d.entity IN ('user', 'manager') AND nu.tenant = :tenant AND nu.external_id = d.key
 LEFT JOIN app.groups ng
   ON d.entity = 'group' AND d.app_id IS NULL AND ng.tenant = :tenant AND ng.external_id = d.key
-LEFT JOIN app.groups mg
-  ON d.entity = 'membership' AND d.group_app_id IS NULL AND mg.tenant = :tenant
- AND mg.external_id = d.group_external_id
-LEFT JOIN app.users mu
-  ON d.entity = 'membership' AND d.user_app_id IS NULL AND mu.tenant = :tenant
- AND mu.external_id = d.user_external_id
 WHERE d.tenant = :tenant AND d.run_id = :run_id
--- by user: the changes_user btree is appended to, not split at random (a first load writes
--- a million rows here)
-ORDER BY 7;
-SET LOCAL enable_nestloop TO DEFAULT
+  AND (d.entity <> 'membership' OR d.action = 'remove');
+SET LOCAL enable_nestloop TO DEFAULT;
+INSERT INTO sync.changes (
+    tenant, run_id, entity, action, key, label, user_id, group_id, before, after)
+SELECT :tenant, :run_id, 'membership', 'add', key, label, user_id, group_id, NULL, after
+FROM sp_madd

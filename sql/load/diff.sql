@@ -171,10 +171,7 @@ FROM (
 JOIN sp_du u ON u.graph_id = d.user_external_id
 LEFT JOIN sp_dg g ON g.graph_id = d.group_external_id
 LEFT JOIN app.groups a
-  ON d.group_external_id IS NULL AND a.tenant = :tenant AND a.id = d.group_app_id
--- in key order: the primary key's btree (run_id, entity, key) is appended to, not split at
--- random (an initial load writes a million rows here)
-ORDER BY 5;
+  ON d.group_external_id IS NULL AND a.tenant = :tenant AND a.id = d.group_app_id;
 INSERT INTO sync.diffs (
     tenant, run_id, entity, action, key, label, before,
     group_app_id, group_external_id, user_app_id, user_external_id)

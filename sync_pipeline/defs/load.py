@@ -63,8 +63,13 @@ def app_directory(
     settings = database.tenant_settings(tenant)
     with database.engine().begin() as conn, db.tenant_lock(conn, tenant):
         run_id = runs.ensure(conn, tenant, context.run.run_id, dry_run=False)
-        # Recomputed under the lock, so what is applied is exactly what sync.diffs records.
-        planned = diff.compute_diff(conn, tenant, run_id, settings)
+        # The diff sync_diff wrote in this run (and the blocking checks passed) is applied as
+        # it is; computed here only when this run has none.
+        planned, computed = diff.planned_diff(conn, tenant, run_id, settings)
+        context.log.info(
+            f"tenant {tenant}: applying the diff "
+            + ("computed now" if computed else "planned and checked earlier in this run")
+        )
         exceeded, message = diff.safety_check(planned, settings)
         if exceeded and not config.allow_mass_deactivation:
             raise dg.Failure(
@@ -80,6 +85,7 @@ def app_directory(
         metadata={
             **_ints(applied),
             "sync_run_id": run_id,
+            "diff_reused": not computed,
             "changes": dg.MetadataValue.md(table),
             "seconds": round(time.monotonic() - started, 3),
         }
