@@ -27,6 +27,7 @@ from sync_pipeline import db, runs
 from sync_pipeline.rules import run_script
 
 UNDO_STEPS = (
+    ("audit/undo_address_release", {}),
     ("audit/undo_users", {"deactivating": True}),
     ("audit/undo_users", {"deactivating": False}),
     ("audit/undo_groups", {}),

@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 import sqlalchemy as sa
 
-from sync_pipeline import db, diff, rules
+from sync_pipeline import audit, db, diff, rules
 from sync_pipeline_tests.test_rules import group, make_settings, stage, user
 
 
@@ -339,6 +339,31 @@ def test_leavers_address_reused_and_duplicate_loser_deactivated(engine, tenant_s
         ]
     }
     assert changes(converge(engine, tenant_slug, staged)) == {}
+
+
+def test_addresses_swapped_and_rotated_between_synced_users(engine, tenant_slug):
+    """Users trading addresses in one sync (a swap, a three-way rotation) must not trip the
+    app's one-active-address unique index: addresses being replaced are released first."""
+    names = ("a", "b", "c", "d", "e")
+    converge(engine, tenant_slug, {"users": [user(n, f"{n}@example.com") for n in names]})
+    moved = {"a": "b", "b": "a", "c": "d", "d": "e", "e": "C"}
+    planned = converge(
+        engine, tenant_slug, {"users": [user(n, f"{moved[n]}@example.com") for n in names]}
+    )
+    assert changes(planned) == {"user_update": 5}
+    users, _, _ = state(engine, tenant_slug)
+    assert {email: row[0] for email, row in users.items()} == {
+        f"{to}@example.com": uid for uid, to in moved.items()
+    }
+    assert all(row[1] for row in users.values())
+    # and the undo trades them back the same way
+    with engine.begin() as conn:
+        last = conn.execute(
+            sa.text("SELECT max(run_id) FROM sync.changes WHERE tenant = :t"), {"t": tenant_slug}
+        ).scalar_one()
+        audit.undo(conn, tenant_slug, last)
+    users, _, _ = state(engine, tenant_slug)
+    assert {email: row[0] for email, row in users.items()} == {f"{n}@example.com": n for n in names}
 
 
 def test_managers_left_alone_without_import_managers(engine, tenant_slug):
