@@ -382,9 +382,14 @@ def run(args: argparse.Namespace, engine: sa.Engine, reused: bool) -> None:
 
     by = {s["step"]: s for s in steps}
     ratio = round(by["initial"]["seconds"] / by["raw_copy"]["seconds"], 2)
+    shaped = round(by["initial"]["seconds"] / by["app_shaped_copy"]["seconds"], 2)
     verdict = {
         "initial_vs_raw_copy": ratio,
         "initial_within_target": ratio <= TARGETS["initial_vs_raw_copy"],
+        # the same rows COPYed into tables with app.*'s indexes and foreign keys: what any
+        # loader pays to write them into this app, before planning or auditing anything
+        "initial_vs_app_shaped_copy": shaped,
+        "initial_within_target_vs_app_shaped_copy": shaped <= TARGETS["initial_vs_raw_copy"],
         "one_percent_within_target": by["one_percent"]["seconds"] < TARGETS["one_percent_seconds"],
     }
     print(
@@ -399,7 +404,8 @@ def run(args: argparse.Namespace, engine: sa.Engine, reused: bool) -> None:
             f"{s['postgres_backend_peak_rss_mb'] or '-':>7} {s['load_average_1min_before']:>5}"
         )
     print(
-        f"initial / raw COPY = {ratio}x (target <= 3x); 1% diff "
+        f"initial / raw COPY = {ratio}x (target <= 3x); initial / app-shaped COPY = "
+        f"{shaped}x; 1% diff "
         f"{by['one_percent']['seconds']} s (target < 5 s)"
     )
     with engine.connect() as conn:
