@@ -29,6 +29,7 @@ COMMANDS = [
     ["tenant", "setup"],
     ["explain"],
     ["history"],
+    ["report"],
     ["undo"],
     ["tenant", "connect"],
     ["fakegraph"],

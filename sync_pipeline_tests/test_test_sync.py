@@ -2,6 +2,7 @@
 
 import csv
 import io
+import zipfile
 
 import dagster as dg
 import sqlalchemy as sa
@@ -97,3 +98,93 @@ def test_safety_limit_is_a_warning_in_the_report(register, tenant_slug, smtp_ser
     assert "warning" in msg["Subject"]
     plain = msg.get_body(("plain",)).get_content()
     assert "--allow-mass-deactivation" in plain
+
+
+def test_a_report_too_large_to_email_counts_memberships_per_group(
+    register, tenant_slug, engine, smtp_server, monkeypatch, tmp_path
+):
+    """A first load plans a change per membership (1.4 M for 100k users): over the attachment
+    limit the email carries every other change and the memberships per group, and
+    `sync-pipeline report` writes the complete list."""
+    from sync_pipeline import report
+    from sync_pipeline_tests.test_cli import run_cli
+
+    monkeypatch.setenv("SYNC_PIPELINE_REPORT_MAX_MB", "0.002")  # 2 KB
+    register(tenant_slug, admin_email="admin@fabrikam.test")
+    result = run("test_sync", tenant_slug)
+    assert result.success
+    run_id = (
+        result.asset_materializations_for_node("test_sync_report")[0].metadata["sync_run_id"].value
+    )
+    with engine.connect() as conn:
+        planned = dict(
+            conn.execute(
+                sa.text("SELECT entity, count(*) FROM sync.diffs WHERE run_id = :r GROUP BY 1"),
+                {"r": run_id},
+            ).all()
+        )
+    assert planned["membership"] > 0
+
+    [(_, msg)] = smtp_server.messages
+    [attachment] = list(msg.iter_attachments())
+    stem = f"{tenant_slug}-run-{run_id}-changes"
+    assert attachment.get_filename() == f"{stem}-summary.zip"
+    with zipfile.ZipFile(io.BytesIO(attachment.get_content())) as zf:
+        assert zf.namelist() == [f"{stem}-memberships-by-group.csv"]  # 2 KB: the counts alone
+        groups = list(csv.DictReader(io.StringIO(zf.read(zf.namelist()[0]).decode())))
+    assert sum(int(g["memberships_added"]) for g in groups) == planned["membership"]
+
+    # A limit that the user, group and manager changes fit under, but not the memberships.
+    with engine.connect() as conn:
+        monkeypatch.setattr(report, "CSV_PLAIN_MAX", 0)
+        monkeypatch.setenv("SYNC_PIPELINE_REPORT_MAX_MB", "1000")
+        whole = report.changes_attachment(conn, tenant_slug, run_id)
+        assert whole.complete and whole.filename == f"{stem}.zip"
+        monkeypatch.setenv("SYNC_PIPELINE_REPORT_MAX_MB", str((len(whole.payload) - 1) / 2**20))
+        part = report.changes_attachment(conn, tenant_slug, run_id)
+    assert not part.complete and part.rows == sum(planned.values())
+    with zipfile.ZipFile(io.BytesIO(part.payload)) as zf:
+        others = list(
+            csv.DictReader(io.StringIO(zf.read(f"{stem}-users-groups-managers.csv").decode()))
+        )
+        groups = list(
+            csv.DictReader(io.StringIO(zf.read(f"{stem}-memberships-by-group.csv").decode()))
+        )
+    assert len(others) == sum(planned.values()) - planned["membership"]
+    assert {r["entity"] for r in others} == set(planned) - {"membership"}
+    assert sum(int(g["memberships_added"]) for g in groups) == planned["membership"]
+    plain = msg.get_body(("plain",)).get_content()
+    assert "too many to email" in plain
+    assert f"sync-pipeline report {tenant_slug} {run_id} --csv" in plain
+
+    out = tmp_path / "all.csv"
+    done = run_cli("report", tenant_slug, str(run_id), "--csv", str(out))
+    assert done.returncode == 0, done.stderr
+    rows = list(csv.DictReader(io.StringIO(out.read_text())))
+    assert len(rows) == sum(planned.values())
+    assert sum(r["entity"] == "membership" for r in rows) == planned["membership"]
+    missing = run_cli("report", tenant_slug, "999999", "--csv", str(tmp_path / "x.csv"))
+    assert missing.returncode == 2 and "no sync run 999999" in missing.stderr + missing.stdout
+    assert not (tmp_path / "x.csv").exists()
+
+
+def test_a_large_csv_is_zipped_whole(register, tenant_slug, smtp_server, monkeypatch):
+    from sync_pipeline import report
+
+    monkeypatch.setattr(report, "CSV_PLAIN_MAX", 512)
+    register(tenant_slug, admin_email="admin@fabrikam.test")
+    result = run("test_sync", tenant_slug)
+    assert result.success
+    total = (
+        result.asset_materializations_for_node("test_sync_report")[0]
+        .metadata["changes_total"]
+        .value
+    )
+    [(_, msg)] = smtp_server.messages
+    [attachment] = list(msg.iter_attachments())
+    assert attachment.get_filename().endswith("-changes.zip")
+    with zipfile.ZipFile(io.BytesIO(attachment.get_content())) as zf:
+        [name] = zf.namelist()
+        rows = list(csv.DictReader(io.StringIO(zf.read(name).decode())))
+    assert len(rows) == total
+    assert "zipped CSV" in msg.get_body(("plain",)).get_content()

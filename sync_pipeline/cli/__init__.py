@@ -17,6 +17,7 @@ from sync_pipeline.cli.dbcmd import db_group
 from sync_pipeline.cli.explaincmd import explain_command
 from sync_pipeline.cli.fakegraphcmd import fakegraph_group
 from sync_pipeline.cli.historycmd import history_command
+from sync_pipeline.cli.reportcmd import report_command
 from sync_pipeline.cli.synccmd import sync_command
 from sync_pipeline.cli.tenantcmd import tenant_group
 from sync_pipeline.cli.uicmd import ui_command
@@ -44,5 +45,6 @@ main.add_command(tenant_group)
 main.add_command(fakegraph_group)
 main.add_command(explain_command)
 main.add_command(history_command)
+main.add_command(report_command)
 main.add_command(undo_command)
 tenant_group.add_command(connect_command)

@@ -1,0 +1,56 @@
+"""`sync-pipeline report TENANT RUN_ID --csv FILE`: every change a run planned, as CSV."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import click
+
+from sync_pipeline import db, diff, report, tenants
+from sync_pipeline.cli.common import console, fail, handle_errors, prepare
+
+
+@click.command("report")
+@click.argument("tenant")
+@click.argument("run_id", type=click.IntRange(min=1))
+@click.option(
+    "--csv",
+    "path",
+    type=click.Path(dir_okay=False, writable=True, path_type=Path),
+    required=True,
+    help="Write the CSV here ('-' for standard output).",
+)
+@handle_errors
+def report_command(tenant: str, run_id: int, path: Path) -> None:
+    """Write every change that sync run RUN_ID of TENANT planned (a test sync's report, or
+    what a sync applied) as CSV: entity, action, key, who or what, before, after.
+
+    The emailed report of a very large run counts memberships per group instead of listing
+    them; this writes the complete list.
+    """
+    prepare()
+    with db.engine().connect() as conn:
+        tenants.get(conn, tenant)  # an unknown tenant is a clear error
+        run = conn.execute(db.q("report/run_planned"), {"tenant": tenant, "run_id": run_id}).first()
+        if run is None:
+            fail(
+                f"tenant {tenant} has no sync run {run_id}; `sync-pipeline history {tenant}` "
+                "lists applied runs"
+            )
+        planned = sum((run.planned or {}).get(k, 0) for k in diff.COUNT_KEYS)
+        if planned and not run.rows:
+            fail(
+                f"tenant {tenant}: the planned changes of run {run_id} are no longer kept "
+                f"(a database restart clears them); `sync-pipeline history {tenant} --run "
+                f"{run_id}` shows what it applied"
+            )
+        if str(path) == "-":
+            out = click.get_binary_stream("stdout")
+            rows = report.write_changes_csv(conn, tenant, run_id, out)
+            out.flush()
+            return
+        partial = path.with_name(path.name + ".partial")
+        with partial.open("wb") as out:
+            rows = report.write_changes_csv(conn, tenant, run_id, out)
+        partial.replace(path)  # never a half-written file under the name asked for
+    console.print(f"{tenant}: {rows} change(s) of run {run_id} written to {path}")
