@@ -9,7 +9,10 @@ back staging and the delta links together. Delta links advance in the same trans
   table of the entity family is replaced whole. A resync is a snapshot, never a diff, so a
   user missing from a delta is never taken for a deleted one.
 - incremental: only what the delta rounds report changes; `@removed` deletes rows
-  ('changed' = soft-deleted and 'deleted' alike leave the directory; both are counted).
+  ('changed' = soft-deleted and 'deleted' alike leave the directory; both are counted); an
+  updated object carries only its changed properties, merged over its staged row; group
+  memberships change by `members@delta` pairs. Applying an item twice changes nothing, so a
+  change a full read already saw may come again in the next round.
 Counts are reconciled against Graph's `$count` before the transaction commits.
 """
 
@@ -21,6 +24,7 @@ from collections import Counter
 from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
+from operator import itemgetter
 from typing import Any
 
 import sqlalchemy as sa
@@ -28,19 +32,22 @@ import sqlalchemy as sa
 from sync_pipeline import db
 from sync_pipeline.graph import reader
 from sync_pipeline.graph.client import GraphClient
-from sync_pipeline.graph.delta import DeltaExpired, removed
+from sync_pipeline.graph.delta import DeltaExpired, latest_link, removed
 from sync_pipeline.staging import (
     GraphDataError,
     StagingWriter,
     group_row,
     licence_rows,
-    member_type,
+    member_rows,
     sku_row,
+    staged_objects,
     user_row,
 )
 
-USERS, GROUPS = "users", "groups"
+USERS, GROUPS = "users", "groups"  # entity families; GROUPS is also a links key (below)
 GROUPS_MEMBERS = "groups_members"  # a groups link whose rounds carry members@delta
+# Links stored under GROUPS (no members, kept before members links were taken at every size)
+# are no longer followed: such a tenant's groups are read in full once, and dropped.
 _DONE = object()
 
 
@@ -56,13 +63,27 @@ class Extraction:
 
 
 class _Pipe:
-    """Readers → writer. `put` gives up when the writer has failed (no thread left hanging)."""
+    """Readers → writer. `put` gives up when the writer has failed (no thread left hanging).
+
+    Bulk events (each group's members, from the pool of `$batch` calls) hold at most BULK of
+    the queue's slots: the page chains (users, managers, groups) wait for their `put` before
+    asking for the next page, and the longest chain sets the extraction's wall time, so they
+    must never queue behind a backlog of memberships while the writer is in a COPY.
+    """
+
+    BULK_KINDS = frozenset({"members"})
+    BULK = 32
 
     def __init__(self) -> None:
-        self.q: queue.Queue[Any] = queue.Queue(maxsize=64)
+        self.q: queue.Queue[Any] = queue.Queue(maxsize=64 + self.BULK)
+        self.bulk = threading.Semaphore(self.BULK)
         self.failed = threading.Event()
 
     def put(self, *event: Any) -> None:
+        if event[0] in self.BULK_KINDS:
+            while not self.bulk.acquire(timeout=0.2):
+                if self.failed.is_set():
+                    raise RuntimeError("extraction stopped")
         while not self.failed.is_set():
             try:
                 self.q.put(event, timeout=0.2)
@@ -71,13 +92,18 @@ class _Pipe:
                 continue
         raise RuntimeError("extraction stopped")
 
+    def taken(self, event: tuple[Any, ...]) -> None:
+        """The writer has applied `event`: its bulk slot is free again."""
+        if event[0] in self.BULK_KINDS:
+            self.bulk.release()
+
 
 class _Readers:
     """The Graph side: one thread per entity family, a pool for the $batch calls."""
 
-    def __init__(self, client: GraphClient, pipe: _Pipe, workers: int, users: int) -> None:
+    def __init__(self, client: GraphClient, pipe: _Pipe, workers: int, members_in_delta: bool):
         self.client, self.pipe = client, pipe
-        self.members_in_delta = users <= reader.DELTA_MEMBERS_MAX_USERS
+        self.members_in_delta = members_in_delta
         self.pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="graph")
         self.slots = threading.Semaphore(2 * workers)  # bounded in-flight batches
 
@@ -136,44 +162,62 @@ class _Readers:
 
     # -- groups and memberships
     def groups(self, links: dict[str, str]) -> None:
-        link = links.get(GROUPS_MEMBERS) or links.get(GROUPS)
+        link = links.get(GROUPS_MEMBERS)
         if link:
             try:
-                self._groups_read(link, GROUPS_MEMBERS in links)
+                self._groups_read(link)
                 return
             except DeltaExpired:
                 self.pipe.put("mode", GROUPS, "resync")
-        self._groups_read(None, self.members_in_delta)
+        if self.members_in_delta:
+            self._groups_read(None)
+            return
+        # Large tenant: the members come from concurrent batches (a members@delta round is
+        # one chain of pages: minutes), and the link for the next round is Graph's "sync from
+        # now", taken BEFORE reading: a change made during the read comes again next round
+        # (harmless: applying an item twice changes nothing); one taken after could miss it.
+        since = latest_link(self.client, "/groups/delta", f"{reader.GROUP_SELECT},members")
+        self._groups_batched(since)
 
-    def _groups_read(self, link: str | None, with_members: bool) -> None:
+    def _groups_read(self, link: str | None) -> None:
+        """A groups delta round with members@delta: from the start (full) or a stored link."""
         incremental = link is not None
         self.pipe.put("mode" if incremental else "reset", GROUPS, "incremental")
-        rnd = reader.groups_delta(self.client, link, members=with_members)
+        rnd = reader.groups_delta(self.client, link, members=True)
+        for page in rnd:
+            # A group's entry repeats over pages (its members split): merge, never append.
+            self.pipe.put("groups", page, True)
+            pairs = [
+                (str(g["id"]), g["members@delta"])
+                for g in page
+                if removed(g) is None and g.get("members@delta")
+            ]
+            if pairs:  # no members@delta: no member (full), no membership change (delta)
+                self.pipe.put("members_delta", pairs)
+        self.pipe.put("link", GROUPS_MEMBERS, rnd.link)
+
+    def _groups_batched(self, members_link: str) -> None:
+        """Full read: a groups delta round without members, each group's members batched."""
+        self.pipe.put("reset", GROUPS)
         futures: list[Future[None]] = []
+        seen: set[str] = set()  # an object may come twice in a round: read its members once
         try:
-            for page in rnd:
-                # With members, a group's entry repeats over pages: replace, never append.
-                self.pipe.put("groups", page, incremental or with_members)
-                reread = []
-                for g in page:
-                    if removed(g) is not None:
-                        continue
-                    if with_members:  # no members@delta: no member (full), no change (delta)
-                        if g.get("members@delta"):
-                            self.pipe.put("members_delta", g["id"], g["members@delta"])
-                    else:
-                        reread.append(g["id"])
+            for page in reader.groups_delta(self.client, None, members=False):
+                self.pipe.put("groups", page, False)
+                ids = [str(g.get("id")) for g in page if removed(g) is None]
+                ids = [i for i in dict.fromkeys(ids) if i not in seen]
+                seen.update(ids)
                 futures.extend(
-                    self._submit(lambda c=chunk: self._members_of(c, incremental))
-                    for chunk in reader.chunks(reread)
+                    self._submit(lambda c=chunk: self._members_of(c))
+                    for chunk in reader.chunks(ids)
                 )
         finally:
             self._wait(futures)
-        self.pipe.put("link", GROUPS_MEMBERS if with_members else GROUPS, rnd.link)
+        self.pipe.put("link", GROUPS_MEMBERS, members_link)
 
-    def _members_of(self, group_ids: list[str], replace: bool) -> None:
-        for gid, members, first in reader.members_batch(self.client, group_ids):
-            self.pipe.put("members", gid, members, replace and first)
+    def _members_of(self, group_ids: list[str]) -> None:
+        for gid, members, _ in reader.members_batch(self.client, group_ids):
+            self.pipe.put("members", gid, members)
 
     def skus(self) -> None:
         self.pipe.put("skus", reader.subscribed_skus(self.client))
@@ -227,6 +271,9 @@ class _Writer:
         self.tenant = tenant
         self.result = result
         self.links: dict[str, str] = {}
+        # ids changed in an incremental read, counted once however many entries they have
+        # (a group's members@delta spans pages)
+        self.changed: dict[str, set[str]] = {USERS: set(), GROUPS: set()}
 
     def apply(self, kind: str, *args: Any) -> None:
         getattr(self, f"_on_{kind}")(*args)
@@ -244,21 +291,32 @@ class _Writer:
         for table in tables:
             self.w.clear(table)
 
+    def _merged(self, table: str, objs: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        """Delta items carry only what changed: each laid over its staged row (if any)."""
+        if not objs:
+            return objs
+        self.w.flush()  # rows still buffered must be visible to the read
+        ids = [str(o.get("id")) for o in objs]
+        staged = staged_objects(self.w.conn, self.tenant, table, ids)
+        return [{**staged.get(i, {}), **o} for i, o in zip(ids, objs, strict=True)]
+
     def _on_users(self, page: list[dict[str, Any]], incremental: bool) -> None:
         t, changes = self.tenant, self.result.changes
-        page = _last_word(page)
+        page = _fold(page)
         present = [u for u in page if removed(u) is None]
         if incremental:
             gone = [u for u in page if removed(u) is not None]
             for u in gone:
                 changes[f"users_removed_{removed(u)}"] += 1
             ids = [str(u.get("id")) for u in page]
+            present = self._merged("users", present)
             self.w.delete("delete_users", ids)
             self.w.delete("delete_user_licences", ids)
             gone_ids = [str(u["id"]) for u in gone]
             self.w.delete("delete_user_managers", gone_ids)
             self.w.delete("delete_memberships_of", gone_ids)
-            changes["users_changed"] += len(present)
+            self.changed[USERS].update(str(u.get("id")) for u in present)
+            changes["users_changed"] = len(self.changed[USERS])
         self.w.copy("users", (user_row(t, u) for u in present))
         self.w.copy("user_licences", [r for u in present for r in licence_rows(t, u)])
 
@@ -268,7 +326,7 @@ class _Writer:
         self.w.copy("user_managers", [(self.tenant, u, m) for u, m in pairs if m])
 
     def _on_groups(self, page: list[dict[str, Any]], replace: bool) -> None:
-        page = _last_word(page)
+        page = _fold(page)
         present = [g for g in page if removed(g) is None]
         if self.result.mode.get(GROUPS) != "incremental":
             if replace:
@@ -278,37 +336,44 @@ class _Writer:
             for g in page:
                 if removed(g) is not None:
                     self.result.changes[f"groups_removed_{removed(g)}"] += 1
+            present = self._merged("groups", present)
             self.w.delete("delete_groups", [str(g.get("id")) for g in page])
             self.w.delete("delete_group_members", gone)
             self.w.delete("delete_memberships_of", gone)
-            self.result.changes["groups_changed"] += len(present)
+            self.changed[GROUPS].update(str(g.get("id")) for g in present)
+            self.result.changes["groups_changed"] = len(self.changed[GROUPS])
         self.w.copy("groups", (group_row(self.tenant, g) for g in present))
 
     def _member_rows(self, gid: str, members: list[dict[str, Any]]) -> list[tuple[Any, ...]]:
-        rows = []
-        for m in members:
-            if not m.get("id"):
-                raise GraphDataError(f"tenant {self.tenant}: group {gid} has a member without id")
-            kind = member_type(m)
-            self.result.member_types[kind] += 1
-            rows.append((self.tenant, gid, m["id"], kind))
+        rows = member_rows(self.tenant, gid, members)
+        self.result.member_types.update(map(itemgetter(3), rows))
         return rows
 
-    def _on_members(self, gid: str, members: list[dict[str, Any]], replace: bool) -> None:
-        if replace:
-            self.w.delete("delete_group_members", [gid])
-            self.result.changes["groups_members_reread"] += 1
+    def _on_members(self, gid: str, members: list[dict[str, Any]]) -> None:
         self.w.copy("group_members", self._member_rows(gid, members))
 
-    def _on_members_delta(self, gid: str, items: list[dict[str, Any]]) -> None:
-        # The same member may come more than once, over several pages: the last word wins.
-        final = {str(m["id"]): m for m in items if m.get("id")}
-        self.w.delete_pairs([(gid, mid) for mid in final])
-        added = [m for m in final.values() if removed(m) is None]
+    def _on_members_delta(self, pairs: list[tuple[str, list[dict[str, Any]]]]) -> None:
+        """A page's members@delta: each (group, member) pair is deleted, then copied back if
+        added, so a pair seen twice (over pages, or again next round) lands once."""
+        final: dict[tuple[str, str], dict[str, Any]] = {}
+        for gid, items in pairs:
+            for m in items:  # the same member may come more than once: the last word wins
+                if not m.get("id"):
+                    raise GraphDataError(
+                        f"tenant {self.tenant}: group {gid} has a members@delta item without id"
+                    )
+                final[(gid, str(m["id"]))] = m
+        self.w.delete_pairs(list(final))
+        added: dict[str, list[dict[str, Any]]] = {}
+        for (gid, _), m in final.items():
+            if removed(m) is None:
+                added.setdefault(gid, []).append(m)
+        n_added = sum(len(ms) for ms in added.values())
         if self.result.mode.get(GROUPS) == "incremental":
-            self.result.changes["members_added"] += len(added)
-            self.result.changes["members_removed"] += len(final) - len(added)
-        self.w.copy("group_members", self._member_rows(gid, added))
+            self.result.changes["members_added"] += n_added
+            self.result.changes["members_removed"] += len(final) - n_added
+        rows = [r for gid, ms in added.items() for r in self._member_rows(gid, ms)]
+        self.w.copy("group_members", rows)
 
     def _on_skus(self, skus: list[dict[str, Any]]) -> None:
         self.w.clear("subscribed_skus")
@@ -319,9 +384,19 @@ class _Writer:
             self.links[entity] = link
 
 
-def _last_word(page: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """A delta page may list an object twice: keep its last entry."""
-    return list({str(o.get("id")): o for o in page}.values())
+def _fold(page: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """A delta page may list an object more than once (changed again, or a group's members
+    split over entries): one object each, later properties over earlier ones; a removal, or
+    an entry after one, replaces what came before."""
+    out: dict[str, dict[str, Any]] = {}
+    for obj in page:
+        oid = str(obj.get("id"))
+        prev = out.get(oid)
+        if prev is None or removed(prev) is not None or removed(obj) is not None:
+            out[oid] = obj
+        else:
+            out[oid] = {**prev, **obj}
+    return list(out.values())
 
 
 def stored_links(conn: sa.Connection, tenant: str) -> dict[str, str]:
@@ -336,14 +411,20 @@ def extract(
     full: bool = False,
     workers: int = 8,
     on_event: Callable[[str], None] | None = None,
+    delta_members_max_users: int | None = None,
 ) -> Extraction:
-    """Read the tenant's directory into staging inside `conn`'s transaction (see module doc)."""
+    """Read the tenant's directory into staging inside `conn`'s transaction (see module doc).
+
+    `delta_members_max_users` (default reader.DELTA_MEMBERS_MAX_USERS): up to this many users
+    a full read takes the members in the groups delta round, above it in batches."""
     result = Extraction()
     links = {} if full else stored_links(conn, tenant)
     users = client.count("/users")
     client.budget.resize(users)
     pipe, writer = _Pipe(), _Writer(conn, tenant, result)
-    readers = _Readers(client, pipe, workers, users)
+    if delta_members_max_users is None:
+        delta_members_max_users = reader.DELTA_MEMBERS_MAX_USERS
+    readers = _Readers(client, pipe, workers, users <= delta_members_max_users)
     families = ThreadPoolExecutor(max_workers=3, thread_name_prefix="graph-read")
     jobs = [
         families.submit(readers.users, links.get(USERS)),
@@ -363,6 +444,7 @@ def extract(
                         raise job.exception()  # type: ignore[misc]
                 continue
             writer.apply(*event)
+            pipe.taken(event)
             if on_event is not None:
                 on_event(event[0])
         for job in jobs:
@@ -375,13 +457,11 @@ def extract(
         readers.pool.shutdown(wait=True, cancel_futures=True)
     writer.w.flush()
     _reconcile(client, conn, tenant, result)
-    if USERS not in writer.links or not {GROUPS, GROUPS_MEMBERS} & set(writer.links):
+    if {USERS, GROUPS_MEMBERS} - set(writer.links):
         raise GraphDataError(f"tenant {tenant}: a delta round gave no link")  # unreachable
     for entity, link in writer.links.items():
         conn.execute(db.q("staging/save_delta_link"), {"t": tenant, "entity": entity, "link": link})
-    for entity, other in ((GROUPS, GROUPS_MEMBERS), (GROUPS_MEMBERS, GROUPS)):
-        if entity in writer.links:
-            conn.execute(db.q("staging/delete_delta_link"), {"t": tenant, "entity": other})
+    conn.execute(db.q("staging/delete_delta_link"), {"t": tenant, "entity": GROUPS})  # legacy
     for entity, rows in result.staged.items():
         writer.w.record(entity, rows, client.stats.requests)
     return result

@@ -7,10 +7,11 @@ object without an id, or the same id twice, fails the read with the tenant and e
 
 from __future__ import annotations
 
-import json
 from collections.abc import Iterable
+from itertools import repeat
 from typing import Any
 
+import orjson
 import psycopg
 import sqlalchemy as sa
 
@@ -43,7 +44,7 @@ class GraphDataError(ValueError):
 
 
 def _js(value: Any) -> str:
-    return json.dumps(value if value is not None else [])
+    return orjson.dumps(value if value is not None else []).decode()
 
 
 def _require_id(tenant: str, entity: str, obj: dict[str, Any]) -> str:
@@ -82,8 +83,60 @@ def group_row(tenant: str, g: dict[str, Any]) -> tuple[Any, ...]:
     )  # fmt: skip
 
 
+# The Graph property behind each column after `tenant` (users, groups): a delta round's updated
+# object carries only what changed, laid over its staged row turned back into Graph's shape.
+PROPERTIES: dict[str, tuple[str, ...]] = {
+    "users": (
+        "id", "userPrincipalName", "mail", "otherMails", "proxyAddresses", "displayName",
+        "givenName", "surname", "jobTitle", "department", "officeLocation", "companyName",
+        "employeeId", "accountEnabled", "userType", "assignedLicenses", "createdDateTime",
+        "onPremisesSyncEnabled",
+    ),
+    "groups": (
+        "id", "displayName", "description", "groupTypes", "mailEnabled", "securityEnabled",
+        "mail", "createdDateTime",
+    ),
+}  # fmt: skip
+
+
+def staged_objects(
+    conn: sa.Connection, tenant: str, table: str, ids: list[str]
+) -> dict[str, dict[str, Any]]:
+    """These staged users or groups as Graph objects (user_row / group_row read them back)."""
+    if not ids:
+        return {}
+    cols = ", ".join(COLUMNS[table][1:])  # constants of this module, never data
+    where = "tenant = :t AND id = ANY (CAST(:ids AS text[]))"
+    rows = conn.execute(
+        sa.text(f"SELECT {cols} FROM staging.{table} WHERE {where}"), {"t": tenant, "ids": ids}
+    )
+    return {row[0]: dict(zip(PROPERTIES[table], row, strict=True)) for row in rows}
+
+
 def member_type(obj: dict[str, Any]) -> str:
-    return str(obj.get("@odata.type") or "#microsoft.graph.unknown").rsplit(".", 1)[-1]
+    return _type_name(obj.get("@odata.type"))
+
+
+def _type_name(odata_type: Any) -> str:
+    return str(odata_type or "#microsoft.graph.unknown").rsplit(".", 1)[-1]
+
+
+def member_rows(tenant: str, gid: str, members: list[dict[str, Any]]) -> list[tuple[Any, ...]]:
+    """(tenant, group, member id, member type) for a page of a group's direct members.
+
+    A pass per column and the type names worked out once per distinct `@odata.type`, not a
+    Python call per member: a 100k-user tenant has 1.4 M of them."""
+    ids = [m.get("id") for m in members]
+    if not all(ids):
+        raise GraphDataError(f"tenant {tenant}: group {gid} has a member without id")
+    types = [m.get("@odata.type") for m in members]
+    try:
+        names = {t: _type_name(t) for t in set(types)}
+    except TypeError:  # an unhashable @odata.type: malformed, but named as before
+        kinds = [_type_name(t) for t in types]
+    else:
+        kinds = [names[t] for t in types]
+    return list(zip(repeat(tenant), repeat(gid), ids, kinds))
 
 
 def sku_row(tenant: str, s: dict[str, Any]) -> tuple[Any, ...]:

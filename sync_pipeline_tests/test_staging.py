@@ -3,7 +3,7 @@
 import pytest
 import sqlalchemy as sa
 
-from sync_pipeline.staging import GraphDataError, StagingWriter, user_row
+from sync_pipeline.staging import GraphDataError, StagingWriter, member_rows, user_row
 
 
 def staged_ids(engine: sa.Engine, tenant: str) -> list[str]:
@@ -37,3 +37,22 @@ def test_bad_graph_data_fails_naming_it_and_keeps_the_previous_read(
         writer.copy("users", (user_row(tenant_slug, u) for u in users))
     assert tenant_slug in str(failure.value)
     assert staged_ids(engine, tenant_slug) == ["old-1"]  # rolled back: nothing half-written
+
+
+def test_member_rows_name_each_type_and_refuse_a_member_without_id():
+    members = [
+        {"@odata.type": "#microsoft.graph.user", "id": "u-1"},
+        {"@odata.type": "#microsoft.graph.group", "id": "g-2"},
+        {"@odata.type": "#microsoft.graph.user", "id": "u-3"},
+        {"id": "x-4"},  # no @odata.type
+        {"@odata.type": ["not", "a", "string"], "id": "x-5"},  # malformed: still a row
+    ]
+    assert member_rows("t", "g-1", members) == [
+        ("t", "g-1", "u-1", "user"),
+        ("t", "g-1", "g-2", "group"),
+        ("t", "g-1", "u-3", "user"),
+        ("t", "g-1", "x-4", "unknown"),
+        ("t", "g-1", "x-5", "['not', 'a', 'string']"),
+    ]
+    with pytest.raises(GraphDataError, match=r"tenant t: group g-1 has a member without id"):
+        member_rows("t", "g-1", [*members, {"@odata.type": "#microsoft.graph.user"}])

@@ -4,7 +4,9 @@ One HTTPS server answers both the login endpoints (`/{tenant_id}/oauth2/v2.0/tok
 OpenID configuration, device code) and Graph (`/v1.0/...`), so that msal's
 `ConfidentialClientApplication` and `requests` talk to it exactly as to Microsoft. The
 behaviour follows the Graph notes (GRAPH.md): paging, `$select`, `$count`, `$expand=manager`,
-`$batch`, resource-unit throttling, delta queries and error shapes. An admin API under
+`$batch`, resource-unit throttling, delta queries (with `$deltatoken=latest`, and updated
+objects as Graph sends them: properties never set left out, or with `Prefer: return=minimal`
+only the changed ones) and error shapes. An admin API under
 `/_admin/` (and the same operations as Python methods) mutates tenants between rounds.
 
 Everything runs in the event loop thread of one uvicorn server; request handling is
@@ -37,6 +39,7 @@ from pathlib import Path
 from typing import Any
 
 import jwt
+import orjson
 import trustme
 import uvicorn
 from cryptography import x509
@@ -149,6 +152,7 @@ _KNOWN_OPTIONS = (
 _DEVICE_GRANT = "urn:ietf:params:oauth:grant-type:device_code"
 _JWT_BEARER = "urn:ietf:params:oauth:client-assertion-type:jwt-bearer"
 _DROP = object()
+_ID_ONLY = ["id"]
 
 
 def _now_iso() -> str:
@@ -233,6 +237,10 @@ class _Tenant:
         self.member_changes: dict[str, dict[str, int]] = {}
         self.deleted_users: dict[str, str] = {}
         self.deleted_groups: dict[str, str] = {}
+        # For delta rounds' updated objects (Graph sends changed properties, not the whole
+        # object): the version each object was created at and each property last changed at.
+        self.created: dict[str, int] = {}
+        self.prop_changes: dict[str, dict[str, int]] = {}
         self.delta_epoch = 0
         self.expire_mode = "410"
         self._cache: dict[Any, Any] = {}
@@ -363,6 +371,7 @@ class _Tenant:
         self.users[uid] = user
         self.deleted_users.pop(uid, None)
         self._touch_user(uid)
+        self.created[uid] = self.version
         return uid
 
     def _op_update_user(self, op: Mapping[str, Any], rng: random.Random) -> str:
@@ -372,6 +381,7 @@ class _Tenant:
         changes = {k: v for k, v in dict(op.get("changes", {})).items() if k != "id"}
         self.users[uid].update(changes)
         self._touch_user(uid)
+        self.prop_changes.setdefault(uid, {}).update(dict.fromkeys(changes, self.version))
         return uid
 
     def _op_delete_user(self, op: Mapping[str, Any], rng: random.Random) -> str:
@@ -441,7 +451,7 @@ class _Tenant:
         self.groups[gid] = group
         self.members.setdefault(gid, {})
         self.deleted_groups.pop(gid, None)
-        self.group_changes[gid] = self._bump()
+        self.group_changes[gid] = self.created[gid] = self._bump()
         if op.get("member_ids"):
             self._op_add_members({"group_id": gid, "member_ids": op["member_ids"]}, rng)
         return gid
@@ -450,8 +460,10 @@ class _Tenant:
         gid = op["id"]
         if gid not in self.groups:
             raise KeyError(f"no group {gid}")
-        self.groups[gid].update({k: v for k, v in dict(op.get("changes", {})).items() if k != "id"})
+        changes = {k: v for k, v in dict(op.get("changes", {})).items() if k != "id"}
+        self.groups[gid].update(changes)
         self.group_changes[gid] = self._bump()
+        self.prop_changes.setdefault(gid, {}).update(dict.fromkeys(changes, self.version))
         return gid
 
     def _op_delete_group(self, op: Mapping[str, Any], rng: random.Random) -> str:
@@ -533,6 +545,7 @@ class _DeltaSession:
     from_version: int | None
     epoch: int
     member_lists: dict[str, list[dict]] = field(default_factory=dict)
+    minimal: bool = False  # `Prefer: return=minimal` on the deltaLink call
 
 
 # ----------------------------------------------------------------------------------------
@@ -595,6 +608,7 @@ class FakeGraph:
         self._device_codes: dict[str, _DeviceCode] = {}
         self._refresh: dict[str, _Refresh] = {}
         self._buckets: dict[Any, _Bucket] = {}
+        self._withdrawn: dict[str, set[str]] = {}  # tenant id -> permissions taken away
         self._delta_sessions: collections.OrderedDict[str, _DeltaSession] = (
             collections.OrderedDict()
         )
@@ -776,6 +790,49 @@ class FakeGraph:
             tenant = self._tenant(tenant_id)
             tenant.delta_epoch += 1
             tenant.expire_mode = mode
+
+    # The application permission each Graph read needs (the least-privileged one the Graph
+    # reference names); a withdrawn one makes those reads 403 `Authorization_RequestDenied`,
+    # with Graph's own message, which does not say which permission is missing.
+    PERMISSIONS = (
+        ("/subscribedSkus", "Organization.Read.All"),
+        ("/organization", "Organization.Read.All"),
+        ("/groups", "GroupMember.Read.All"),
+        ("/users", "User.Read.All"),
+    )
+
+    def withdraw_permissions(self, tenant_id: str, permissions: list[str]) -> list[str]:
+        """Take permissions away from the tenant's app (admin consent revoked for them);
+        returns every permission now withdrawn."""
+        known = {p for _, p in self.PERMISSIONS}
+        unknown = sorted(set(permissions) - known)
+        if unknown:
+            raise ValueError(f"unknown permission(s) {unknown}; known: {sorted(known)}")
+        with self._lock:
+            self._tenant(tenant_id)
+            withdrawn = self._withdrawn.setdefault(tenant_id, set())
+            withdrawn.update(permissions)
+            return sorted(withdrawn)
+
+    def grant_permissions(self, tenant_id: str, permissions: list[str]) -> list[str]:
+        """Give withdrawn permissions back; returns every permission still withdrawn."""
+        with self._lock:
+            self._tenant(tenant_id)
+            withdrawn = self._withdrawn.setdefault(tenant_id, set())
+            withdrawn.difference_update(permissions)
+            return sorted(withdrawn)
+
+    def _require_permission(self, tenant: _Tenant, path: str) -> None:
+        withdrawn = self._withdrawn.get(tenant.tenant_id)
+        if not withdrawn:
+            return
+        for prefix, permission in self.PERMISSIONS:
+            if path.startswith(prefix) and permission in withdrawn:
+                raise GraphError(
+                    403,
+                    "Authorization_RequestDenied",
+                    "Insufficient privileges to complete the operation.",
+                )
 
     def expire_access_tokens(self, tenant_id: str | None = None) -> None:
         with self._lock:
@@ -965,6 +1022,12 @@ class FakeGraph:
                 if method == "POST" and action == "revoke-refresh-tokens":
                     self.revoke_refresh_tokens(tid, reason=payload.get("reason", "revoked"))
                     return _json_resp(200, {"ok": True})
+                if method == "POST" and action == "permissions":
+                    # {"withdraw": [...]} and/or {"grant": [...]}
+                    withdrawn = self.withdraw_permissions(tid, list(payload.get("withdraw", [])))
+                    if payload.get("grant"):
+                        withdrawn = self.grant_permissions(tid, list(payload["grant"]))
+                    return _json_resp(200, {"withdrawn": withdrawn})
             return _json_resp(404, {"error": f"no admin endpoint {method} {path}"})
         except KeyError as exc:
             return _json_resp(404, {"error": str(exc)})
@@ -1423,6 +1486,7 @@ class FakeGraph:
             if token is None or "authorization" in headers:
                 token = self._authorise(headers)
             tenant = self._tenants[token.tenant_id]
+            self._require_permission(tenant, path)
             self._graph_requests += 1
             if self.error_rate_503 and self._fault_rng.random() < self.error_rate_503:
                 self._stats["faults"]["503"] += 1
@@ -1563,7 +1627,7 @@ class FakeGraph:
         if parts[1] == "$count" and len(parts) == 2:
             return self._count(len(tenant.users), headers)
         if parts[1] == "delta" and len(parts) == 2:
-            return self._delta("users", opts, base, tenant)
+            return self._delta("users", opts, headers, base, tenant)
         user = tenant.user_by_key(parts[1])
         if user is None:
             raise _not_found(parts[1])
@@ -1633,7 +1697,7 @@ class FakeGraph:
         if parts[1] == "$count" and len(parts) == 2:
             return self._count(len(tenant.groups), headers)
         if parts[1] == "delta" and len(parts) == 2:
-            return self._delta("groups", opts, base, tenant)
+            return self._delta("groups", opts, headers, base, tenant)
         gid = parts[1]
         if gid not in tenant.groups:
             raise _not_found(gid)
@@ -1681,7 +1745,10 @@ class FakeGraph:
     def _render_member(tenant: _Tenant, oid: str, select: list[str] | None) -> dict:
         user = tenant.users.get(oid)
         if user is not None:
-            return {"@odata.type": USER_TYPE, "id": oid, **_project_user(user, select)}
+            out = {"@odata.type": USER_TYPE, "id": oid}
+            if select != _ID_ONLY:  # `$select=id` (what a members read asks) adds nothing
+                out.update(_project_user(user, select))
+            return out
         group = tenant.groups.get(oid)
         if group is not None:
             if select is None:
@@ -1757,7 +1824,31 @@ class FakeGraph:
         return _json_resp(200, body)
 
     # -- delta
-    def _delta(self, kind: str, opts: dict[str, str], base: str, tenant: _Tenant) -> _Resp:
+    def _delta(
+        self,
+        kind: str,
+        opts: dict[str, str],
+        headers: Mapping[str, str],
+        base: str,
+        tenant: _Tenant,
+    ) -> _Resp:
+        props = USER_PROPS if kind == "users" else GROUP_PROPS | {"members"}
+        if opts.get("$deltatoken", "").lower() == "latest":
+            # "Sync from now": no objects, a deltaLink for the current state (Graph's
+            # delta-query-overview: `$deltaToken=latest` on users and groups).
+            for bad in _UNSUPPORTED_DELTA:
+                if bad in opts:
+                    raise _bad(f"The query option '{bad}' is not supported with delta queries.")
+            session = _DeltaSession(
+                kind,
+                tenant.tenant_id,
+                _select(opts, props),
+                [],
+                tenant.version,
+                None,
+                tenant.delta_epoch,
+            )
+            return self._delta_page(session, 0, 0, base, tenant, "")
         if "$skiptoken" in opts:
             state = self._decode_delta(opts["$skiptoken"], kind, tenant, base)
             session = self._delta_sessions.get(state.get("sid", ""))
@@ -1783,11 +1874,13 @@ class FakeGraph:
             age = time.time() - float(state.get("ts", 0))
             if state.get("e") != tenant.delta_epoch or age > self.delta_token_ttl:
                 self._expired_delta(kind, state.get("s"), base, tenant)
-            return self._start_delta(kind, state.get("s"), int(state["v"]), base, tenant)
+            minimal = "return=minimal" in headers.get("prefer", "").replace(" ", "").lower()
+            return self._start_delta(
+                kind, state.get("s"), int(state["v"]), base, tenant, minimal=minimal
+            )
         for bad in _UNSUPPORTED_DELTA:
             if bad in opts:
                 raise _bad(f"The query option '{bad}' is not supported with delta queries.")
-        props = USER_PROPS if kind == "users" else GROUP_PROPS | {"members"}
         select = _select(opts, props)
         return self._start_delta(kind, select, None, base, tenant)
 
@@ -1829,7 +1922,14 @@ class FakeGraph:
         )
 
     def _start_delta(
-        self, kind: str, select: list[str] | None, since: int | None, base: str, tenant: _Tenant
+        self,
+        kind: str,
+        select: list[str] | None,
+        since: int | None,
+        base: str,
+        tenant: _Tenant,
+        *,
+        minimal: bool = False,
     ) -> _Resp:
         if kind == "users":
             if since is None:
@@ -1851,7 +1951,14 @@ class FakeGraph:
                     changed.add(gid)
             items = sorted(changed)
         session = _DeltaSession(
-            kind, tenant.tenant_id, select, items, tenant.version, since, tenant.delta_epoch
+            kind,
+            tenant.tenant_id,
+            select,
+            items,
+            tenant.version,
+            since,
+            tenant.delta_epoch,
+            minimal=minimal,
         )
         sid = _secrets.token_urlsafe(12)
         self._delta_sessions[sid] = session
@@ -1878,7 +1985,7 @@ class FakeGraph:
                 else:
                     item = _project_user(user, session.select)
                     item.setdefault("id", oid)
-                    out.append(item)
+                    out.append(self._tracked(session, tenant, oid, item))
                 idx += 1
                 continue
             group = tenant.groups.get(oid)
@@ -1893,6 +2000,7 @@ class FakeGraph:
                 group, [s for s in session.select if s != "members"] if session.select else None
             )
             entry.setdefault("id", oid)
+            entry = self._tracked(session, tenant, oid, entry)
             if not with_members:
                 out.append(entry)
                 idx += 1
@@ -1903,7 +2011,8 @@ class FakeGraph:
             if budget <= 0 and mlist[moff:]:
                 break
             take = mlist[moff : moff + budget]
-            entry["members@delta"] = take
+            if take:  # Graph leaves members@delta out when there is none (no members, no change)
+                entry["members@delta"] = take
             out.append(entry)
             budget -= len(take)
             moff += len(take)
@@ -1912,6 +2021,7 @@ class FakeGraph:
                 idx += 1
                 moff = 0
         body: dict[str, Any] = {"@odata.context": f"{base}/v1.0/$metadata#{kind}"}
+        headers = {"Preference-Applied": "return=minimal"} if session.minimal else {}
         if idx < len(items):
             token = _b64url_json(
                 {"k": kind, "t": tenant.tenant_id, "sid": sid, "i": idx, "m": moff}
@@ -1931,7 +2041,23 @@ class FakeGraph:
             body["@odata.deltaLink"] = _link(base, f"{kind}/delta", [("$deltatoken", token)])
             self._delta_sessions.pop(sid, None)
         body["value"] = out
-        return _json_resp(200, body)
+        return _json_resp(200, body, headers)
+
+    @staticmethod
+    def _tracked(session: _DeltaSession, tenant: _Tenant, oid: str, item: dict) -> dict:
+        """An object in a deltaLink round as Graph's user/group delta docs describe it: a new
+        one whole; an updated one with every selected property except those never set (null
+        and unchanged), or with `Prefer: return=minimal` only the properties changed since
+        the link (nulls included), so a member-only change is just its id."""
+        since = session.from_version
+        if since is None or tenant.created.get(oid, 0) > since:
+            return item
+        changed = tenant.prop_changes.get(oid, {})
+        return {
+            k: v
+            for k, v in item.items()
+            if k == "id" or changed.get(k, 0) > since or (not session.minimal and v is not None)
+        }
 
     @staticmethod
     def _member_delta(session: _DeltaSession, gid: str, tenant: _Tenant) -> list[dict]:
@@ -2023,7 +2149,8 @@ class FakeGraph:
             self._stats["status"][resp.status] += 1
             resp.headers.setdefault("request-id", request_id)
             if resp.media_type.startswith("application/json"):
-                content: Any = json.loads(resp.body) if resp.body else None
+                # The inner body is already JSON: spliced in as is, not decoded and encoded again.
+                content: Any = orjson.Fragment(resp.body) if resp.body else None
             else:
                 content = resp.body.decode()
             headers = {"Content-Type": resp.media_type, **resp.headers}
@@ -2050,7 +2177,10 @@ def _write_private(path: Path, data: bytes) -> None:
 
 
 def _json_resp(status: int, body: Any, headers: dict[str, str] | None = None) -> _Resp:
-    return _Resp(status, json.dumps(body, separators=(",", ":")).encode(), headers or {})
+    # orjson: the fake shares the machine with the client it serves, and encoding pages was
+    # most of its CPU. Compact UTF-8 JSON, as Graph sends it; int keys become strings, as
+    # with json.dumps.
+    return _Resp(status, orjson.dumps(body, option=orjson.OPT_NON_STR_KEYS), headers or {})
 
 
 def _parse_query(query: str) -> dict[str, str]:

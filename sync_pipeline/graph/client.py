@@ -20,6 +20,7 @@ from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
 import msal
+import orjson
 import requests
 from requests.adapters import HTTPAdapter
 from urllib3.util.retry import Retry
@@ -315,7 +316,7 @@ class GraphClient:
         )
 
     def get(self, path_or_url: str, **kw: Any) -> dict[str, Any]:
-        return self.request("GET", path_or_url, **kw).json()
+        return _json(self.request("GET", path_or_url, **kw))
 
     def count(self, path: str) -> int:
         """`$count` of a collection (advanced query: ConsistencyLevel eventual)."""
@@ -385,7 +386,7 @@ class GraphClient:
             payload = {
                 "requests": [{"id": k, "method": "GET", "url": u} for k, u in pending.items()]
             }
-            body = self.request("POST", "/$batch", json=payload, units=units, headers={}).json()
+            body = _json(self.request("POST", "/$batch", json=payload, units=units, headers={}))
             self.stats.add(batches=1)
             wait = 0.0
             for item in body.get("responses", []):
@@ -422,8 +423,14 @@ class GraphClient:
         self.http.close()
 
 
+def _json(response: requests.Response) -> Any:
+    """The body as JSON. orjson, not requests' `.json()`: parsing 1.5 M objects was a large part
+    of a big tenant's read, on the threads that also keep the page chains going."""
+    return orjson.loads(response.content)
+
+
 def _body(response: requests.Response) -> Any:
     try:
-        return response.json()
+        return _json(response)
     except (ValueError, jsonlib.JSONDecodeError):
         return {"error": {"code": "UnknownError", "message": response.reason or ""}}

@@ -10,7 +10,8 @@
   groups delta round: the fewest resource units, and later rounds report only the changed
   (group, member) pairs (`members@delta`). Larger tenants read `/groups/{id}/members?$select=id`
   in `$batch`es of 20 concurrently (the delta round is one sequential chain of ~250 members a
-  page: minutes at 100k users), and an incremental read re-reads the changed groups whole;
+  page: minutes at 100k users), after taking a members link with `$deltatoken=latest`
+  (delta.latest_link): their later rounds too report only the changed pairs;
 - subscribed SKUs: one call.
 No Dagster and no database here: these functions only talk to Graph.
 """
