@@ -203,7 +203,7 @@ def _print_summary(tenant: str, run_id: str, dry_run: bool, zone: ZoneInfo) -> N
         ).first()
         changes = conn.execute(db.q("runs/diff_counts"), {"run_id": row.id if row else -1}).all()
     counts = {f"{c.entity}_{c.action}": c.n for c in changes}
-    verb = "would change" if dry_run else "changed"
+    verb = ("would change" if dry_run else "changed") if counts else "nothing to change"
     when = row.started_at.astimezone(zone).strftime("%Y-%m-%d %H:%M %Z") if row else ""
     table = Table(title=f"{tenant}: {verb} (sync run {row.id if row else '?'}, {when})")
     table.add_column("change")
