@@ -7,13 +7,20 @@ Benchmarks run as scripts (`python benchmarks/NAME.py`), so this folder is on sy
 from __future__ import annotations
 
 import argparse
+import math
+import multiprocessing as mp
 import os
+import random
+import shutil
+import tempfile
 import threading
 import uuid
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import psutil
+import requests
 import sqlalchemy as sa
 
 from sync_pipeline import db, staging
@@ -124,3 +131,108 @@ def in_scratch_database(
             print(f"kept {name}: reuse it with --database {name}")
         else:
             drop_database(server, name)
+
+
+def churn(fake: Any, fraction: float, seed: int) -> dict[str, int]:
+    """Mutate `fraction` of the users of the fake Graph's tenant through its admin API (a day
+    in a busy tenant: updates, adds, deletes, manager and membership changes). `fake` has
+    `admin(method, path, body=None)` and `info["tenant_id"]` (extract.py's and sync.py's)."""
+    rng = random.Random(seed)
+    doc = fake.admin("GET", f"tenants/{fake.info['tenant_id']}")
+    users = [u["id"] for u in doc["users"]]
+    taken = set(users)
+    groups = [g["id"] for g in doc["groups"]]
+    n = max(10, int(len(users) * fraction))
+    ops: list[dict[str, Any]] = []
+    kinds = dict.fromkeys(("update", "add", "delete", "manager", "member_add", "member_remove"), 0)
+    for i, uid in enumerate(rng.sample(users, n)):
+        roll = i % 10
+        if roll < 5:
+            ops.append({"op": "update_user", "id": uid, "changes": {"jobTitle": f"T{i}"}})
+            kinds["update"] += 1
+        elif roll < 7:
+            new = str(uuid.UUID(int=rng.getrandbits(128), version=4))
+            if new in taken:  # an existing id would replace that user, not add one
+                raise SystemExit(f"churn: generated id {new} exists; use another --seed")
+            taken.add(new)
+            user = {"id": new, "userPrincipalName": f"new{i}@bench.example"}
+            ops.append({"op": "add_user", "user": user})
+            ops.append({"op": "add_members", "group_id": rng.choice(groups), "member_ids": [new]})
+            kinds["add"] += 1
+            kinds["member_add"] += 1
+        elif roll < 9:
+            reason = rng.choice(["changed", "deleted"])
+            ops.append({"op": "delete_user", "id": uid, "reason": reason})
+            kinds["delete"] += 1
+        else:
+            ops.append({"op": "set_manager", "user_id": uid, "manager_id": rng.choice(users[:50])})
+            kinds["manager"] += 1
+    deleted = {op["id"] for op in ops if op["op"] == "delete_user"}
+    for _ in range(n // 2):
+        gid = rng.choice(groups)
+        members = [m for m in doc["members"][gid] if m not in deleted]
+        if members:
+            ops.append({"op": "remove_members", "group_id": gid, "member_ids": [members[0]]})
+            kinds["member_remove"] += 1
+    fake.admin("POST", f"tenants/{fake.info['tenant_id']}/mutate", {"ops": ops})
+    return kinds
+
+
+# -- the fake Graph, in a process of its own ----------------------------------------------------
+FAKE_SECRET = "bench-secret"
+
+
+def _serve(users: int, generate: dict[str, Any], options: dict[str, Any], pipe: Any) -> None:
+    from sync_pipeline.fakegraph import FakeGraph, generate_tenant
+
+    doc = generate_tenant(name=f"bench-{users}", users=users, **generate)
+    state = Path(tempfile.mkdtemp(prefix="sp-bench-fake-"))
+    fake = FakeGraph([doc], secrets={doc["tenant_id"]: FAKE_SECRET}, state_dir=state, **options)
+    fake.start()
+    pipe.send(
+        {
+            "base_url": fake.base_url,
+            "ca_path": str(fake.ca_path),
+            "tenant_id": doc["tenant_id"],
+            "client_id": doc["client_id"],
+            "users": len(doc["users"]),
+            "groups": len(doc["groups"]),
+            "memberships": sum(len(m) for m in doc["members"].values()),
+            "member_pages": sum(max(1, math.ceil(len(m) / 999)) for m in doc["members"].values()),
+        }
+    )
+    del doc
+    pipe.recv()
+    fake.stop()
+    shutil.rmtree(state, ignore_errors=True)
+
+
+class Fake:
+    """The fake Graph (a generated tenant; its client secret is FAKE_SECRET) served from a
+    spawned process, so its CPU is not the measured process's; `admin()` calls /_admin/."""
+
+    def __init__(
+        self, users: int, tenant_seed: int = 1, domain: str | None = None, **options: Any
+    ) -> None:
+        # tenant_seed shapes the generated tenant; `options` go to FakeGraph (its own `seed`
+        # drives injected faults)
+        generate: dict[str, Any] = {"seed": tenant_seed} | ({"domain": domain} if domain else {})
+        ctx = mp.get_context("spawn")
+        self.pipe, child = ctx.Pipe()
+        self.proc = ctx.Process(target=_serve, args=(users, generate, options, child), daemon=True)
+        self.proc.start()
+        self.info = self.pipe.recv()
+        self.http = requests.Session()
+        self.http.trust_env = False  # REQUESTS_CA_BUNDLE would override verify (TRAPS.md)
+        self.http.verify = self.info["ca_path"]
+
+    def admin(self, method: str, path: str, body: Any = None) -> Any:
+        resp = self.http.request(
+            method, f"{self.info['base_url']}/_admin/{path}", json=body, timeout=600
+        )
+        resp.raise_for_status()
+        return resp.json()
+
+    def stop(self) -> None:
+        self.pipe.send("stop")
+        self.proc.join(timeout=20)

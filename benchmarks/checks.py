@@ -10,7 +10,9 @@ a deny list), the diff against an empty app (`diff.compute_diff`), great-expecta
 and context, and every suite of `sync_pipeline.expectations` (the code the asset checks run).
 Everything happens in a scratch database `sp_bench_<random>` dropped afterwards (--keep-database
 keeps it; --database NAME reuses a kept one and its staged tenant). Prints the figures and
-writes benchmarks/results/checks.json.
+writes benchmarks/results/checks.json. The suites run one after the other here; in a sync
+they run three steps of concurrent checks, and their share of a whole sync (the issue's
+figure) comes from benchmarks/sync.py.
 """
 
 from __future__ import annotations

@@ -33,9 +33,7 @@ import math
 import multiprocessing as mp
 import os
 import platform
-import random
 import resource
-import tempfile
 import time
 import uuid
 from pathlib import Path
@@ -43,57 +41,14 @@ from typing import Any
 
 import requests
 import sqlalchemy as sa
+from benchlib import FAKE_SECRET, Fake, churn
 
 RESULTS = Path(__file__).with_name("results") / "extract.json"
-SECRET = "bench-secret"
+SECRET = FAKE_SECRET
 # The Graph resource's default (sync_pipeline/defs/resources.py), not imported: Dagster's import
 # would count in the reader's peak RSS.
 WORKERS = 8
 USER_SELECT = "id,userPrincipalName,mail,displayName,accountEnabled,userType,assignedLicenses"
-
-
-# -- the fake Graph, in its own process ----------------------------------------------------------
-def _serve(users: int, options: dict[str, Any], pipe: Any) -> None:
-    from sync_pipeline.fakegraph import FakeGraph, generate_tenant
-
-    doc = generate_tenant(name=f"bench-{users}", users=users, seed=1)
-    state = Path(tempfile.mkdtemp(prefix="sp-bench-fake-"))
-    fake = FakeGraph([doc], secrets={doc["tenant_id"]: SECRET}, state_dir=state, **options)
-    fake.start()
-    pipe.send(
-        {
-            "base_url": fake.base_url,
-            "ca_path": str(fake.ca_path),
-            "tenant_id": doc["tenant_id"],
-            "client_id": doc["client_id"],
-            "groups": len(doc["groups"]),
-            "memberships": sum(len(m) for m in doc["members"].values()),
-            "member_pages": sum(max(1, math.ceil(len(m) / 999)) for m in doc["members"].values()),
-        }
-    )
-    pipe.recv()
-    fake.stop()
-
-
-class Fake:
-    def __init__(self, users: int, **options: Any) -> None:
-        ctx = mp.get_context("spawn")
-        self.pipe, child = ctx.Pipe()
-        self.proc = ctx.Process(target=_serve, args=(users, options, child), daemon=True)
-        self.proc.start()
-        self.info = self.pipe.recv()
-        self.http = requests.Session()
-        self.http.trust_env = False
-        self.http.verify = self.info["ca_path"]
-
-    def admin(self, method: str, path: str, body: Any = None) -> Any:
-        resp = self.http.request(method, f"{self.info['base_url']}/_admin/{path}", json=body)
-        resp.raise_for_status()
-        return resp.json()
-
-    def stop(self) -> None:
-        self.pipe.send("stop")
-        self.proc.join(timeout=20)
 
 
 def _settings(info: dict[str, Any], slug: str) -> dict[str, Any]:
@@ -302,48 +257,6 @@ def _in_child(fn: Any, *args: Any) -> dict[str, Any]:
     ctx = mp.get_context("spawn")
     with ctx.Pool(1) as pool:
         return pool.apply(fn, args)
-
-
-# -- churn ----------------------------------------------------------------------------------------
-def churn(fake: Fake, fraction: float, seed: int) -> dict[str, int]:
-    """Mutate `fraction` of the users through the admin API (a day in a busy tenant)."""
-    rng = random.Random(seed)
-    doc = fake.admin("GET", f"tenants/{fake.info['tenant_id']}")
-    users = [u["id"] for u in doc["users"]]
-    groups = [g["id"] for g in doc["groups"]]
-    n = max(10, int(len(users) * fraction))
-    picked = rng.sample(users, n)
-    ops: list[dict[str, Any]] = []
-    kinds = {"update": 0, "add": 0, "delete": 0, "manager": 0, "member_add": 0, "member_remove": 0}
-    for i, uid in enumerate(picked):
-        roll = i % 10
-        if roll < 5:
-            ops.append({"op": "update_user", "id": uid, "changes": {"jobTitle": f"T{i}"}})
-            kinds["update"] += 1
-        elif roll < 7:
-            new = str(uuid.UUID(int=rng.getrandbits(128), version=4))
-            upn = f"new{i}@bench.example"
-            ops.append({"op": "add_user", "user": {"id": new, "userPrincipalName": upn}})
-            ops.append({"op": "add_members", "group_id": rng.choice(groups), "member_ids": [new]})
-            kinds["add"] += 1
-            kinds["member_add"] += 1
-        elif roll < 9:
-            ops.append(
-                {"op": "delete_user", "id": uid, "reason": rng.choice(["changed", "deleted"])}
-            )
-            kinds["delete"] += 1
-        else:
-            ops.append({"op": "set_manager", "user_id": uid, "manager_id": rng.choice(users[:50])})
-            kinds["manager"] += 1
-    deleted = {op["id"] for op in ops if op["op"] == "delete_user"}
-    for _ in range(n // 2):
-        gid = rng.choice(groups)
-        members = [m for m in doc["members"][gid] if m not in deleted]
-        if members:
-            ops.append({"op": "remove_members", "group_id": gid, "member_ids": [members[0]]})
-            kinds["member_remove"] += 1
-    fake.admin("POST", f"tenants/{fake.info['tenant_id']}/mutate", {"ops": ops})
-    return kinds
 
 
 # -- the options for managers and memberships ------------------------------------------------------

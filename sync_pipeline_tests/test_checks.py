@@ -386,3 +386,27 @@ def test_snapshot_suites_catch_what_the_transform_never_writes(engine):
         "expect_column_values_to_be_in_set(unknown_users)",
     }
     assert users.severity == groups.severity == members.severity == expectations.ERROR
+
+
+# -- GX is imported in the background at the run's start; a check never builds it twice --------
+
+
+def test_warm_up_builds_every_suite_once_while_a_check_waits():
+    expectations._new_context.cache_clear()
+    expectations._new_validation.cache_clear()
+    thread = expectations.warm_up()
+    context = expectations._context()  # a check arriving early: waits, or builds it first
+    validations = {
+        (name, strict): expectations._validation(name, strict)
+        for name in expectations.SAMPLE_COLUMNS
+        for strict in (True, False)
+        if strict or name in expectations.ADVISORY_SUITES
+    }
+    thread.join(timeout=120)
+    assert not thread.is_alive()
+    assert expectations._context() is context
+    expected = {f"{n}{'' if s else '_advisory'}" for n, s in validations}
+    assert {v.name for v in context.validation_definitions.all()} == expected
+    assert {s.name for s in context.suites.all()} == expected
+    for (name, strict), validation in validations.items():
+        assert expectations._validation(name, strict) is validation
