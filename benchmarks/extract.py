@@ -15,8 +15,8 @@ measured reader also runs in a process of its own, so its peak RSS is its own:
   manager changes, membership adds and removals);
 - `pager`: a plain sequential `requests` script (users with `$expand=manager` 100 a page,
   groups, each group's members), honouring Retry-After, writing nothing;
-- `msgraph-sdk`: the official SDK paging the same way (install it into the venv for this:
-  `pip install msgraph-sdk`; it is not a project dependency). Its memberships run is sampled
+- `msgraph-sdk`: the official SDK paging the same way (`pip install -e '.[bench]'`; not a
+  dependency of the product; `--no-sdk` leaves it out). Its memberships run is sampled
   (`--sdk-groups`, the first N groups) and extrapolated by member count when too slow.
 
 The bucket refills (`--cooldown`) between runs. `--options` first measures the ways to read
@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import importlib.util
 import json
 import math
 import multiprocessing as mp
@@ -408,6 +409,11 @@ def main() -> None:
     parser.add_argument("--no-incremental", action="store_true", help="measure the full read only")
     parser.add_argument("--options", type=int, default=0, help="measure the options first")
     args = parser.parse_args()
+    if not args.no_sdk and importlib.util.find_spec("msgraph") is None:
+        raise SystemExit(
+            "the msgraph-sdk peer is not installed: `.venv/bin/pip install -e '.[bench]'`, "
+            "or pass --no-sdk to leave it out"
+        )
     from sync_pipeline import db
 
     server = os.environ.get("DATABASE_URL") or db.database_url()
