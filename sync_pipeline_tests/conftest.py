@@ -82,17 +82,20 @@ def fake_tenant() -> dict:
     return generate_tenant(name="fabrikam-test", users=260, seed=7, domain="fabrikam.example")
 
 
-@pytest.fixture(scope="session")
-def fake_graph(fake_tenant: dict, tmp_path_factory: pytest.TempPathFactory):
-    """The bundled fake Graph over HTTPS, serving `fake_tenant`."""
+def start_fake(docs: list[dict], state_dir, **options):
+    """The bundled fake Graph over HTTPS serving `docs`, every tenant's client secret
+    FAKE_SECRET (exported as FAKE_SECRET_ENV, which settings_for names); the caller stops it."""
     from sync_pipeline.fakegraph import FakeGraph
 
     os.environ[FAKE_SECRET_ENV] = FAKE_SECRET
-    fake = FakeGraph(
-        [fake_tenant],
-        secrets={fake_tenant["tenant_id"]: FAKE_SECRET},
-        state_dir=tmp_path_factory.mktemp("fakegraph"),
-    ).start()
+    secrets_ = {d["tenant_id"]: FAKE_SECRET for d in docs}
+    return FakeGraph(docs, secrets=secrets_, state_dir=state_dir, **options).start()
+
+
+@pytest.fixture(scope="session")
+def fake_graph(fake_tenant: dict, tmp_path_factory: pytest.TempPathFactory):
+    """The bundled fake Graph over HTTPS, serving `fake_tenant`."""
+    fake = start_fake([fake_tenant], tmp_path_factory.mktemp("fakegraph"))
     yield fake
     fake.stop()
 

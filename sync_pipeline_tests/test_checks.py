@@ -15,9 +15,9 @@ from sync_pipeline import expectations, tenants
 from sync_pipeline.definitions import defs
 from sync_pipeline.defs.partitions import TENANT_PARTITIONS
 from sync_pipeline.defs.resources import Database, Graph
-from sync_pipeline.fakegraph import FakeGraph, generate_tenant
+from sync_pipeline.fakegraph import generate_tenant
 from sync_pipeline.settings import TenantSettings
-from sync_pipeline_tests.conftest import FAKE_SECRET, FAKE_SECRET_ENV, settings_for
+from sync_pipeline_tests.conftest import settings_for, start_fake
 
 SCENARIOS = ("good", "collision", "cycle", "ghost", "count", "blank", "drift", "mass")
 GHOST_ID = "00000000-0000-4000-8000-00000000dead"
@@ -41,12 +41,7 @@ def docs() -> dict[str, dict]:
 
 @pytest.fixture(scope="module")
 def fake(docs, tmp_path_factory):
-    os.environ[FAKE_SECRET_ENV] = FAKE_SECRET
-    server = FakeGraph(
-        list(docs.values()),
-        secrets={d["tenant_id"]: FAKE_SECRET for d in docs.values()},
-        state_dir=tmp_path_factory.mktemp("fakegraph-checks"),
-    ).start()
+    server = start_fake(list(docs.values()), tmp_path_factory.mktemp("fakegraph-checks"))
     yield server
     server.stop()
 

@@ -5,7 +5,6 @@ pairs to staging exactly as a fresh full read would stage them."""
 
 from __future__ import annotations
 
-import os
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -17,7 +16,7 @@ from sync_pipeline.extraction import GROUPS_MEMBERS, USERS, extract
 from sync_pipeline.graph import GraphClient, reader
 from sync_pipeline.graph.delta import DeltaExpired, DeltaRound, latest_link
 from sync_pipeline.staging import PROPERTIES, StagingWriter, group_row, staged_objects, user_row
-from sync_pipeline_tests.conftest import FAKE_SECRET, FAKE_SECRET_ENV, settings_for
+from sync_pipeline_tests.conftest import settings_for, start_fake
 
 USER_TYPE = "#microsoft.graph.user"
 BATCH_MEMBERS = "GET /v1.0/groups/{id}/members (batch)"
@@ -38,18 +37,16 @@ SNAPSHOT = {
 def tailspin(tmp_path_factory):
     """A tenant of its own (this module mutates it), with short delta pages so that rounds
     span several pages and a group's members@delta several entries."""
-    from sync_pipeline.fakegraph import FakeGraph, generate_tenant
+    from sync_pipeline.fakegraph import generate_tenant
 
     doc = generate_tenant(name="tailspin-test", users=300, seed=23, domain="tailspin.example")
-    os.environ[FAKE_SECRET_ENV] = FAKE_SECRET
-    fake = FakeGraph(
+    fake = start_fake(
         [doc],
-        secrets={doc["tenant_id"]: FAKE_SECRET},
-        state_dir=tmp_path_factory.mktemp("tailspin"),
+        tmp_path_factory.mktemp("tailspin"),
         delta_page_size=10,
         delta_member_page_size=3,
         seed=5,
-    ).start()
+    )
     yield fake, doc
     fake.stop()
 

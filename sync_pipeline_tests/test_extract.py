@@ -3,8 +3,6 @@ and faults, incremental through delta queries, a full read when the delta token 
 
 from __future__ import annotations
 
-import os
-
 import dagster as dg
 import pytest
 import sqlalchemy as sa
@@ -15,7 +13,7 @@ from sync_pipeline.defs.resources import Database, Graph
 from sync_pipeline.extraction import extract
 from sync_pipeline.graph import GraphClient, reader
 from sync_pipeline.staging import GraphDataError
-from sync_pipeline_tests.conftest import FAKE_SECRET, FAKE_SECRET_ENV, settings_for
+from sync_pipeline_tests.conftest import settings_for, start_fake
 
 TYPE = {"#microsoft.graph.user": "user", "#microsoft.graph.group": "group"}
 
@@ -24,14 +22,12 @@ TYPE = {"#microsoft.graph.user": "user", "#microsoft.graph.group": "group"}
 def faulty(tmp_path_factory):
     """A tenant of its own behind a fake that throttles (every 7th call 429, RU buckets),
     fails 3 % with 503 and drops connections: the read must still be exact."""
-    from sync_pipeline.fakegraph import FakeGraph, generate_tenant
+    from sync_pipeline.fakegraph import generate_tenant
 
     doc = generate_tenant(name="northwind-test", users=600, seed=11, domain="northwind.example")
-    os.environ[FAKE_SECRET_ENV] = FAKE_SECRET
-    fake = FakeGraph(
+    fake = start_fake(
         [doc],
-        secrets={doc["tenant_id"]: FAKE_SECRET},
-        state_dir=tmp_path_factory.mktemp("faulty"),
+        tmp_path_factory.mktemp("faulty"),
         throttle=True,
         fail_every_nth_429=7,
         error_rate_503=0.03,
@@ -40,7 +36,7 @@ def faulty(tmp_path_factory):
         delta_page_size=10,
         delta_member_page_size=60,
         seed=3,
-    ).start()
+    )
     yield fake, doc
     fake.stop()
 

@@ -3,7 +3,6 @@ inner throttling, $count, and links pinned to graph_base_url."""
 
 from __future__ import annotations
 
-import os
 from concurrent.futures import ThreadPoolExecutor
 
 import pytest
@@ -11,24 +10,17 @@ import pytest
 from sync_pipeline.graph import GraphClient
 from sync_pipeline.graph.budget import Budget, cost, tenant_limit
 from sync_pipeline.graph.reader import managers_batch, members_batch
-from sync_pipeline_tests.conftest import FAKE_SECRET, FAKE_SECRET_ENV, settings_for
+from sync_pipeline_tests.conftest import settings_for, start_fake
 
 
 @pytest.fixture
 def own_fake(fake_tenant, tmp_path):
     """A fake of its own, configured per test (throttle, faults)."""
-    from sync_pipeline.fakegraph import FakeGraph
 
     started = []
 
     def make(**options):
-        os.environ[FAKE_SECRET_ENV] = FAKE_SECRET
-        fake = FakeGraph(
-            [fake_tenant],
-            secrets={fake_tenant["tenant_id"]: FAKE_SECRET},
-            state_dir=tmp_path / str(len(started)),
-            **options,
-        ).start()
+        fake = start_fake([fake_tenant], tmp_path / str(len(started)), **options)
         started.append(fake)
         return fake
 

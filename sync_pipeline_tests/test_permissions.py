@@ -6,7 +6,6 @@ or app.*, and leaks no secret. Real Postgres, the fake Graph over HTTPS through 
 
 from __future__ import annotations
 
-import os
 import secrets
 
 import dagster as dg
@@ -19,7 +18,7 @@ from sync_pipeline.definitions import defs
 from sync_pipeline.defs.partitions import TENANT_PARTITIONS
 from sync_pipeline.defs.resources import Database, Graph
 from sync_pipeline.fakegraph import FakeGraph, generate_tenant
-from sync_pipeline_tests.conftest import FAKE_SECRET, FAKE_SECRET_ENV, settings_for
+from sync_pipeline_tests.conftest import FAKE_SECRET, settings_for, start_fake
 
 STATE = {
     "staging.users": "SELECT id, user_principal_name FROM staging.users WHERE tenant = :t",
@@ -45,12 +44,7 @@ def doc() -> dict:
 
 @pytest.fixture(scope="module")
 def fake(doc, tmp_path_factory):
-    os.environ[FAKE_SECRET_ENV] = FAKE_SECRET
-    server = FakeGraph(
-        [doc],
-        secrets={doc["tenant_id"]: FAKE_SECRET},
-        state_dir=tmp_path_factory.mktemp("fakegraph-permissions"),
-    ).start()
+    server = start_fake([doc], tmp_path_factory.mktemp("fakegraph-permissions"))
     yield server
     server.stop()
 
