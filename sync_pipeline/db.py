@@ -127,6 +127,18 @@ def q(name: str) -> sa.TextClause:
     return sa.text(load_sql(name))
 
 
+def analyze_if_stale(conn: sa.Connection, tables: list[str]) -> list[str]:
+    """ANALYZE those of `tables` the planner has no or stale statistics for (see
+    sql/stale_stats.sql); returns them. Inside the caller's transaction, so its own new rows
+    count. Autovacuum gets there too, but a minute or more later: a tenant's first load would
+    otherwise be checked and diffed with plans made for empty tables (a scan of a million
+    memberships estimated at a few thousand rows: no parallel plan, nested loops)."""
+    stale = list(conn.execute(q("stale_stats"), {"tables": tables}).scalars())
+    for name in stale:  # names come from pg_class, filtered by our own constant list
+        conn.execute(sa.text(f"ANALYZE {name}"))
+    return stale
+
+
 def migration_files() -> list[Path]:
     return sorted(MIGRATIONS_DIR.glob("[0-9][0-9][0-9]_*.sql"))
 

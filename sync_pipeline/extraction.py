@@ -34,6 +34,7 @@ from sync_pipeline.graph import reader
 from sync_pipeline.graph.client import GraphClient
 from sync_pipeline.graph.delta import DeltaExpired, latest_link, removed
 from sync_pipeline.staging import (
+    COLUMNS,
     GraphDataError,
     StagingWriter,
     group_row,
@@ -464,6 +465,7 @@ def extract(
     conn.execute(db.q("staging/delete_delta_link"), {"t": tenant, "entity": GROUPS})  # legacy
     for entity, rows in result.staged.items():
         writer.w.record(entity, rows, client.stats.requests)
+    db.analyze_if_stale(conn, [f"staging.{table}" for table in COLUMNS])
     return result
 
 

@@ -90,6 +90,9 @@ def snapshot_params(settings: TenantSettings) -> dict[str, object]:
     }
 
 
+SNAPSHOT_TABLES = ("sync.snapshot_users", "sync.snapshot_groups", "sync.snapshot_memberships")
+
+
 def build_snapshot(conn: sa.Connection, settings: TenantSettings) -> dict[str, int]:
     """Bring the tenant's snapshot rows to staging filtered by its settings.
 
@@ -106,4 +109,5 @@ def build_snapshot(conn: sa.Connection, settings: TenantSettings) -> dict[str, i
     counts = {f"excluded_{r}": 0 for r in USER_REASONS}
     counts |= {f"groups_excluded_{r}": 0 for r in GROUP_REASONS}
     counts |= dict(conn.execute(db.q("transform/counts"), params).all())
+    db.analyze_if_stale(conn, list(SNAPSHOT_TABLES))
     return {k: int(v) for k, v in counts.items()}

@@ -56,3 +56,27 @@ def test_member_rows_name_each_type_and_refuse_a_member_without_id():
     ]
     with pytest.raises(GraphDataError, match=r"tenant t: group g-1 has a member without id"):
         member_rows("t", "g-1", [*members, {"@odata.type": "#microsoft.graph.user"}])
+
+
+def test_tables_without_statistics_are_analyzed_once(engine):
+    """A first load's tables get statistics in its own transaction (the checks and the diff
+    then plan for a million rows, not for an empty table); fresh statistics are left alone."""
+    import secrets
+
+    from sync_pipeline import db
+
+    name = f"public.sp_probe_{secrets.token_hex(4)}"
+    try:
+        with engine.begin() as conn:
+            conn.execute(sa.text(f"CREATE TABLE {name} (id int)"))
+            conn.execute(sa.text(f"INSERT INTO {name} SELECT generate_series(1, 5000)"))
+            assert db.analyze_if_stale(conn, [name, "staging.no_such_table"]) == [name]
+            tuples = conn.execute(
+                sa.text("SELECT reltuples FROM pg_class WHERE oid = CAST(:n AS regclass)"),
+                {"n": name},
+            ).scalar_one()
+            assert tuples == 5000  # its own uncommitted rows counted
+            assert db.analyze_if_stale(conn, [name]) == []
+    finally:
+        with engine.begin() as conn:
+            conn.execute(sa.text(f"DROP TABLE IF EXISTS {name}"))
