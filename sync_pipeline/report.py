@@ -88,8 +88,8 @@ def build(conn: sa.Connection, settings: TenantSettings, run_id: int, *, dry_run
     params = {"tenant": settings.slug, "run_id": run_id}
     counts = {k: int(v) for k, v in conn.execute(db.q("load/diff_counts"), params).all()}
     summary = conn.execute(db.q("report/summary"), params).one()
-    head = params | {"limit": SHOWN}
-    changes = [dict(r._mapping) for r in conn.execute(db.q("report/changes_head"), head)]
+    head = params | {"limit": SHOWN, "memberships": True}
+    changes = [dict(r._mapping) for r in conn.execute(db.q("report/changes"), head)]
     excluded = [dict(r._mapping) for r in conn.execute(db.q("report/excluded"), params)]
     active = conn.execute(db.q("load/active_users"), params).scalar_one()
     exceeded, message = diff.safety_check(
@@ -165,7 +165,7 @@ def write_changes_csv(
     text = io.TextIOWrapper(out, encoding="utf-8", newline="", write_through=True)
     writer = csv.writer(text)
     writer.writerow(CSV_HEADER)
-    params = {"tenant": tenant, "run_id": run_id, "memberships": memberships}
+    params = {"tenant": tenant, "run_id": run_id, "memberships": memberships, "limit": None}
     rows = conn.execution_options(stream_results=True, yield_per=5000).execute(
         db.q("report/changes"), params
     )

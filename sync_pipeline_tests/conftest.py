@@ -63,6 +63,15 @@ def engine(database_url: str) -> sa.Engine:
 
 
 @pytest.fixture
+def instance():
+    """A throwaway Dagster instance for one test's runs."""
+    import dagster as dg
+
+    with dg.instance_for_test() as inst:
+        yield inst
+
+
+@pytest.fixture
 def tenant_slug(request: pytest.FixtureRequest) -> str:
     """A slug unique to the test, so tests never see each other's rows."""
     return f"t-{secrets.token_hex(4)}"

@@ -46,12 +46,6 @@ def fake(docs, tmp_path_factory):
     server.stop()
 
 
-@pytest.fixture
-def instance():
-    with dg.instance_for_test() as inst:
-        yield inst
-
-
 def register(engine, doc, fake, **overrides) -> str:
     slug = f"qc-{secrets.token_hex(4)}"
     with engine.begin() as conn:

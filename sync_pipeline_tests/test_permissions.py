@@ -49,12 +49,6 @@ def fake(doc, tmp_path_factory):
     server.stop()
 
 
-@pytest.fixture
-def instance():
-    with dg.instance_for_test() as inst:
-        yield inst
-
-
 def admin(fake: FakeGraph, doc: dict, body: dict) -> list[str]:
     """The fake's admin HTTP API (what an operator of the fake would call)."""
     http = requests.Session()

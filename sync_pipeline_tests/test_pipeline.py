@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import dagster as dg
-import pytest
 import sqlalchemy as sa
 
 from sync_pipeline.definitions import defs
@@ -14,12 +13,6 @@ from sync_pipeline.defs.resources import Database, Graph
 from sync_pipeline.defs.transform import directory_snapshot
 
 ALL_ASSETS = [*extract_assets, directory_snapshot, sync_diff, app_directory]
-
-
-@pytest.fixture
-def instance():
-    with dg.instance_for_test() as inst:
-        yield inst
 
 
 def materialize(instance, database_url: str, tenant: str, selection, **kw):

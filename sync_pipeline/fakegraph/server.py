@@ -198,6 +198,12 @@ class _LoginError(Exception):
         self.status, self.error, self.aadsts, self.description = status, error, aadsts, description
 
 
+def _require_eventual(headers: Mapping[str, str]) -> None:
+    """`$count` is an advanced query: Graph refuses it without `ConsistencyLevel: eventual`."""
+    if headers.get("consistencylevel", "").lower() != "eventual":
+        raise _bad("$count is not currently supported.")
+
+
 def _bad(message: str) -> GraphError:
     return GraphError(400, "Request_BadRequest", message)
 
@@ -1770,8 +1776,7 @@ class FakeGraph:
         }
 
     def _count(self, n: int, headers: Mapping[str, str]) -> _Resp:
-        if headers.get("consistencylevel", "").lower() != "eventual":
-            raise _bad("$count is not currently supported.")
+        _require_eventual(headers)
         return _Resp(200, str(n).encode(), {}, "text/plain; charset=utf-8")
 
     def _list(
@@ -1799,8 +1804,8 @@ class FakeGraph:
                     f"{max_top} inclusive."
                 )
         want_count = opts.get("$count", "").lower() == "true"
-        if want_count and headers.get("consistencylevel", "").lower() != "eventual":
-            raise _bad("$count is not currently supported.")
+        if want_count:
+            _require_eventual(headers)
         if "$filter" in opts:
             raise GraphError(
                 400, "Request_UnsupportedQuery", "$filter is not supported by the fake Graph."
