@@ -8,6 +8,7 @@ import os
 import secrets
 
 import dagster as dg
+import pandas as pd
 import pytest
 import sqlalchemy as sa
 
@@ -375,6 +376,89 @@ def test_snapshot_suites_catch_what_the_transform_never_writes(engine):
         "expect_column_values_to_be_in_set(unknown_users)",
     }
     assert users.severity == groups.severity == members.severity == expectations.ERROR
+
+
+def test_staging_members_suite_knows_members_by_id_and_other_types(engine):
+    slug = f"qc-{secrets.token_hex(4)}"
+    with engine.begin() as conn:
+        conn.execute(
+            sa.text("INSERT INTO staging.users (tenant, id) VALUES (:t, 'u1'), (:t, 'u2')"),
+            {"t": slug},
+        )
+        conn.execute(
+            sa.text("INSERT INTO staging.groups (tenant, id) VALUES (:t, 'g1'), (:t, 'g2')"),
+            {"t": slug},
+        )
+        conn.execute(
+            sa.text(
+                "INSERT INTO staging.group_members (tenant, group_id, member_id, member_type)"
+                " VALUES (:t, 'g1', 'u1', 'user'), (:t, 'g1', 'g2', 'group'),"
+                " (:t, 'g1', 'c1', 'orgContact'), (:t, 'g2', 'u2', 'user'),"
+                " (:t, 'g2', 'gone', 'user'), (:t, 'g2', 'x1', 'somethingNew'),"
+                " (:t, 'g9', 'u1', 'user')"
+            ),
+            {"t": slug},
+        )
+        members = expectations.check_staging_members(conn, slug)
+        # the extraction counted one membership more than staging holds
+        conn.execute(
+            sa.text(
+                "INSERT INTO staging.extractions (tenant, entity, rows, requests)"
+                " VALUES (:t, 'group_members', 8, 1)"
+            ),
+            {"t": slug},
+        )
+        miscounted = expectations.check_staging_members(conn, slug)
+        frame = expectations.load(
+            conn,
+            "staging_members",
+            {"tenant": slug, "other_types": list(expectations.OTHER_MEMBER_TYPES)},
+        )
+        conn.rollback()
+    rows = {r.group_id: r for r in frame.itertuples()}
+    assert (rows["g1"].unknown_members, rows["g1"].group_staged) == (0, True)
+    assert rows["g2"].unknown_members == 2
+    assert rows["g2"].unknown_sample == "somethingNew:x1, user:gone"
+    assert rows["g9"].group_staged is False
+    assert set(frame["memberships_staged"]) == {7}
+    assert {f.expectation for f in members.failures} == {
+        "expect_column_values_to_be_in_set(group_staged)",
+        "expect_column_values_to_be_in_set(unknown_members)",
+    }
+    assert members.facts["rows_staged"] == 7
+    counted = {f.expectation: f for f in miscounted.failures}
+    assert set(counted) - {f.expectation for f in members.failures} == {
+        "expect_column_pair_values_to_be_equal"
+    }
+    assert counted["expect_column_pair_values_to_be_equal"].sample == (
+        {"staged": 7, "extracted": 8},
+    )
+    assert miscounted.severity == expectations.ERROR
+
+
+def test_manager_chains_end_unless_they_cycle():
+    ids = pd.Series(["a", "b", "c", "d", "e", "f", "g", "h"], dtype=object)
+    # a <- b <- c: ends at a; d -> e -> f -> d: a cycle; g below the cycle; h manages itself
+    managers = pd.Series([None, "a", "b", "e", "f", "d", "d", "h"], dtype=object)
+    ends = expectations.manager_chain_ends(ids, managers)
+    assert dict(zip(ids, ends.tolist(), strict=True)) == {
+        "a": True, "b": True, "c": True, "d": False,
+        "e": False, "f": False, "g": False, "h": False,
+    }  # fmt: skip
+    # a manager who is not imported ends the chain; one long chain ends too
+    long = pd.Series([f"u{i}" for i in range(1000)], dtype=object)
+    above = pd.Series(["outsider"] + [f"u{i}" for i in range(999)], dtype=object)
+    assert expectations.manager_chain_ends(long, above).all()
+    assert expectations.manager_chain_ends(pd.Series([], dtype=object), pd.Series([])).size == 0
+
+
+def test_address_keys_ignore_case_width_and_spaces():
+    for raw in ["Alice@X.com", " alice@x.com\u00a0", "\uff21LICE@x.com", "alice@x.com\t"]:
+        assert expectations.address_key(raw) == "alice@x.com"
+        assert expectations.address_key(raw) == expectations.normalise_address(raw)
+    assert expectations.address_key("STRASSE@x.com") == "strasse@x.com"
+    assert expectations.address_key("Straße@x.com") == "strasse@x.com"  # casefold, not lower
+    assert expectations.address_key(None) is None
 
 
 # -- GX is imported in the background at the run's start; a check never builds it twice --------
