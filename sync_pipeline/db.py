@@ -139,6 +139,29 @@ def analyze_if_stale(conn: sa.Connection, tables: list[str]) -> list[str]:
     return stale
 
 
+def vacuum_if_needed(eng: sa.Engine, tables: list[str]) -> list[str]:
+    """VACUUM those of `tables` that a load left mostly not all-visible, or that took more
+    changed rows since their last VACUUM than a quarter of their pages
+    (sql/vacuum_needed.sql); returns them. Call it after the load committed: VACUUM cannot
+    run in a transaction.
+
+    Why the sync does it itself: a daily sync's few thousand scattered changes clear the
+    all-visible bit of ~15 % of a 100k-user tenant's membership pages, and autovacuum waits
+    for a fifth of the rows to be dead (weeks), or is off (as on this project's development
+    and CI server). Measured over six daily syncs without it, every later read re-checked
+    more pages each day: the membership checks went from 0.5 to 1.3 s, the transform from
+    6.6 to 8.6 s. With it, a 100k tenant's tables are vacuumed every second day or so
+    (~0.3-0.5 s each), and VACUUM skips what is still all-visible. SKIP_LOCKED: if another
+    sync is vacuuming the same table, leave it to that one rather than wait."""
+    with eng.connect() as conn:
+        needed = list(conn.execute(q("vacuum_needed"), {"tables": tables}).scalars())
+    if needed:
+        with eng.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
+            for name in needed:  # names come from pg_class, filtered by our own constant list
+                conn.execute(sa.text(f"VACUUM (SKIP_LOCKED) {name}"))
+    return needed
+
+
 def migration_files() -> list[Path]:
     return sorted(MIGRATIONS_DIR.glob("[0-9][0-9][0-9]_*.sql"))
 

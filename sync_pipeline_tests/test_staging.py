@@ -80,3 +80,35 @@ def test_tables_without_statistics_are_analyzed_once(engine):
     finally:
         with engine.begin() as conn:
             conn.execute(sa.text(f"DROP TABLE IF EXISTS {name}"))
+
+
+def test_a_bulk_loaded_table_is_vacuumed_once(engine):
+    """After a load commits, a table with few all-visible pages is vacuumed (its next reads
+    can skip visibility checks and use index-only scans); once done, it is left alone."""
+    import secrets
+
+    from sync_pipeline import db
+
+    name = f"public.sp_probe_{secrets.token_hex(4)}"
+    visible = sa.text(
+        "SELECT relpages, relallvisible FROM pg_class WHERE oid = CAST(:n AS regclass)"
+    )
+    try:
+        with engine.begin() as conn:
+            conn.execute(sa.text(f"CREATE TABLE {name} (id int, label text)"))
+            conn.execute(
+                sa.text(
+                    f"INSERT INTO {name} SELECT i, md5(i::text) FROM generate_series(1, 20000) i"
+                )
+            )
+            db.analyze_if_stale(conn, [name])
+            pages, all_visible = conn.execute(visible, {"n": name}).one()
+            assert pages >= 64 and all_visible == 0
+        assert db.vacuum_if_needed(engine, [name, "staging.no_such_table"]) == [name]
+        with engine.connect() as conn:
+            pages, all_visible = conn.execute(visible, {"n": name}).one()
+        assert all_visible == pages
+        assert db.vacuum_if_needed(engine, [name]) == []
+    finally:
+        with engine.begin() as conn:
+            conn.execute(sa.text(f"DROP TABLE IF EXISTS {name}"))

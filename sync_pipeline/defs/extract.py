@@ -18,7 +18,7 @@ from sync_pipeline.defs.partitions import tenant_partitions
 from sync_pipeline.defs.resources import Database, Graph
 from sync_pipeline.extraction import extract
 from sync_pipeline.graph import CredentialError, GraphAuthError, GraphError
-from sync_pipeline.staging import GraphDataError
+from sync_pipeline.staging import COLUMNS, GraphDataError
 
 FULL_READ_TAG = "sync_pipeline/full_read"
 GRAPH_RETRY = dg.RetryPolicy(
@@ -87,11 +87,15 @@ def graph_directory(
             client.delegated.engine = database.engine()
         with database.engine().begin() as conn, db.tenant_lock(conn, tenant):
             result = extract(client, conn, tenant, full=full, workers=graph.workers)
+    read = time.monotonic()
+    vacuumed = db.vacuum_if_needed(database.engine(), [f"staging.{t}" for t in COLUMNS])
     stats = client.stats.as_metadata()
     common = {
         **{f"mode_{k}": v for k, v in result.mode.items()},
         **stats,
         "seconds": round(time.monotonic() - started, 3),
+        "vacuum_seconds": round(time.monotonic() - read, 3),
+        "vacuumed": ", ".join(vacuumed) or "none",
     }
     context.log.info(f"extract {tenant}: {result.mode} {dict(result.changes)} {stats}")
     for key, tables in TABLES.items():

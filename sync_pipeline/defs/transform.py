@@ -4,7 +4,7 @@ import time
 
 import dagster as dg
 
-from sync_pipeline import rules, tenants
+from sync_pipeline import db, rules, tenants
 from sync_pipeline.defs.extract import extract_assets
 from sync_pipeline.defs.partitions import tenant_partitions
 from sync_pipeline.defs.resources import Database
@@ -56,11 +56,19 @@ def directory_snapshot(context: dg.AssetExecutionContext, database: Database):
         except SettingsError as exc:
             raise dg.Failure(str(exc), allow_retries=False) from None
         counts = rules.build_snapshot(conn, settings)
+    built = time.monotonic()
+    vacuumed = db.vacuum_if_needed(database.engine(), list(rules.SNAPSHOT_TABLES))
     seconds = round(time.monotonic() - started, 3)
     user_meta = {k: v for k, v in counts.items() if k.startswith(("users_", "excluded_"))}
     user_meta |= {k: v for k, v in counts.items() if k.startswith("managers")}
     group_meta = {k: v for k, v in counts.items() if k.startswith("groups_")}
-    yield dg.MaterializeResult(asset_key=SNAPSHOT_USERS, metadata={**user_meta, "seconds": seconds})
+    maintenance = {
+        "vacuum_seconds": round(time.monotonic() - built, 3),
+        "vacuumed": ", ".join(vacuumed) or "none",
+    }
+    yield dg.MaterializeResult(
+        asset_key=SNAPSHOT_USERS, metadata={**user_meta, "seconds": seconds, **maintenance}
+    )
     yield dg.MaterializeResult(asset_key=SNAPSHOT_GROUPS, metadata=group_meta)
     yield dg.MaterializeResult(
         asset_key=SNAPSHOT_MEMBERSHIPS, metadata={"memberships": counts.get("memberships", 0)}
