@@ -10,8 +10,9 @@ in a scratch database `sp_bench_<random>` (which also holds the Dagster instance
 as production keeps it beside the data), with managers imported. Then, each time in a process
 of its own, exactly what an operator runs: `sync-pipeline sync TENANT` (the `sync` job,
 in-process executor, progress polled from the event log); first the initial sync into an
-empty app, then, after 1 % churn through the fake's admin API (user updates, adds, deletes,
-manager changes, membership adds and removals), the incremental (daily-like) sync.
+empty app, then, `--daily` times (3 by default; their medians are the headline figures),
+after 1 % churn through the fake's admin API (user updates, adds, deletes, manager changes,
+membership adds and removals), a daily sync.
 
 From each run's event log: every step's duration (STEP_START → STEP_SUCCESS / FAILURE; each
 asset check is a step of its own), summed per stage (extract, transform, diff, checks, apply)
@@ -38,6 +39,7 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from statistics import median
 from typing import Any
 
 import sqlalchemy as sa
@@ -195,7 +197,23 @@ def check_metadata(instance: Any, run_id: str) -> dict[str, dict[str, Any]]:
             "passed": evaluation.passed,
             "rows": meta.get("rows_checked"),
             "gx_seconds": meta.get("seconds"),
+            "check_seconds": meta.get("check_seconds"),
         }
+    return out
+
+
+def maintenance(instance: Any, run_id: str) -> dict[str, Any]:
+    """What the extraction and the transform vacuumed after their load, and how long it took
+    (their materialisations' `vacuumed` and `vacuum_seconds`)."""
+    import dagster as dg
+
+    out = {}
+    kind = dg.DagsterEventType.ASSET_MATERIALIZATION
+    for rec in instance.all_logs(run_id, of_type=kind):
+        materialization = rec.dagster_event.event_specific_data.materialization
+        meta = {k: v.value for k, v in materialization.metadata.items()}
+        if "vacuumed" in meta:
+            out[rec.step_key] = {"vacuumed": meta["vacuumed"], "seconds": meta["vacuum_seconds"]}
     return out
 
 
@@ -268,10 +286,11 @@ def bench(args: argparse.Namespace, engine: sa.Engine, reused: bool) -> None:
     runs: list[dict[str, Any]] = []
     churned: dict[str, int] = {}
     try:
-        for label in ("initial", "incremental"):
-            if label == "incremental":
+        labels = ["initial", *(f"daily {i + 1}" for i in range(args.daily))]
+        for n, label in enumerate(labels):
+            if n:
                 # not the generator's seed: the same stream would draw its user ids again
-                churned = churn(fake, args.churn, seed=args.seed + args.users)
+                churned = churn(fake, args.churn, seed=args.seed + args.users + n)
                 console.print(f"churn: {churned}")
             time.sleep(args.cooldown)  # a full resource-unit bucket for each sync
             loads = [round(x, 2) for x in os.getloadavg()]
@@ -284,16 +303,22 @@ def bench(args: argparse.Namespace, engine: sa.Engine, reused: bool) -> None:
                 row = summarise(label, measured, steps, run_wall)
                 row["checks_bookkeeping_outside_steps_seconds"] = round(bookkeeping, 2)
                 row["checks"] = check_metadata(instance, run.run_id)
+                row["vacuum"] = maintenance(instance, run.run_id)
             row["load_average_at_start"] = loads
             runs.append(row)
             s = row["stages_seconds"]
+            vacuumed = "; ".join(
+                f"{step}: {v['vacuumed']} ({v['seconds']} s)" for step, v in row["vacuum"].items()
+            )
             console.print(
                 f"{label}: {row['process_wall_seconds']} s, checks {s['checks']} s = "
-                f"{row['checks_percent_of_sync']} %, peak RSS {row['peak_rss_mb']} MB"
+                f"{row['checks_percent_of_sync']} %, peak RSS {row['peak_rss_mb']} MB; "
+                f"vacuumed after the loads: {vacuumed or 'nothing'}"
             )
         gx_s = gx_import_seconds(env)
     finally:
         fake.stop()
+    daily = [r for r in runs if r["run"] != "initial"]
     report = {
         "benchmark": "sync",
         "command": "DATABASE_URL=... flock /tmp/bench.lock .venv/bin/python benchmarks/sync.py"
@@ -303,6 +328,14 @@ def bench(args: argparse.Namespace, engine: sa.Engine, reused: bool) -> None:
         "settings": "defaults + import_managers",
         "churn": churned,
         "runs": runs,
+        "daily_median": {
+            "syncs": len(daily),
+            "process_wall_seconds": median(r["process_wall_seconds"] for r in daily),
+            "checks_seconds": median(r["stages_seconds"]["checks"] for r in daily),
+            "checks_added_percent": median(r["checks_added_percent"] for r in daily),
+        }
+        if daily
+        else None,
         "gx_import_and_context_seconds": gx_s,
         "gx_import_note": "paid once per run process (in-process executor: one process per "
         "run), in a background thread from the run's start; only what is left when the first "
@@ -358,6 +391,19 @@ def print_table(report: dict[str, Any]) -> None:
             cells.append("-" if step is None else f"{step['seconds']:.2f}")
         checks.add_row(name, *cells)
     console.print(checks)
+    if report["daily_median"]:
+        m = report["daily_median"]
+        console.print(
+            f"daily syncs (median of {m['syncs']}): {m['process_wall_seconds']} s, checks "
+            f"{m['checks_seconds']} s, adding {m['checks_added_percent']} % to the sync"
+        )
+    last = runs[-1]
+    console.print(
+        f"checks of the {last['run']} sync (whole check / GX inside, s): "
+        + ", ".join(
+            f"{name} {c['check_seconds']}/{c['gx_seconds']}" for name, c in last["checks"].items()
+        )
+    )
     console.print(
         f"GX import + context: {report['gx_import_and_context_seconds']} s once per run process, "
         "in the background from the run's start"
@@ -370,6 +416,9 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=1)
     parser.add_argument("--latency", type=float, default=0.03, help="fake Graph latency, s")
     parser.add_argument("--churn", type=float, default=0.01, help="share of users changed")
+    parser.add_argument(
+        "--daily", type=int, default=3, help="daily syncs after the initial one, each after churn"
+    )
     parser.add_argument("--cooldown", type=float, default=11.0, help="bucket refill, s")
     parser.add_argument("--keep-database", action="store_true", help="keep the scratch database")
     args = parser.parse_args()
