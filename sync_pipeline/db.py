@@ -139,22 +139,31 @@ def analyze_if_stale(conn: sa.Connection, tables: list[str]) -> list[str]:
     return stale
 
 
-def vacuum_if_needed(eng: sa.Engine, tables: list[str]) -> list[str]:
-    """VACUUM those of `tables` that a load left mostly not all-visible, or that took more
-    changed rows since their last VACUUM than a quarter of their pages
-    (sql/vacuum_needed.sql); returns them. Call it after the load committed: VACUUM cannot
-    run in a transaction.
+# Above this size (1 GB) a staging or snapshot table holds many tenants' rows, and a VACUUM
+# would hold up one tenant's sync for the others' changes: autovacuum's (migration 010).
+VACUUM_MAX_PAGES = 131_072
 
-    Why the sync does it itself: a daily sync's few thousand scattered changes clear the
-    all-visible bit of ~15 % of a 100k-user tenant's membership pages, and autovacuum waits
-    for a fifth of the rows to be dead (weeks), or is off (as on this project's development
-    and CI server). Measured over six daily syncs without it, every later read re-checked
-    more pages each day: the membership checks went from 0.5 to 1.3 s, the transform from
-    6.6 to 8.6 s. With it, a 100k tenant's tables are vacuumed every second day or so
-    (~0.3-0.5 s each), and VACUUM skips what is still all-visible. SKIP_LOCKED: if another
-    sync is vacuuming the same table, leave it to that one rather than wait."""
+
+def vacuum_if_needed(eng: sa.Engine, tables: list[str]) -> list[str]:
+    """VACUUM those of `tables` that need it right after a load (sql/vacuum_needed.sql);
+    returns them. Call it once the load committed: VACUUM cannot run in a transaction.
+
+    - After a bulk load (a tenant's first sync) no page is all-visible, and the checks and
+      the diff read the table within seconds, before autovacuum comes by.
+    - Where autovacuum is off (as on this project's development and CI server), also once
+      the rows changed since the last VACUUM exceed a quarter of the table's pages. A daily
+      sync's few thousand scattered changes clear the all-visible bit of ~15 % of a 100k
+      tenant's membership pages; measured over six daily syncs without a VACUUM, the
+      membership checks went from 0.5 to 1.3 s and the transform from 6.6 to 8.6 s. With it
+      these tables are vacuumed every second day or so (0.3-0.6 s), and VACUUM skips what is
+      still all-visible. Where autovacuum is on, migration 010's thresholds have it do the
+      same in the background.
+
+    Tables over VACUUM_MAX_PAGES are left to autovacuum. SKIP_LOCKED: if another sync is
+    vacuuming the same table, leave it to that one rather than wait."""
+    params = {"tables": tables, "max_pages": VACUUM_MAX_PAGES}
     with eng.connect() as conn:
-        needed = list(conn.execute(q("vacuum_needed"), {"tables": tables}).scalars())
+        needed = list(conn.execute(q("vacuum_needed"), params).scalars())
     if needed:
         with eng.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
             for name in needed:  # names come from pg_class, filtered by our own constant list

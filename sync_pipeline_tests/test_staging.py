@@ -112,3 +112,46 @@ def test_a_bulk_loaded_table_is_vacuumed_once(engine):
     finally:
         with engine.begin() as conn:
             conn.execute(sa.text(f"DROP TABLE IF EXISTS {name}"))
+
+
+def test_scattered_changes_get_a_vacuum_where_autovacuum_is_off(engine):
+    """A daily sync's changes clear the all-visible bit page by page; once they add up to a
+    quarter of the pages the sync vacuums, unless autovacuum is on to do it (migration 010)."""
+    import secrets
+
+    from sync_pipeline import db
+
+    name = f"public.sp_probe_{secrets.token_hex(4)}"
+    try:
+        with engine.begin() as conn:
+            conn.execute(sa.text(f"CREATE TABLE {name} (id int, label text)"))
+            conn.execute(
+                sa.text(
+                    f"INSERT INTO {name} SELECT i, md5(i::text) FROM generate_series(1, 20000) i"
+                )
+            )
+            db.analyze_if_stale(conn, [name])
+        assert db.vacuum_if_needed(engine, [name]) == [name]  # the bulk load
+        with engine.begin() as conn:
+            pages = conn.execute(
+                sa.text("SELECT relpages FROM pg_class WHERE oid = CAST(:n AS regclass)"),
+                {"n": name},
+            ).scalar_one()
+            # one changed row on every other page: far from a fifth of the rows
+            conn.execute(sa.text(f"DELETE FROM {name} WHERE id % 220 = 0"))
+            conn.execute(sa.text("SELECT pg_stat_force_next_flush()"))
+        with engine.connect() as conn:
+            autovacuum = conn.execute(sa.text("SELECT current_setting('autovacuum')")).scalar_one()
+            dead = conn.execute(
+                sa.text(
+                    "SELECT n_dead_tup FROM pg_stat_user_tables WHERE relid = CAST(:n AS regclass)"
+                ),
+                {"n": name},
+            ).scalar_one()
+        assert dead > 0.25 * pages
+        expected = [name] if autovacuum == "off" else []
+        assert db.vacuum_if_needed(engine, [name]) == expected
+        assert db.vacuum_if_needed(engine, [name]) == []
+    finally:
+        with engine.begin() as conn:
+            conn.execute(sa.text(f"DROP TABLE IF EXISTS {name}"))
