@@ -330,9 +330,9 @@ def bench(args: argparse.Namespace, engine: sa.Engine, reused: bool) -> None:
         "runs": runs,
         "daily_median": {
             "syncs": len(daily),
-            "process_wall_seconds": median(r["process_wall_seconds"] for r in daily),
-            "checks_seconds": median(r["stages_seconds"]["checks"] for r in daily),
-            "checks_added_percent": median(r["checks_added_percent"] for r in daily),
+            "process_wall_seconds": round(median(r["process_wall_seconds"] for r in daily), 2),
+            "checks_seconds": round(median(r["stages_seconds"]["checks"] for r in daily), 2),
+            "checks_added_percent": round(median(r["checks_added_percent"] for r in daily), 2),
         }
         if daily
         else None,
