@@ -1,8 +1,12 @@
 """Staging refuses Graph data it cannot load, names it, and keeps the previous extraction."""
 
+import secrets
+from collections.abc import Iterator
+
 import pytest
 import sqlalchemy as sa
 
+from sync_pipeline import db
 from sync_pipeline.staging import GraphDataError, StagingWriter, member_rows, user_row
 
 
@@ -61,10 +65,6 @@ def test_member_rows_name_each_type_and_refuse_a_member_without_id():
 def test_tables_without_statistics_are_analyzed_once(engine):
     """A first load's tables get statistics in its own transaction (the checks and the diff
     then plan for a million rows, not for an empty table); fresh statistics are left alone."""
-    import secrets
-
-    from sync_pipeline import db
-
     name = f"public.sp_probe_{secrets.token_hex(4)}"
     try:
         with engine.begin() as conn:
@@ -82,76 +82,64 @@ def test_tables_without_statistics_are_analyzed_once(engine):
             conn.execute(sa.text(f"DROP TABLE IF EXISTS {name}"))
 
 
-def test_a_bulk_loaded_table_is_vacuumed_once(engine):
+@pytest.fixture
+def loaded_table(engine: sa.Engine) -> Iterator[str]:
+    """A scratch table of 20,000 rows just loaded, committed and analysed, not vacuumed."""
+    name = f"public.sp_probe_{secrets.token_hex(4)}"
+    with engine.begin() as conn:
+        conn.execute(sa.text(f"CREATE TABLE {name} (id int, label text)"))
+        conn.execute(
+            sa.text(f"INSERT INTO {name} SELECT i, md5(i::text) FROM generate_series(1, 20000) i")
+        )
+        db.analyze_if_stale(conn, [name])
+    try:
+        yield name
+    finally:
+        with engine.begin() as conn:
+            conn.execute(sa.text(f"DROP TABLE IF EXISTS {name}"))
+
+
+def _pages(engine: sa.Engine, name: str) -> tuple[int, int]:
+    """relpages and relallvisible of a table."""
+    with engine.connect() as conn:
+        row = conn.execute(
+            sa.text(
+                "SELECT relpages, relallvisible FROM pg_class WHERE oid = CAST(:n AS regclass)"
+            ),
+            {"n": name},
+        ).one()
+    return row.relpages, row.relallvisible
+
+
+def test_a_bulk_loaded_table_is_vacuumed_once(engine, loaded_table):
     """After a load commits, a table with few all-visible pages is vacuumed (its next reads
     can skip visibility checks and use index-only scans); once done, it is left alone."""
-    import secrets
-
-    from sync_pipeline import db
-
-    name = f"public.sp_probe_{secrets.token_hex(4)}"
-    visible = sa.text(
-        "SELECT relpages, relallvisible FROM pg_class WHERE oid = CAST(:n AS regclass)"
-    )
-    try:
-        with engine.begin() as conn:
-            conn.execute(sa.text(f"CREATE TABLE {name} (id int, label text)"))
-            conn.execute(
-                sa.text(
-                    f"INSERT INTO {name} SELECT i, md5(i::text) FROM generate_series(1, 20000) i"
-                )
-            )
-            db.analyze_if_stale(conn, [name])
-            pages, all_visible = conn.execute(visible, {"n": name}).one()
-            assert pages >= 64 and all_visible == 0
-        assert db.vacuum_if_needed(engine, [name, "staging.no_such_table"]) == [name]
-        with engine.connect() as conn:
-            pages, all_visible = conn.execute(visible, {"n": name}).one()
-        assert all_visible == pages
-        assert db.vacuum_if_needed(engine, [name]) == []
-    finally:
-        with engine.begin() as conn:
-            conn.execute(sa.text(f"DROP TABLE IF EXISTS {name}"))
+    pages, all_visible = _pages(engine, loaded_table)
+    assert pages >= 64 and all_visible == 0
+    assert db.vacuum_if_needed(engine, [loaded_table, "staging.no_such_table"]) == [loaded_table]
+    pages, all_visible = _pages(engine, loaded_table)
+    assert all_visible == pages
+    assert db.vacuum_if_needed(engine, [loaded_table]) == []
 
 
-def test_scattered_changes_get_a_vacuum_where_autovacuum_is_off(engine):
+def test_scattered_changes_get_a_vacuum_where_autovacuum_is_off(engine, loaded_table):
     """A daily sync's changes clear the all-visible bit page by page; once they add up to a
     quarter of the pages the sync vacuums, unless autovacuum is on to do it (migration 010)."""
-    import secrets
-
-    from sync_pipeline import db
-
-    name = f"public.sp_probe_{secrets.token_hex(4)}"
-    try:
-        with engine.begin() as conn:
-            conn.execute(sa.text(f"CREATE TABLE {name} (id int, label text)"))
-            conn.execute(
-                sa.text(
-                    f"INSERT INTO {name} SELECT i, md5(i::text) FROM generate_series(1, 20000) i"
-                )
-            )
-            db.analyze_if_stale(conn, [name])
-        assert db.vacuum_if_needed(engine, [name]) == [name]  # the bulk load
-        with engine.begin() as conn:
-            pages = conn.execute(
-                sa.text("SELECT relpages FROM pg_class WHERE oid = CAST(:n AS regclass)"),
-                {"n": name},
-            ).scalar_one()
-            # one changed row on every other page: far from a fifth of the rows
-            conn.execute(sa.text(f"DELETE FROM {name} WHERE id % 220 = 0"))
-            conn.execute(sa.text("SELECT pg_stat_force_next_flush()"))
-        with engine.connect() as conn:
-            autovacuum = conn.execute(sa.text("SELECT current_setting('autovacuum')")).scalar_one()
-            dead = conn.execute(
-                sa.text(
-                    "SELECT n_dead_tup FROM pg_stat_user_tables WHERE relid = CAST(:n AS regclass)"
-                ),
-                {"n": name},
-            ).scalar_one()
-        assert dead > 0.25 * pages
-        expected = [name] if autovacuum == "off" else []
-        assert db.vacuum_if_needed(engine, [name]) == expected
-        assert db.vacuum_if_needed(engine, [name]) == []
-    finally:
-        with engine.begin() as conn:
-            conn.execute(sa.text(f"DROP TABLE IF EXISTS {name}"))
+    assert db.vacuum_if_needed(engine, [loaded_table]) == [loaded_table]  # the bulk load
+    pages, _ = _pages(engine, loaded_table)
+    with engine.begin() as conn:
+        # one changed row on every other page: far from a fifth of the rows
+        conn.execute(sa.text(f"DELETE FROM {loaded_table} WHERE id % 220 = 0"))
+        conn.execute(sa.text("SELECT pg_stat_force_next_flush()"))
+    with engine.connect() as conn:
+        autovacuum = conn.execute(sa.text("SELECT current_setting('autovacuum')")).scalar_one()
+        dead = conn.execute(
+            sa.text(
+                "SELECT n_dead_tup FROM pg_stat_user_tables WHERE relid = CAST(:n AS regclass)"
+            ),
+            {"n": loaded_table},
+        ).scalar_one()
+    assert dead > 0.25 * pages
+    expected = [loaded_table] if autovacuum == "off" else []
+    assert db.vacuum_if_needed(engine, [loaded_table]) == expected
+    assert db.vacuum_if_needed(engine, [loaded_table]) == []
