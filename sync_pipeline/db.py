@@ -146,7 +146,7 @@ VACUUM_MAX_PAGES = 131_072
 
 def vacuum_if_needed(eng: sa.Engine, tables: list[str]) -> list[str]:
     """VACUUM those of `tables` that need it right after a load (sql/vacuum_needed.sql);
-    returns them. Call it once the load committed: VACUUM cannot run in a transaction.
+    returns those vacuumed. Call it once the load committed: VACUUM cannot run in a transaction.
 
     - After a bulk load (a tenant's first sync) no page is all-visible, and the checks and
       the diff read the table within seconds, before autovacuum comes by.
@@ -160,15 +160,23 @@ def vacuum_if_needed(eng: sa.Engine, tables: list[str]) -> list[str]:
       same in the background.
 
     Tables over VACUUM_MAX_PAGES are left to autovacuum. SKIP_LOCKED: if another sync is
-    vacuuming the same table, leave it to that one rather than wait."""
+    vacuuming the same table, leave it to that one rather than wait. A VACUUM that fails
+    (a statement timeout, say) is logged and skipped: the load it follows has committed, and
+    maintenance must not fail the sync."""
     params = {"tables": tables, "max_pages": VACUUM_MAX_PAGES}
     with eng.connect() as conn:
         needed = list(conn.execute(q("vacuum_needed"), params).scalars())
+    done: list[str] = []
     if needed:
         with eng.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
             for name in needed:  # names come from pg_class, filtered by our own constant list
-                conn.execute(sa.text(f"VACUUM (SKIP_LOCKED) {name}"))
-    return needed
+                try:
+                    conn.execute(sa.text(f"VACUUM (SKIP_LOCKED) {name}"))
+                except sa.exc.DBAPIError as exc:
+                    log.warning("VACUUM %s skipped: %s", name, exc.orig)
+                    continue
+                done.append(name)
+    return done
 
 
 def migration_files() -> list[Path]:
