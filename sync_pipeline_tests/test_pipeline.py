@@ -11,6 +11,7 @@ from sync_pipeline.defs.load import app_directory, sync_diff
 from sync_pipeline.defs.partitions import TENANT_PARTITIONS
 from sync_pipeline.defs.resources import Database, Graph
 from sync_pipeline.defs.transform import directory_snapshot
+from sync_pipeline.staging import COLUMNS
 
 ALL_ASSETS = [*extract_assets, directory_snapshot, sync_diff, app_directory]
 
@@ -93,6 +94,10 @@ def test_extract_stage_reads_the_whole_directory(
     ]
     assert mats[0].metadata["users"].value == len(fake_tenant["users"])
     assert mats[0].metadata["graph_requests"].value >= 1
+    # the upkeep after the load is reported (whether it vacuumed depends on the shared tables)
+    vacuumed = mats[0].metadata["vacuumed"].value
+    assert vacuumed == "none" or set(vacuumed.split(", ")) <= {f"staging.{t}" for t in COLUMNS}
+    assert mats[0].metadata["vacuum_seconds"].value >= 0
 
 
 def test_full_sync_loads_in_scope_users_then_converges(

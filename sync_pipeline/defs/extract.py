@@ -87,15 +87,13 @@ def graph_directory(
             client.delegated.engine = database.engine()
         with database.engine().begin() as conn, db.tenant_lock(conn, tenant):
             result = extract(client, conn, tenant, full=full, workers=graph.workers)
-    read = time.monotonic()
-    vacuumed = db.vacuum_if_needed(database.engine(), [f"staging.{t}" for t in COLUMNS])
+    maintenance = db.vacuum_after_load(database.engine(), [f"staging.{t}" for t in COLUMNS])
     stats = client.stats.as_metadata()
     common = {
         **{f"mode_{k}": v for k, v in result.mode.items()},
         **stats,
         "seconds": round(time.monotonic() - started, 3),
-        "vacuum_seconds": round(time.monotonic() - read, 3),
-        "vacuumed": ", ".join(vacuumed) or "none",
+        **maintenance,
     }
     context.log.info(f"extract {tenant}: {result.mode} {dict(result.changes)} {stats}")
     for key, tables in TABLES.items():

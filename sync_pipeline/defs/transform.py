@@ -56,16 +56,11 @@ def directory_snapshot(context: dg.AssetExecutionContext, database: Database):
         except SettingsError as exc:
             raise dg.Failure(str(exc), allow_retries=False) from None
         counts = rules.build_snapshot(conn, settings)
-    built = time.monotonic()
-    vacuumed = db.vacuum_if_needed(database.engine(), list(rules.SNAPSHOT_TABLES))
+    maintenance = db.vacuum_after_load(database.engine(), list(rules.SNAPSHOT_TABLES))
     seconds = round(time.monotonic() - started, 3)
     user_meta = {k: v for k, v in counts.items() if k.startswith(("users_", "excluded_"))}
     user_meta |= {k: v for k, v in counts.items() if k.startswith("managers")}
     group_meta = {k: v for k, v in counts.items() if k.startswith("groups_")}
-    maintenance = {
-        "vacuum_seconds": round(time.monotonic() - built, 3),
-        "vacuumed": ", ".join(vacuumed) or "none",
-    }
     yield dg.MaterializeResult(
         asset_key=SNAPSHOT_USERS, metadata={**user_meta, "seconds": seconds, **maintenance}
     )
