@@ -8,16 +8,21 @@ back staging and the delta links together. Delta links advance in the same trans
 - full read (first run, `--full`, or a delta token Graph no longer knows): every staging
   table of the entity family is replaced whole. A resync is a snapshot, never a diff, so a
   user missing from a delta is never taken for a deleted one.
-- incremental: only what the delta rounds report changes; `@removed` deletes rows
-  ('changed' = soft-deleted and 'deleted' alike leave the directory; both are counted); an
-  updated object carries only its changed properties, merged over its staged row; group
-  memberships change by `members@delta` pairs. Applying an item twice changes nothing, so a
-  change a full read already saw may come again in the next round.
-Counts are reconciled against Graph's `$count` before the transaction commits.
+- incremental: only what the delta rounds report changes; an updated object carries only its
+  changed properties, merged over its staged row; one staging does not hold (new, or
+  restored) is read whole by id; group memberships change by `members@delta` pairs; managers
+  by `manager@delta`.
+- either way, any object may come more than once in a round: the last occurrence wins, and
+  one listed and then `@removed` ends removed. `@removed` 'changed' (soft-deleted, restorable
+  for 30 days) sets the object's memberships aside, since Graph keeps them and reports no
+  change at the restore; 'deleted' drops them for good.
+Counts are reconciled against Graph's `$count` (eventually consistent: within a tolerance)
+before the transaction commits.
 """
 
 from __future__ import annotations
 
+import math
 import queue
 import threading
 from collections import Counter
@@ -33,6 +38,8 @@ from sync_pipeline import db
 from sync_pipeline.graph import reader
 from sync_pipeline.graph.client import GraphClient
 from sync_pipeline.graph.delta import DeltaExpired, latest_link, removed
+from sync_pipeline.graph.reader import manager_change
+from sync_pipeline.settings import TenantSettings
 from sync_pipeline.staging import (
     COLUMNS,
     GraphDataError,
@@ -46,6 +53,7 @@ from sync_pipeline.staging import (
 )
 
 USERS, GROUPS = "users", "groups"  # entity families; GROUPS is also a links key (below)
+MEMBERS = "members"  # a whole read of groups' members
 GROUPS_MEMBERS = "groups_members"  # a groups link whose rounds carry members@delta
 # Links stored under GROUPS (no members, kept before members links were taken at every size)
 # are no longer followed: such a tenant's groups are read in full once, and dropped.
@@ -60,6 +68,10 @@ class Extraction:
     changes: Counter[str] = field(default_factory=Counter)
     staged: dict[str, int] = field(default_factory=dict)
     graph_counts: dict[str, int] = field(default_factory=dict)
+    # $count reconciliation per entity: exact | within_tolerance | unsupported
+    count_check: dict[str, str] = field(default_factory=dict)
+    count_offset: dict[str, int] = field(default_factory=dict)  # staged minus $count after
+    count_tolerance: dict[str, int] = field(default_factory=dict)
     member_types: Counter[str] = field(default_factory=Counter)
 
 
@@ -119,47 +131,32 @@ class _Readers:
         for f in futures:
             f.result()
 
-    # -- users, licences, managers
+    # -- users, licences, managers (managers come with the users: manager@delta)
     def users(self, link: str | None) -> None:
         if link:
             try:
-                self._users_incremental(link)
+                self._users_read(link)
                 return
             except DeltaExpired:
                 self.pipe.put("mode", USERS, "resync")
-        self._users_full()
+        self._users_read(None)
 
-    def _users_full(self) -> None:
-        self.pipe.put("reset", USERS)
-        managers = self.pool.submit(self._managers_full)
-        rnd = reader.users_delta(self.client)
-        for page in rnd:
-            self.pipe.put("users", [u for u in page if removed(u) is None], False)
-        managers.result()
-        self.pipe.put("link", USERS, rnd.link)
-
-    def _managers_full(self) -> None:
-        for pairs in reader.users_with_managers(self.client):
-            self.pipe.put("managers", pairs, False)
-
-    def _users_incremental(self, link: str) -> None:
-        self.pipe.put("mode", USERS, "incremental")
+    def _users_read(self, link: str | None) -> None:
+        incremental = link is not None
+        self.pipe.put("mode" if incremental else "reset", USERS, "incremental")
         rnd = reader.users_delta(self.client, link)
-        futures: list[Future[None]] = []
-        try:
-            for page in rnd:
-                self.pipe.put("users", page, True)
-                changed = [u["id"] for u in page if removed(u) is None]
-                futures.extend(
-                    self._submit(lambda c=chunk: self._managers_of(c))
-                    for chunk in reader.chunks(changed)
-                )
-        finally:
-            self._wait(futures)  # before a resync resets the tables, never after
+        for page in rnd:
+            self.pipe.put("users", page, incremental)
         self.pipe.put("link", USERS, rnd.link)
 
-    def _managers_of(self, user_ids: list[str]) -> None:
-        self.pipe.put("managers", reader.managers_batch(self.client, user_ids), True)
+    def whole(self, kind: str, ids: list[str], seq: int) -> None:
+        """Read these users or groups whole (the writer asks: restored or new in a round;
+        run on the pool, not bounded by `slots`: the writer thread asks, and never blocks)."""
+        for chunk in reader.chunks(ids):
+            if kind == MEMBERS:
+                self._members_of(chunk, {})
+            else:
+                self.pipe.put("whole", kind, reader.objects_batch(self.client, kind, chunk), seq)
 
     # -- groups and memberships
     def groups(self, links: dict[str, str]) -> None:
@@ -187,7 +184,7 @@ class _Readers:
         rnd = reader.groups_delta(self.client, link, members=True)
         for page in rnd:
             # A group's entry repeats over pages (its members split): merge, never append.
-            self.pipe.put("groups", page, True)
+            self.pipe.put("groups", page, {})
             pairs = [
                 (str(g["id"]), g["members@delta"])
                 for g in page
@@ -198,27 +195,37 @@ class _Readers:
         self.pipe.put("link", GROUPS_MEMBERS, rnd.link)
 
     def _groups_batched(self, members_link: str) -> None:
-        """Full read: a groups delta round without members, each group's members batched."""
+        """Full read: a groups delta round without members, each group's members batched.
+
+        A group may come twice in the round: its members are read once. One removed later in
+        the round and listed again after is read again, as generation 2: the writer drops
+        member pages of an older generation that arrive late."""
         self.pipe.put("reset", GROUPS)
         futures: list[Future[None]] = []
-        seen: set[str] = set()  # an object may come twice in a round: read its members once
+        generation: dict[str, int] = {}
+        live: set[str] = set()
         try:
             for page in reader.groups_delta(self.client, None, members=False):
-                self.pipe.put("groups", page, False)
-                ids = [str(g.get("id")) for g in page if removed(g) is None]
-                ids = [i for i in dict.fromkeys(ids) if i not in seen]
-                seen.update(ids)
+                fresh: dict[str, int] = {}
+                for g in page:
+                    gid = str(g.get("id"))
+                    if removed(g) is not None:
+                        live.discard(gid)
+                    elif gid not in live:
+                        live.add(gid)
+                        fresh[gid] = generation[gid] = generation.get(gid, 0) + 1
+                self.pipe.put("groups", page, fresh)
                 futures.extend(
-                    self._submit(lambda c=chunk: self._members_of(c))
-                    for chunk in reader.chunks(ids)
+                    self._submit(lambda c=chunk, f=fresh: self._members_of(c, f))
+                    for chunk in reader.chunks(list(fresh))
                 )
         finally:
             self._wait(futures)
         self.pipe.put("link", GROUPS_MEMBERS, members_link)
 
-    def _members_of(self, group_ids: list[str]) -> None:
-        for gid, members, _ in reader.members_batch(self.client, group_ids):
-            self.pipe.put("members", gid, members)
+    def _members_of(self, group_ids: list[str], generation: dict[str, int]) -> None:
+        for gid, members, first in reader.members_batch(self.client, group_ids):
+            self.pipe.put("members", gid, members, generation.get(gid, 0), first)
 
     def skus(self) -> None:
         self.pipe.put("skus", reader.subscribed_skus(self.client))
@@ -227,27 +234,58 @@ class _Readers:
 class _BufferedWriter(StagingWriter):
     """Rows gathered per table and COPYed in thousands: one COPY per page costs a round trip
     each, which made the database, not Graph, the bottleneck. Deletes flush first, so rows
-    and deletes still reach Postgres in the order the readers sent them."""
+    and deletes still reach Postgres in the order the readers sent them.
+
+    Buffered rows are kept by their object (a row's first id: the user of a licence, the group
+    of a membership), so a repeat or a removal later in a full read takes them back without a
+    flush (`discard`)."""
 
     FLUSH_ROWS = 20_000
 
     def __init__(self, conn: sa.Connection, tenant: str) -> None:
         super().__init__(conn, tenant)
-        self.pending: dict[str, list[tuple[Any, ...]]] = {}
+        self.pending: dict[str, dict[str, list[tuple[Any, ...]]]] = {}
+        self.buffered: dict[str, int] = {}
 
     def copy(self, table: str, rows: Any) -> int:
-        buf = self.pending.setdefault(table, [])
-        buf.extend(rows)
-        if len(buf) >= self.FLUSH_ROWS:
-            self.pending[table] = []
-            return super().copy(table, buf)
+        buf = self.pending.setdefault(table, {})
+        n = self.buffered.get(table, 0)
+        for row in rows:
+            buf.setdefault(row[1], []).append(row)
+            n += 1
+        self.buffered[table] = n
+        if n >= self.FLUSH_ROWS:
+            return self._flush_table(table)
         return 0
 
+    def _flush_table(self, table: str) -> int:
+        rows = [r for rs in self.pending.pop(table, {}).values() for r in rs]
+        self.buffered[table] = 0
+        return super().copy(table, rows) if rows else 0
+
     def flush(self) -> None:
-        pending, self.pending = self.pending, {}
-        for table, rows in pending.items():
-            if rows:
-                super().copy(table, rows)
+        for table in list(self.pending):
+            self._flush_table(table)
+
+    def discard(self, tables: dict[str, str], ids: list[str]) -> None:
+        """Take these objects' rows back: from the buffer, and from the tables they may have
+        been flushed to ({table: its staging/delete_* statement by object id})."""
+        if not ids:
+            return
+        for table, statement in tables.items():
+            buf = self.pending.get(table, {})
+            for oid in ids:
+                self.buffered[table] = self.buffered.get(table, 0) - len(buf.pop(oid, ()))
+            super().delete(statement, ids)
+
+    def discard_members(self, ids: list[str]) -> None:
+        """These objects leave every group they were buffered or staged as members of."""
+        wanted = set(ids)
+        for rows in self.pending.get("group_members", {}).values():
+            kept = [r for r in rows if r[2] not in wanted]
+            self.buffered["group_members"] -= len(rows) - len(kept)
+            rows[:] = kept
+        super().delete("delete_memberships_of", ids)
 
     def clear(self, table: str) -> None:
         self.flush()
@@ -263,20 +301,62 @@ class _BufferedWriter(StagingWriter):
             self.flush()
             super().delete_pairs(pairs)
 
+    def run(self, statement: str, **params: Any) -> sa.CursorResult[Any]:
+        """A staging/* statement over what is staged so far (the buffer flushed first)."""
+        self.flush()
+        return self.conn.execute(db.q(f"staging/{statement}"), {"t": self.tenant, **params})
+
+
+_USER_TABLES = {
+    "users": "delete_users",
+    "user_licences": "delete_user_licences",
+    "user_managers": "delete_user_managers",
+}
+_GROUP_ROW = {"groups": "delete_groups"}
+_GROUP_TABLES = {"groups": "delete_groups", "group_members": "delete_group_members"}
+
 
 class _Writer:
-    """The database side: applies the readers' events inside the caller's transaction."""
+    """The database side: applies the readers' events inside the caller's transaction.
 
-    def __init__(self, conn: sa.Connection, tenant: str, result: Extraction) -> None:
+    Every merge is idempotent, the last occurrence winning, because Graph may list any object
+    more than once in one round, on any page, the first round included (GRAPH.md): a repeat
+    replaces what came before, and a removal later in the round takes the object out again.
+    Soft-deleted objects ('changed') keep their memberships aside (suspended_members) for a
+    restore; hard-deleted ones ('deleted') lose them for good. An object that an incremental
+    round lists but staging does not hold (restored, or new) is read whole by id
+    (`whole`), never staged from a `return=minimal` fragment merged over nothing.
+    """
+
+    def __init__(
+        self,
+        conn: sa.Connection,
+        tenant: str,
+        result: Extraction,
+        whole: Callable[[str, list[str], int], None],
+    ) -> None:
         self.w = _BufferedWriter(conn, tenant)
         self.tenant = tenant
         self.result = result
+        self.whole = whole
         self.links: dict[str, str] = {}
         # ids changed in an incremental read, counted once however many entries they have
         # (a group's members@delta spans pages)
         self.changed: dict[str, set[str]] = {USERS: set(), GROUPS: set()}
+        # full read: ids staged so far in this round (a repeat must replace them)
+        self.seen: dict[str, set[str]] = {USERS: set(), GROUPS: set()}
+        # ids this round reported soft-deleted (their suspended memberships are kept)
+        self.soft: dict[str, set[str]] = {USERS: set(), GROUPS: set()}
+        # member reads of a full batched read: the generation each group's pages must carry
+        self.generation: dict[str, int] = {}
+        # when each id was last removed in this round (an event counter), so that a whole
+        # read asked for before a later removal does not stage the object again
+        self.events = 0
+        self.removed_at: dict[str, int] = {}
+        self.asked: set[str] = set()  # ids asked for whole in this round
 
     def apply(self, kind: str, *args: Any) -> None:
+        self.events += 1
         getattr(self, f"_on_{kind}")(*args)
 
     def _on_mode(self, entity: str, mode: str) -> None:
@@ -293,56 +373,156 @@ class _Writer:
             self.w.clear(table)
 
     def _merged(self, table: str, objs: list[dict[str, Any]]) -> list[dict[str, Any]]:
-        """Delta items carry only what changed: each laid over its staged row (if any)."""
+        """Delta items of staged objects carry only what changed: each laid over its staged
+        row. Objects staging does not hold are asked for whole (see the class doc)."""
         if not objs:
             return objs
-        self.w.flush()  # rows still buffered must be visible to the read
         ids = [str(o.get("id")) for o in objs]
+        self.w.flush()  # rows still buffered must be visible to the read
         staged = staged_objects(self.w.conn, self.tenant, table, ids)
-        return [{**staged.get(i, {}), **o} for i, o in zip(ids, objs, strict=True)]
+        # asked for once a round (a group's entries span pages; any object may repeat)
+        unknown = [i for i in dict.fromkeys(ids) if i not in staged and i not in self.asked]
+        self.asked.update(unknown)
+        if unknown:
+            self.whole(table, unknown, self.events)
+            self.result.changes[f"{table}_read_whole"] += len(unknown)
+            if table == GROUPS:
+                # A group restored with nothing set aside (soft-deleted before a full read):
+                # its members too, since the round may say nothing of them. A new group's
+                # members@delta and this read agree; applying both changes nothing.
+                kept = {r[0] for r in self.w.run("suspended_owners", ids=unknown)}
+                if fresh := [i for i in unknown if i not in kept]:
+                    self.whole(MEMBERS, fresh, self.events)
+        return [{**staged[i], **o} for i, o in zip(ids, objs, strict=True) if i in staged]
 
-    def _on_users(self, page: list[dict[str, Any]], incremental: bool) -> None:
-        t, changes = self.tenant, self.result.changes
-        page = _fold(page)
-        present = [u for u in page if removed(u) is None]
-        if incremental:
-            gone = [u for u in page if removed(u) is not None]
-            for u in gone:
-                changes[f"users_removed_{removed(u)}"] += 1
-            ids = [str(u.get("id")) for u in page]
-            present = self._merged("users", present)
-            self.w.delete("delete_users", ids)
-            self.w.delete("delete_user_licences", ids)
-            gone_ids = [str(u["id"]) for u in gone]
-            self.w.delete("delete_user_managers", gone_ids)
-            self.w.delete("delete_memberships_of", gone_ids)
-            self.changed[USERS].update(str(u.get("id")) for u in present)
-            changes["users_changed"] = len(self.changed[USERS])
+    def _removals(self, entity: str, gone: list[dict[str, Any]]) -> tuple[list[str], list[str]]:
+        """Count removed objects; returns (soft-deleted ids, hard-deleted ids)."""
+        soft, hard = [], []
+        for obj in gone:
+            reason = removed(obj)
+            self.result.changes[f"{entity}_removed_{reason}"] += 1
+            (soft if reason == "changed" else hard).append(str(obj["id"]))
+            self.removed_at[str(obj["id"])] = self.events
+            self.asked.discard(str(obj["id"]))
+        self.soft[entity].update(soft)
+        self.soft[entity].difference_update(hard)
+        return soft, hard
+
+    def _suspend(self, kind: str, soft: list[str], hard: list[str]) -> None:
+        if soft:
+            self.w.run("suspend_members", ids=soft, kind=kind)
+        if hard:
+            self.w.run("drop_suspended", ids=hard)
+
+    def _restore(self, entity: str, ids: list[str]) -> None:
+        """Objects back in the directory: memberships suspended at their soft delete return."""
+        self.soft[entity].difference_update(ids)
+        if ids:
+            back = self.w.run("restore_members", ids=ids).rowcount
+            self.result.changes["memberships_restored"] += max(back, 0)
+
+    # -- users
+    def _stage_users(self, present: list[dict[str, Any]]) -> None:
+        t = self.tenant
         self.w.copy("users", (user_row(t, u) for u in present))
         self.w.copy("user_licences", [r for u in present for r in licence_rows(t, u)])
+        managers = []
+        for u in present:
+            said, manager = manager_change(u)
+            if said and manager:
+                managers.append((t, str(u["id"]), manager))
+        self.w.copy("user_managers", managers)
 
-    def _on_managers(self, pairs: list[tuple[str, str | None]], incremental: bool) -> None:
-        if incremental:
-            self.w.delete("delete_user_managers", [u for u, _ in pairs])
-        self.w.copy("user_managers", [(self.tenant, u, m) for u, m in pairs if m])
+    def _on_users(self, page: list[dict[str, Any]], incremental: bool) -> None:
+        page = _fold(page)
+        present = [u for u in page if removed(u) is None]
+        gone = [u for u in page if removed(u) is not None]
+        soft, hard = self._removals(USERS, gone)
+        if not incremental:
+            self._suspend("user", soft, hard)
+            self._full_page(USERS, page, present, _USER_TABLES)
+            if hard:
+                self.w.discard_members(hard)
+            self._stage_users(present)
+            return
+        ids = [str(u.get("id")) for u in page]
+        present = self._merged("users", present)
+        self.w.delete("delete_users", ids)
+        self.w.delete("delete_user_licences", ids)
+        self.w.delete(
+            "delete_user_managers",
+            [str(u["id"]) for u in gone] + [str(u["id"]) for u in present if manager_change(u)[0]],
+        )
+        self.w.delete("delete_memberships_of", hard)
+        self._suspend("user", soft, hard)
+        self.changed[USERS].update(str(u.get("id")) for u in present)
+        self.result.changes["users_changed"] = len(self.changed[USERS])
+        self._stage_users(present)
 
-    def _on_groups(self, page: list[dict[str, Any]], replace: bool) -> None:
+    def _full_page(
+        self,
+        entity: str,
+        page: list[dict[str, Any]],
+        present: list[dict[str, Any]],
+        tables: dict[str, str],
+    ) -> None:
+        """A full read's page: objects staged earlier in the round and listed again (a
+        repeat, or a removal) are taken back first."""
+        seen = self.seen[entity]
+        again = [str(o["id"]) for o in page if str(o.get("id")) in seen]
+        if again:
+            self.result.changes[f"{entity}_listed_again"] += len(again)
+            self.w.discard(tables, again)
+        for obj in page:
+            (seen.add if removed(obj) is None else seen.discard)(str(obj.get("id")))
+        self.soft[entity].difference_update(str(o.get("id")) for o in present)
+
+    def _on_whole(self, kind: str, objs: list[dict[str, Any]], asked_at: int) -> None:
+        """Users or groups read whole by id: staged, replacing anything staged for them."""
+        objs = [o for o in objs if self.removed_at.get(str(o["id"]), -1) < asked_at]
+        ids = [str(o["id"]) for o in objs]
+        if kind == USERS:
+            self.w.delete("delete_users", ids)
+            self.w.delete("delete_user_licences", ids)
+            self.w.delete("delete_user_managers", ids)
+            self._stage_users(objs)
+        else:
+            self.w.delete("delete_groups", ids)
+            self.w.copy("groups", (group_row(self.tenant, g) for g in objs))
+        self.changed[kind].update(ids)
+        self.result.changes[f"{kind}_changed"] = len(self.changed[kind])
+        self._restore(kind, ids)
+
+    # -- groups and memberships
+    def _on_groups(self, page: list[dict[str, Any]], fresh: dict[str, int]) -> None:
         page = _fold(page)
         present = [g for g in page if removed(g) is None]
+        gone = [g for g in page if removed(g) is not None]
+        soft, hard = self._removals(GROUPS, gone)
+        gone_ids = [str(g["id"]) for g in gone]
         if self.result.mode.get(GROUPS) != "incremental":
-            if replace:
-                self.w.delete("delete_groups", [str(g["id"]) for g in present])
-        else:
-            gone = [str(g["id"]) for g in page if removed(g) is not None]
-            for g in page:
-                if removed(g) is not None:
-                    self.result.changes[f"groups_removed_{removed(g)}"] += 1
-            present = self._merged("groups", present)
-            self.w.delete("delete_groups", [str(g.get("id")) for g in page])
-            self.w.delete("delete_group_members", gone)
-            self.w.delete("delete_memberships_of", gone)
-            self.changed[GROUPS].update(str(g.get("id")) for g in present)
-            self.result.changes["groups_changed"] = len(self.changed[GROUPS])
+            # A repeat replaces the group's row, never its members (a group's entries repeat
+            # over pages as its members@delta is split); a removal takes the members too.
+            self._suspend("group", soft, hard)
+            self._full_page(GROUPS, page, present, _GROUP_ROW)
+            self.w.discard({"group_members": "delete_group_members"}, gone_ids)
+            if gone_ids:
+                self.w.discard_members(gone_ids)
+            for gid in gone_ids:
+                self.generation[gid] = -1  # late member pages of a removed group: dropped
+            for gid, gen in fresh.items():
+                if gen > 1:  # listed again after a removal: read again
+                    self.w.discard({"group_members": "delete_group_members"}, [gid])
+                self.generation[gid] = gen
+            self.w.copy("groups", (group_row(self.tenant, g) for g in present))
+            return
+        present = self._merged("groups", present)
+        self.w.delete("delete_groups", [str(g.get("id")) for g in page])
+        self.w.delete("delete_group_members", hard)
+        self.w.delete("delete_memberships_of", hard)
+        self._suspend("group", soft, hard)
+        self.changed[GROUPS].update(str(g.get("id")) for g in present)
+        self.result.changes["groups_changed"] = len(self.changed[GROUPS])
         self.w.copy("groups", (group_row(self.tenant, g) for g in present))
 
     def _member_rows(self, gid: str, members: list[dict[str, Any]]) -> list[tuple[Any, ...]]:
@@ -350,7 +530,16 @@ class _Writer:
         self.result.member_types.update(map(itemgetter(3), rows))
         return rows
 
-    def _on_members(self, gid: str, members: list[dict[str, Any]]) -> None:
+    def _on_members(
+        self, gid: str, members: list[dict[str, Any]], generation: int, first: bool
+    ) -> None:
+        """A page of a group's members read by id (a full batched read, or a group read
+        whole): the first page replaces what was staged for the group."""
+        if generation == 0:  # a group read whole: its staged members are replaced
+            if first:
+                self.w.delete("delete_group_members", [gid])
+        elif self.generation.get(gid) != generation:
+            return  # the group was removed (or listed again) since this read was asked for
         self.w.copy("group_members", self._member_rows(gid, members))
 
     def _on_members_delta(self, pairs: list[tuple[str, list[dict[str, Any]]]]) -> None:
@@ -383,6 +572,14 @@ class _Writer:
     def _on_link(self, entity: str, link: str | None) -> None:
         if link:
             self.links[entity] = link
+
+    def finish(self) -> None:
+        """After a full read of a family, suspended memberships are kept only for what this
+        read reported soft-deleted: any other owner was restored or deleted meanwhile."""
+        self.w.flush()
+        for entity, kind in ((USERS, "user"), (GROUPS, "group")):
+            if self.result.mode.get(entity) in ("full", "resync"):
+                self.w.run("keep_suspended", kind=kind, ids=sorted(self.soft[entity]))
 
 
 def _fold(page: list[dict[str, Any]]) -> list[dict[str, Any]]:
@@ -420,44 +617,59 @@ def extract(
     a full read takes the members in the groups delta round, above it in batches."""
     result = Extraction()
     links = {} if full else stored_links(conn, tenant)
-    users = client.count("/users")
-    client.budget.resize(users)
-    pipe, writer = _Pipe(), _Writer(conn, tenant, result)
+    before = {USERS: client.count("/users"), GROUPS: client.count("/groups")}
+    users = before[USERS]
+    if users is not None:
+        client.budget.resize(users)
+    pipe = _Pipe()
     if delta_members_max_users is None:
         delta_members_max_users = reader.DELTA_MEMBERS_MAX_USERS
-    readers = _Readers(client, pipe, workers, users <= delta_members_max_users)
+    readers = _Readers(
+        client, pipe, workers, users is not None and users <= delta_members_max_users
+    )
+    tasks: list[Future[None]] = []
     families = ThreadPoolExecutor(max_workers=3, thread_name_prefix="graph-read")
-    jobs = [
-        families.submit(readers.users, links.get(USERS)),
-        families.submit(readers.groups, links),
-        families.submit(readers.skus),
-    ]
-    for job in jobs:
-        job.add_done_callback(lambda _: pipe.put("done"))
+
+    def run(pool: ThreadPoolExecutor, fn: Callable[..., None], *args: Any) -> None:
+        """A reader task that says "done" from its own thread (the writer's thread, which
+        drains the queue, must never block on putting into it)."""
+
+        def task() -> None:
+            try:
+                fn(*args)
+            finally:
+                pipe.put("done")
+
+        tasks.append(pool.submit(task))
+
+    writer = _Writer(conn, tenant, result, lambda *a: run(readers.pool, readers.whole, *a))
+    run(families, readers.users, links.get(USERS))
+    run(families, readers.groups, links)
+    run(families, readers.skus)
     try:
         finished = 0
-        while finished < len(jobs):
+        while finished < len(tasks):  # tasks grows while the writer asks for whole reads
             event = pipe.q.get()
             if event[0] == "done":
                 finished += 1
-                for job in jobs:  # a reader failed: stop now, not when the others finish
-                    if job.done() and job.exception() is not None:
-                        raise job.exception()  # type: ignore[misc]
+                for task in tasks:  # a reader failed: stop now, not when the others finish
+                    if task.done() and task.exception() is not None:
+                        raise task.exception()  # type: ignore[misc]
                 continue
             writer.apply(*event)
             pipe.taken(event)
             if on_event is not None:
                 on_event(event[0])
-        for job in jobs:
-            job.result()  # a reader's error fails the extraction here
+        for task in tasks:
+            task.result()  # a reader's error fails the extraction here
     except BaseException:
         pipe.failed.set()
         raise
     finally:
         families.shutdown(wait=True, cancel_futures=True)
         readers.pool.shutdown(wait=True, cancel_futures=True)
-    writer.w.flush()
-    _reconcile(client, conn, tenant, result)
+    writer.finish()
+    _reconcile(client, conn, tenant, result, before)
     if {USERS, GROUPS_MEMBERS} - set(writer.links):
         raise GraphDataError(f"tenant {tenant}: a delta round gave no link")  # unreachable
     for entity, link in writer.links.items():
@@ -469,17 +681,49 @@ def extract(
     return result
 
 
-def _reconcile(client: GraphClient, conn: sa.Connection, tenant: str, result: Extraction) -> None:
-    """Staged users and groups must equal Graph's `$count`, or nothing is kept."""
+def count_tolerance(settings: TenantSettings, count: int) -> int:
+    """How far staged objects may be from Graph's `$count` (docs/extraction.md): the larger of
+    `count_tolerance_objects` and `count_tolerance_percent` of the count."""
+    share = math.ceil(count * settings.count_tolerance_percent / 100)
+    return max(settings.count_tolerance_objects, share)
+
+
+def _reconcile(
+    client: GraphClient,
+    conn: sa.Connection,
+    tenant: str,
+    result: Extraction,
+    before: dict[str, int | None],
+) -> None:
+    """Staged users and groups must match Graph's `$count`, taken before and after the read,
+    within the tenant's tolerance (the count is eventually consistent), or nothing is kept.
+
+    Objects created or deleted during the read move the count; staged within the two counts
+    is exact. Beyond them by more than the tolerance, pages were lost. Where the tenant does
+    not support `$count` (Azure AD B2C), completeness rests on the paging protocol and the
+    drift and safety guards: said in the metadata, never a failure."""
     staged = conn.execute(db.q("staging/staged_counts"), {"t": tenant}).mappings().one()
     result.staged = {k: int(v) for k, v in staged.items()}
     for entity in (USERS, GROUPS):
-        graph = client.count(f"/{entity}")
-        result.graph_counts[entity] = graph
-        if graph != result.staged[entity]:
+        after = client.count(f"/{entity}")
+        first = before.get(entity)
+        if after is None or first is None:
+            result.count_check[entity] = "unsupported"
+            continue
+        result.graph_counts[entity] = after
+        low, high = min(first, after), max(first, after)
+        have = result.staged[entity]
+        off = low - have if have < low else have - high if have > high else 0
+        tolerance = count_tolerance(client.settings, high)
+        result.count_offset[entity] = have - after
+        result.count_tolerance[entity] = tolerance
+        result.count_check[entity] = "exact" if off == 0 else "within_tolerance"
+        if off > tolerance:
+            between = f"{low}" if low == high else f"{low} before and {high} after the read"
             raise GraphDataError(
-                f"tenant {tenant}: staged {result.staged[entity]} {entity} but Graph's $count "
-                f"says {graph} ({result.mode.get(entity, 'full')} read); nothing was kept. "
-                "Run the sync again; if it persists, run `sync-pipeline sync "
-                f"{tenant} --full`"
+                f"tenant {tenant}: staged {have} {entity} but Graph's $count says {between} "
+                f"({result.mode.get(entity, 'full')} read): {off} more than index lag "
+                f"explains (tolerance {tolerance}: count_tolerance_objects / "
+                "count_tolerance_percent); pages were lost, so nothing was kept. Run the sync "
+                f"again; if it persists, run `sync-pipeline sync {tenant} --full`"
             )

@@ -107,6 +107,21 @@ class TenantSettings(BaseModel):
     drift_error_percent: float = Field(
         default=30.0, ge=0, le=100, description="Active users changing by more: the load stops."
     )
+    # Graph's $count is eventually consistent (GRAPH.md): a read and the count taken around it
+    # may differ by what was created or deleted meanwhile. A difference within the larger of
+    # these two passes (recorded as metadata); a larger one means lost pages and fails the read.
+    count_tolerance_objects: int = Field(
+        default=20,
+        ge=0,
+        le=100_000,
+        description="Staged users or groups may differ from Graph's $count by this many.",
+    )
+    count_tolerance_percent: float = Field(
+        default=0.5,
+        ge=0,
+        le=10,
+        description="... or by this share of $count, whichever is larger.",
+    )
 
     @field_validator("slug")
     @classmethod

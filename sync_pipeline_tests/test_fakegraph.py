@@ -566,7 +566,10 @@ def test_users_delta(tenant: dict, tmp_path: Path) -> None:
         client = Client(fake, tenant)
         tid = tenant["tenant_id"]
         items, link = client.delta("/users/delta?$select=id,mail,displayName")
-        assert [u["id"] for u in items] == [u["id"] for u in tenant["users"]]
+        # every user in order; some again later in the round (Graph may repeat any object)
+        ids = [u["id"] for u in items]
+        assert list(dict.fromkeys(ids)) == [u["id"] for u in tenant["users"]]
+        assert len(ids) > len(set(ids))
         assert set(items[0]) == {"id", "mail", "displayName"}
         assert client.delta(link)[0] == []
         victim, soft, renamed = (tenant["users"][i]["id"] for i in (5, 6, 7))
@@ -583,9 +586,8 @@ def test_users_delta(tenant: dict, tmp_path: Path) -> None:
         fake.update_user(tid, renamed, displayName="Renamed")
         changes, link2 = client.delta(link)
         by_id = {c["id"]: c for c in changes}
-        assert set(by_id) == {new, victim, soft, renamed} | {
-            u for u, m in tenant["managers"].items() if m in (victim, soft)
-        }
+        # the victim's reports lost their manager, invisible without `manager` selected
+        assert set(by_id) == {new, victim, soft, renamed}
         assert by_id[victim]["@removed"] == {"reason": "deleted"}
         assert by_id[soft]["@removed"] == {"reason": "changed"}
         assert by_id[renamed] == {

@@ -9,7 +9,7 @@ import pytest
 
 from sync_pipeline.graph import GraphClient
 from sync_pipeline.graph.budget import Budget, cost, tenant_limit
-from sync_pipeline.graph.reader import managers_batch, members_batch
+from sync_pipeline.graph.reader import manager_change, members_batch, objects_batch
 from sync_pipeline_tests.conftest import settings_for, start_fake
 
 
@@ -68,7 +68,7 @@ def test_tenants_of_one_app_share_the_app_budget():
     assert Budget("app-2").app is not a.app
 
 
-def test_batch_retries_inner_429_and_reads_members_and_managers(own_fake, fake_tenant, tenant_slug):
+def test_batch_retries_inner_429_and_reads_members_and_users(own_fake, fake_tenant, tenant_slug):
     fake = own_fake(fail_every_nth_429=3, fault_retry_after=0.05)
     client = GraphClient(settings_for(tenant_slug, fake_tenant, fake))
     groups = [g["id"] for g in fake_tenant["groups"]][:20]
@@ -78,7 +78,9 @@ def test_batch_retries_inner_429_and_reads_members_and_managers(own_fake, fake_t
         got.setdefault(gid, set()).update(m["id"] for m in page)
     assert got == {g: set(fake_tenant["members"][g]) for g in groups}
     users = [u["id"] for u in fake_tenant["users"]][:20]
-    managers = dict(managers_batch(client, users))
+    whole = {u["id"]: u for u in objects_batch(client, "users", users)}
+    assert set(whole) == set(users)
+    managers = {uid: manager_change(u)[1] for uid, u in whole.items()}
     assert managers == {u: fake_tenant["managers"].get(u) for u in users}
     assert client.stats.throttled > 0 and client.stats.batches >= 2
 

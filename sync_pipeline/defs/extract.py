@@ -100,6 +100,9 @@ def graph_directory(
         meta: dict[str, object] = {t: result.staged.get(t, 0) for t in tables}
         if key == "graph_users":
             meta |= {f"graph_count_{k}": v for k, v in result.graph_counts.items()}
+            meta |= {f"count_check_{k}": v for k, v in result.count_check.items()}
+            meta |= {f"count_offset_{k}": v for k, v in result.count_offset.items()}
+            meta |= {f"count_tolerance_{k}": v for k, v in result.count_tolerance.items()}
             meta |= {k: v for k, v in result.changes.items() if k.startswith("users_")}
         elif key == "graph_group_members":
             meta |= {f"members_{k}": v for k, v in sorted(result.member_types.items())}

@@ -243,6 +243,19 @@ class _Tenant:
         self.member_changes: dict[str, dict[str, int]] = {}
         self.deleted_users: dict[str, str] = {}
         self.deleted_groups: dict[str, str] = {}
+        # Soft-deleted objects ('changed'), restorable: the object, the memberships it keeps
+        # (Graph keeps them and reports no members@delta change, delta-query-groups.md) and
+        # its manager links.
+        self.recycled: dict[str, dict[str, Any]] = {}
+        # manager changes: visible to a users delta round only with `manager` selected
+        # (GRAPH.md); the version, and the manager before the change (for manager@delta)
+        self.manager_changes: dict[str, tuple[int, str | None]] = {}
+        # $count is eventually consistent: when each object was created or deleted (monotonic
+        # seconds), so a count can lag them (FakeGraph count_lag)
+        self.count_events: list[tuple[float, str, int]] = []  # (when, users|groups, +1/-1)
+        # open delta sessions (by id): an object deleted during a round is listed again,
+        # @removed, later in that round
+        self.open_sessions: dict[str, _DeltaSession] = {}
         # For delta rounds' updated objects (Graph sends changed properties, not the whole
         # object): the version each object was created at and each property last changed at.
         self.created: dict[str, int] = {}
@@ -376,9 +389,19 @@ class _Tenant:
         user["id"] = uid
         self.users[uid] = user
         self.deleted_users.pop(uid, None)
+        self.recycled.pop(uid, None)
         self._touch_user(uid)
         self.created[uid] = self.version
+        self._counted("users", +1)
         return uid
+
+    def _counted(self, kind: str, step: int) -> None:
+        self.count_events.append((time.monotonic(), kind, step))
+
+    def _removed_during_rounds(self, kind: str, oid: str) -> None:
+        for session in self.open_sessions.values():
+            if session.kind == kind:
+                session.items.append(oid)
 
     def _op_update_user(self, op: Mapping[str, Any], rng: random.Random) -> str:
         uid = op["id"]
@@ -391,23 +414,58 @@ class _Tenant:
         return uid
 
     def _op_delete_user(self, op: Mapping[str, Any], rng: random.Random) -> str:
+        """'changed': soft delete (restorable; memberships and manager links kept aside, no
+        members@delta change); 'deleted': gone for good (a soft-deleted user purged too):
+        its memberships end with members@delta removals, its reports lose their manager."""
         uid = op["id"]
         reason = op.get("reason", "deleted")
         if reason not in ("deleted", "changed"):
             raise ValueError(f"reason must be 'deleted' or 'changed', got {reason!r}")
-        if self.users.pop(uid, None) is None:
+        user = self.users.pop(uid, None)
+        recycled = self.recycled.pop(uid, None)
+        if user is None and (recycled is None or reason == "changed"):
             raise KeyError(f"no user {uid}")
         self.deleted_users[uid] = reason
-        for gid, members in self.members.items():
-            if uid in members:
-                del members[uid]
-                self._touch_member(gid, uid)
-        self.managers.pop(uid, None)
-        for report in [r for r, m in self.managers.items() if m == uid]:
-            del self.managers[report]
-            self._touch_user(report)
+        if user is not None:
+            self._counted("users", -1)
+        groups = [gid for gid, members in self.members.items() if uid in members]
+        for gid in groups:
+            del self.members[gid][uid]
+        if reason == "changed":
+            self.recycled[uid] = {"object": user, "groups": groups}
+        else:
+            if recycled is not None:  # purged from the recycle bin: now the members go
+                groups = recycled["groups"]
+            for gid in groups:
+                if gid in self.members:
+                    self._touch_member(gid, uid)
+            self.managers.pop(uid, None)
+            for report in [r for r, m in self.managers.items() if m == uid]:
+                del self.managers[report]
+                self._manager_changed(report, uid)
+        self._touch_user(uid)
+        self._removed_during_rounds("users", uid)
+        return uid
+
+    def _op_restore_user(self, op: Mapping[str, Any], rng: random.Random) -> str:
+        """A soft-deleted user back, with its memberships and manager links, and no
+        members@delta or manager change; its delta item carries only what changed (nothing:
+        Graph does not document what a restored object carries under return=minimal)."""
+        uid = op["id"]
+        recycled = self.recycled.pop(uid, None)
+        if recycled is None:
+            raise KeyError(f"no soft-deleted user {uid}")
+        self.users[uid] = recycled["object"]
+        self.deleted_users.pop(uid, None)
+        self._counted("users", +1)
+        for gid in recycled["groups"]:
+            if gid in self.members:
+                self.members[gid][uid] = None
         self._touch_user(uid)
         return uid
+
+    def _manager_changed(self, uid: str, before: str | None) -> None:
+        self.manager_changes[uid] = (self._bump(), before)
 
     def _op_add_members(self, op: Mapping[str, Any], rng: random.Random) -> str:
         gid = op["group_id"]
@@ -432,14 +490,17 @@ class _Tenant:
         return gid
 
     def _op_set_manager(self, op: Mapping[str, Any], rng: random.Random) -> str:
+        """A manager change is no property change: only a users delta round that selects
+        `manager` sees it (as manager@delta)."""
         uid, mid = op["user_id"], op.get("manager_id")
         if uid not in self.users or (mid is not None and mid not in self.users):
             raise KeyError(f"no user {uid if uid not in self.users else mid}")
+        before = self.managers.get(uid)
         if mid is None:
             self.managers.pop(uid, None)
         else:
             self.managers[uid] = mid
-        self._touch_user(uid)
+        self._manager_changed(uid, before)
         return uid
 
     def _op_add_group(self, op: Mapping[str, Any], rng: random.Random) -> str:
@@ -457,7 +518,9 @@ class _Tenant:
         self.groups[gid] = group
         self.members.setdefault(gid, {})
         self.deleted_groups.pop(gid, None)
+        self.recycled.pop(gid, None)
         self.group_changes[gid] = self.created[gid] = self._bump()
+        self._counted("groups", +1)
         if op.get("member_ids"):
             self._op_add_members({"group_id": gid, "member_ids": op["member_ids"]}, rng)
         return gid
@@ -473,17 +536,48 @@ class _Tenant:
         return gid
 
     def _op_delete_group(self, op: Mapping[str, Any], rng: random.Random) -> str:
+        """As for users: 'changed' keeps the group's members and its own memberships aside
+        for a restore, with no members@delta change; 'deleted' ends them."""
         gid = op["id"]
         reason = op.get("reason", "deleted")
-        if self.groups.pop(gid, None) is None:
+        if reason not in ("deleted", "changed"):
+            raise ValueError(f"reason must be 'deleted' or 'changed', got {reason!r}")
+        group = self.groups.pop(gid, None)
+        recycled = self.recycled.pop(gid, None)
+        if group is None and (recycled is None or reason == "changed"):
             raise KeyError(f"no group {gid}")
-        self.members.pop(gid, None)
+        if group is not None:
+            self._counted("groups", -1)
+        members = self.members.pop(gid, {})
         self.member_changes.pop(gid, None)
         self.deleted_groups[gid] = reason
-        for parent, members in self.members.items():
-            if gid in members:
-                del members[gid]
-                self._touch_member(parent, gid)
+        parents = [p for p, ms in self.members.items() if gid in ms]
+        for parent in parents:
+            del self.members[parent][gid]
+        if reason == "changed":
+            self.recycled[gid] = {"object": group, "members": members, "parents": parents}
+        else:
+            if recycled is not None:
+                parents = recycled["parents"]
+            for parent in parents:
+                if parent in self.members:
+                    self._touch_member(parent, gid)
+        self.group_changes[gid] = self._bump()
+        self._removed_during_rounds("groups", gid)
+        return gid
+
+    def _op_restore_group(self, op: Mapping[str, Any], rng: random.Random) -> str:
+        gid = op["id"]
+        recycled = self.recycled.pop(gid, None)
+        if recycled is None or "members" not in recycled:
+            raise KeyError(f"no soft-deleted group {gid}")
+        self.groups[gid] = recycled["object"]
+        self.deleted_groups.pop(gid, None)
+        self._counted("groups", +1)
+        self.members[gid] = {m: None for m in recycled["members"] if self.odata_type(m) is not None}
+        for parent in recycled["parents"]:
+            if parent in self.members:
+                self.members[parent][gid] = None
         self.group_changes[gid] = self._bump()
         return gid
 
@@ -552,6 +646,10 @@ class _DeltaSession:
     epoch: int
     member_lists: dict[str, list[dict]] = field(default_factory=dict)
     minimal: bool = False  # `Prefer: return=minimal` on the deltaLink call
+    # Graph may list an object again anywhere later in the round (delta-query-overview.md):
+    # objects already listed, waiting to be listed again on a later page
+    repeats: list[str] = field(default_factory=list)
+    rng: random.Random = field(default_factory=random.Random)
 
 
 # ----------------------------------------------------------------------------------------
@@ -583,7 +681,25 @@ class FakeGraph:
         delta_member_page_size: int = 250,
         delta_token_ttl: float = 7 * 86400.0,
         device_code_interval: int = 5,
+        delta_repeat_rate: float = 0.01,
+        count_lag: float = 2.0,
+        count_offset: int = 0,
+        count_supported: bool = True,
+        script: Callable[[str, str, dict[str, str], Mapping[str, str], bytes], Any] | None = None,
     ):
+        """Graph's documented behaviour is the default, and no easier. Options a test turns:
+
+        - delta_repeat_rate: the share of a delta round's objects listed again on a later
+          page (Graph: "the same item can show up anywhere in the nextLink sequence");
+        - count_lag: seconds a creation or deletion takes to reach `$count` (eventually
+          consistent; Microsoft gives no figure: seconds to minutes); count_offset: a skew
+          added to every users/groups `$count`, for a test of a lost-pages check;
+        - count_supported=False: `$count` answers 400, as in Azure AD B2C tenants;
+        - script(method, path, query, headers, body): answers Graph calls (after sign-in and
+          the bearer token's check) with (status, JSON body[, headers]) where it returns one,
+          for conformance tests that replay Microsoft's documented response shapes through
+          the real client; None falls through to the fake's own directory.
+        """
         self._tenants: dict[str, _Tenant] = {t["tenant_id"]: _Tenant(t) for t in tenants}
         self._secrets = dict(secrets)
         self._host = host
@@ -601,6 +717,13 @@ class FakeGraph:
         self.delta_member_page_size = delta_member_page_size
         self.delta_token_ttl = delta_token_ttl
         self.device_code_interval = device_code_interval
+        self.delta_repeat_rate = delta_repeat_rate
+        self.count_lag = count_lag
+        self.count_offset = count_offset
+        self.count_supported = count_supported
+        self.script = script
+        self._seed = seed
+        self._sessions_started = 0
         self._certs: dict[str, dict[str, Any]] = {}
         for tid, certs in (certificates or {}).items():
             for pem in certs.values():
@@ -762,6 +885,13 @@ class FakeGraph:
 
     def delete_user(self, tenant_id: str, user_id: str, *, reason: str = "deleted") -> str:
         return self.mutate(tenant_id, [{"op": "delete_user", "id": user_id, "reason": reason}])[0]
+
+    def restore_user(self, tenant_id: str, user_id: str) -> str:
+        """Restore a soft-deleted user (delete_user(..., reason="changed")) with its links."""
+        return self.mutate(tenant_id, [{"op": "restore_user", "id": user_id}])[0]
+
+    def restore_group(self, tenant_id: str, group_id: str) -> str:
+        return self.mutate(tenant_id, [{"op": "restore_group", "id": group_id}])[0]
 
     def add_members(self, tenant_id: str, group_id: str, member_ids: list[str]) -> str:
         ops = [{"op": "add_members", "group_id": group_id, "member_ids": list(member_ids)}]
@@ -1467,6 +1597,17 @@ class FakeGraph:
         if self.drop_rate and self._fault_rng.random() < self.drop_rate:
             self._stats["faults"]["drop"] += 1
             return _DROP
+        if self.script is not None:
+            try:
+                self._authorise(headers)
+            except GraphError as exc:
+                return self._graph_error(exc, request_id, crid)
+            answer = self.script(method, path, _parse_query(query), headers, body)
+            if answer is not None:
+                status, content, *extra = answer
+                if isinstance(content, str):
+                    return _Resp(status, content.encode(), {}, "text/plain; charset=utf-8")
+                return _json_resp(status, content, dict(extra[0]) if extra else None)
         if method == "POST" and path == "/$batch":
             try:
                 token = self._authorise(headers)
@@ -1631,7 +1772,7 @@ class FakeGraph:
                 tenant,
             )
         if parts[1] == "$count" and len(parts) == 2:
-            return self._count(len(tenant.users), headers)
+            return self._collection_count(tenant, "users", headers)
         if parts[1] == "delta" and len(parts) == 2:
             return self._delta("users", opts, headers, base, tenant)
         user = tenant.user_by_key(parts[1])
@@ -1701,7 +1842,7 @@ class FakeGraph:
                 tenant,
             )
         if parts[1] == "$count" and len(parts) == 2:
-            return self._count(len(tenant.groups), headers)
+            return self._collection_count(tenant, "groups", headers)
         if parts[1] == "delta" and len(parts) == 2:
             return self._delta("groups", opts, headers, base, tenant)
         gid = parts[1]
@@ -1775,6 +1916,21 @@ class FakeGraph:
             **{k: other[k] for k in select if k in other and k != "@odata.type"},
         }
 
+    def _collection_count(self, tenant: _Tenant, kind: str, headers: Mapping[str, str]) -> _Resp:
+        """`/users/$count`, `/groups/$count`: eventually consistent (GRAPH.md). Creations and
+        deletions reach the count `count_lag` seconds late; `count_offset` skews it."""
+        if not self.count_supported:
+            raise GraphError(
+                400,
+                "Request_UnsupportedQuery",
+                "Unsupported query: advanced query capabilities are not available for this tenant.",
+            )
+        n = len(tenant.users if kind == "users" else tenant.groups)
+        if self.count_lag > 0:
+            cutoff = time.monotonic() - self.count_lag
+            n -= sum(step for when, k, step in tenant.count_events if k == kind and when > cutoff)
+        return self._count(max(0, n + self.count_offset), headers)
+
     def _count(self, n: int, headers: Mapping[str, str]) -> _Resp:
         _require_eventual(headers)
         return _Resp(200, str(n).encode(), {}, "text/plain; charset=utf-8")
@@ -1837,7 +1993,8 @@ class FakeGraph:
         base: str,
         tenant: _Tenant,
     ) -> _Resp:
-        props = USER_PROPS if kind == "users" else GROUP_PROPS | {"members"}
+        # the navigation properties a delta round may select: manager (users), members (groups)
+        props = USER_PROPS | {"manager"} if kind == "users" else GROUP_PROPS | {"members"}
         if opts.get("$deltatoken", "").lower() == "latest":
             # "Sync from now": no objects, a deltaLink for the current state (Graph's
             # delta-query-overview: `$deltaToken=latest` on users and groups).
@@ -1944,6 +2101,13 @@ class FakeGraph:
                 ]
             else:
                 items = [uid for uid, v in tenant.user_changes.items() if v > since]
+                if select and "manager" in select:
+                    listed = set(items)
+                    items += [
+                        uid
+                        for uid, (v, _) in tenant.manager_changes.items()
+                        if v > since and uid not in listed
+                    ]
         elif since is None:
             items = [
                 *tenant.groups,
@@ -1966,9 +2130,13 @@ class FakeGraph:
             minimal=minimal,
         )
         sid = _secrets.token_urlsafe(12)
+        session.rng = random.Random(self._seed * 7919 + self._sessions_started)
+        self._sessions_started += 1
         self._delta_sessions[sid] = session
+        tenant.open_sessions[sid] = session
         while len(self._delta_sessions) > 512:
-            self._delta_sessions.popitem(last=False)
+            old, evicted = self._delta_sessions.popitem(last=False)
+            self._tenants[evicted.tenant_id].open_sessions.pop(old, None)
         return self._delta_page(session, 0, 0, base, tenant, sid)
 
     def _delta_page(
@@ -1979,36 +2147,20 @@ class FakeGraph:
         budget = self.delta_member_page_size
         items = session.items
         with_members = kind == "groups" and (session.select is None or "members" in session.select)
+        if idx or moff:  # objects listed on earlier pages, listed again
+            while session.repeats:
+                again = self._delta_object(session, tenant, session.repeats.pop(0))
+                if again is not None:
+                    out.append(again)
         while idx < len(items) and len(out) < self.delta_page_size:
             oid = items[idx]
-            if kind == "users":
-                user = tenant.users.get(oid)
-                if user is None:
-                    reason = tenant.deleted_users.get(oid)
-                    if reason:
-                        out.append({"id": oid, "@removed": {"reason": reason}})
-                else:
-                    item = _project_user(user, session.select)
-                    item.setdefault("id", oid)
-                    out.append(self._tracked(session, tenant, oid, item))
-                idx += 1
-                continue
-            group = tenant.groups.get(oid)
-            if group is None:
-                reason = tenant.deleted_groups.get(oid)
-                if reason:
-                    out.append({"id": oid, "@removed": {"reason": reason}})
+            entry = self._delta_object(session, tenant, oid)
+            if entry is None or "@removed" in entry or not with_members:
+                if entry is not None:
+                    out.append(entry)
+                    self._maybe_repeat(session, oid, entry)
                 idx += 1
                 moff = 0
-                continue
-            entry = _project_plain(
-                group, [s for s in session.select if s != "members"] if session.select else None
-            )
-            entry.setdefault("id", oid)
-            entry = self._tracked(session, tenant, oid, entry)
-            if not with_members:
-                out.append(entry)
-                idx += 1
                 continue
             mlist = session.member_lists.get(oid)
             if mlist is None:
@@ -2023,11 +2175,12 @@ class FakeGraph:
             moff += len(take)
             if moff >= len(mlist):
                 session.member_lists.pop(oid, None)
+                self._maybe_repeat(session, oid, entry)
                 idx += 1
                 moff = 0
         body: dict[str, Any] = {"@odata.context": f"{base}/v1.0/$metadata#{kind}"}
         headers = {"Preference-Applied": "return=minimal"} if session.minimal else {}
-        if idx < len(items):
+        if idx < len(items) or (session.repeats and sid):
             token = _b64url_json(
                 {"k": kind, "t": tenant.tenant_id, "sid": sid, "i": idx, "m": moff}
             )
@@ -2045,8 +2198,62 @@ class FakeGraph:
             )
             body["@odata.deltaLink"] = _link(base, f"{kind}/delta", [("$deltatoken", token)])
             self._delta_sessions.pop(sid, None)
+            tenant.open_sessions.pop(sid, None)
         body["value"] = out
         return _json_resp(200, body, headers)
+
+    def _delta_object(self, session: _DeltaSession, tenant: _Tenant, oid: str) -> dict | None:
+        """An object's delta entry as of now (a group's without members@delta), `@removed`
+        if it is gone, None if it never existed for this round."""
+        if session.kind == "users":
+            user = tenant.users.get(oid)
+            if user is None:
+                reason = tenant.deleted_users.get(oid)
+                return {"id": oid, "@removed": {"reason": reason}} if reason else None
+            select = session.select
+            props = [p for p in select if p != "manager"] if select else None
+            item = _project_user(user, props)
+            item.setdefault("id", oid)
+            item = self._tracked(session, tenant, oid, item)
+            if select and "manager" in select:
+                refs = self._manager_delta(session, tenant, oid)
+                if refs is not None:
+                    item["manager@delta"] = refs
+            return item
+        group = tenant.groups.get(oid)
+        if group is None:
+            reason = tenant.deleted_groups.get(oid)
+            return {"id": oid, "@removed": {"reason": reason}} if reason else None
+        select = session.select
+        entry = _project_plain(group, [p for p in select if p != "members"] if select else None)
+        entry.setdefault("id", oid)
+        return self._tracked(session, tenant, oid, entry)
+
+    @staticmethod
+    def _manager_delta(session: _DeltaSession, tenant: _Tenant, oid: str) -> list[dict] | None:
+        """`manager@delta` of a users delta item that selects `manager`: the manager's
+        reference (a first round, a new user, or unchanged without return=minimal); a
+        removed one as a reference with `@removed`; None (left out) when nothing to say."""
+        since = session.from_version
+        mid = tenant.managers.get(oid)
+        current = [{"@odata.type": USER_TYPE, "id": mid}] if mid in tenant.users else []
+        if since is None or tenant.created.get(oid, 0) > since:
+            return current or None
+        version, before = tenant.manager_changes.get(oid, (0, None))
+        if version > since:
+            if current:
+                return current
+            gone = {"@odata.type": USER_TYPE, "id": before, "@removed": {"reason": "deleted"}}
+            return [gone] if before else []
+        return None if session.minimal else (current or None)
+
+    def _maybe_repeat(self, session: _DeltaSession, oid: str, entry: dict) -> None:
+        if (
+            "@removed" not in entry
+            and self.delta_repeat_rate
+            and session.rng.random() < self.delta_repeat_rate
+        ):
+            session.repeats.append(oid)
 
     @staticmethod
     def _tracked(session: _DeltaSession, tenant: _Tenant, oid: str, item: dict) -> dict:
@@ -2166,7 +2373,10 @@ class FakeGraph:
             run(rid)
         out = list(results.values())
         self._batch_rng.shuffle(out)
-        return _json_resp(200, {"responses": out})
+        # A batch with throttled items answers 424 overall, every item still inside
+        # (throttling.md).
+        status = 424 if any(r["status"] == 429 for r in out) else 200
+        return _json_resp(status, {"responses": out})
 
 
 # ----------------------------------------------------------------------------------------

@@ -36,6 +36,8 @@ from sync_pipeline.graph.errors import (
 from sync_pipeline.settings import TenantSettings
 
 API_VERSION = "v1.0"
+# Retried on a plain request (urllib3) and on a `$batch` item alike.
+RETRY_STATUSES = (429, 500, 502, 503, 504)
 KNOWN_AUTHORITIES = {
     "https://login.microsoftonline.com",
     "https://login.microsoftonline.us",
@@ -103,7 +105,7 @@ def _retry_policy(stats: GraphStats) -> Retry:
         read=5,
         status=8,
         other=0,
-        status_forcelist=(429, 500, 502, 503, 504),
+        status_forcelist=RETRY_STATUSES,
         allowed_methods=None,  # every call we make is a read, $batch POST included
         backoff_factor=0.5,
         backoff_max=60,
@@ -318,9 +320,20 @@ class GraphClient:
     def get(self, path_or_url: str, **kw: Any) -> dict[str, Any]:
         return _json(self.request("GET", path_or_url, **kw))
 
-    def count(self, path: str) -> int:
-        """`$count` of a collection (advanced query: ConsistencyLevel eventual)."""
-        response = self.request("GET", f"{path}/$count", headers={"ConsistencyLevel": "eventual"})
+    def count(self, path: str) -> int | None:
+        """`$count` of a collection (advanced query: ConsistencyLevel eventual), or None where
+        the tenant does not support it: Azure AD B2C has no advanced queries and answers 400.
+
+        The count is eventually consistent (GRAPH.md): the caller compares it with a
+        tolerance, never exactly."""
+        try:
+            response = self.request(
+                "GET", f"{path}/$count", headers={"ConsistencyLevel": "eventual"}
+            )
+        except GraphError as exc:
+            if exc.status == 400:
+                return None
+            raise
         try:
             return int(response.text.strip())
         except ValueError:
@@ -376,8 +389,10 @@ class GraphClient:
     def batch(self, urls: dict[str, str], *, attempts: int = 8) -> dict[str, tuple[int, Any]]:
         """GET up to 20 relative URLs in one `$batch`; returns {id: (status, body)}.
 
-        Inner 429/503/504 are retried (only those items) after the longest Retry-After they
-        carry, or a capped exponential backoff with jitter when none is given.
+        Graph answers a batch holding throttled items with 424 (Failed Dependency) overall,
+        still carrying every item (throttling.md): read it as a 200. Inner 429 and 5xx are
+        retried (only those items), like the same status on a plain request, after the
+        longest Retry-After they carry, or a capped exponential backoff with jitter.
         """
         pending = dict(urls)
         out: dict[str, tuple[int, Any]] = {}
@@ -386,7 +401,10 @@ class GraphClient:
             payload = {
                 "requests": [{"id": k, "method": "GET", "url": u} for k, u in pending.items()]
             }
-            body = _json(self.request("POST", "/$batch", json=payload, units=units, headers={}))
+            response = self.request(
+                "POST", "/$batch", json=payload, units=units, headers={}, ok=(200, 424)
+            )
+            body = _json(response)
             self.stats.add(batches=1)
             wait = 0.0
             for item in body.get("responses", []):
@@ -396,7 +414,7 @@ class GraphClient:
                 inner = item.get("body")
                 headers = {str(k).lower(): v for k, v in (item.get("headers") or {}).items()}
                 self.stats.add(resource_units=int(headers.get("x-ms-resource-unit", 0) or 0))
-                if status in (429, 503, 504) and attempt < attempts - 1:
+                if status in RETRY_STATUSES and attempt < attempts - 1:
                     retry_after = headers.get("retry-after")
                     try:
                         wait = max(wait, float(retry_after)) if retry_after else wait

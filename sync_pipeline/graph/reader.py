@@ -2,9 +2,11 @@
 
 - users: a users delta round (`$select` of every property the product needs); it is also the
   full read, and it yields the link for the next incremental read;
-- managers: `/users?$select=id&$expand=manager($select=id)` at 100 a page on a full read (2 RU
-  for 100 users, docs/extraction.md); on an incremental read, `$batch`es of
-  `/users/{id}/manager` for the users the delta reported changed;
+- managers: `manager` is in the users delta `$select`, so every item carries `manager@delta`
+  (GRAPH.md: only selected properties trigger a delta item; without it a manager reassignment
+  never reaches an incremental read); no call of its own (docs/extraction.md);
+- restored and new objects of an incremental round: read whole by id (`$batch`es of
+  `/users/{id}` and `/groups/{id}`), never staged from a `return=minimal` fragment;
 - groups: a groups delta round, with the type fields;
 - memberships: in tenants of up to DELTA_MEMBERS_MAX_USERS users, `members` is selected in the
   groups delta round: the fewest resource units, and later rounds report only the changed
@@ -30,6 +32,8 @@ USER_SELECT = (
     "jobTitle,department,officeLocation,companyName,employeeId,accountEnabled,userType,"
     "assignedLicenses,createdDateTime,onPremisesSyncEnabled"
 )
+# The users delta also selects the manager navigation property: items carry `manager@delta`.
+USER_DELTA_SELECT = f"{USER_SELECT},manager"
 GROUP_SELECT = (
     "id,displayName,description,groupTypes,mailEnabled,securityEnabled,mail,createdDateTime"
 )
@@ -39,14 +43,16 @@ BATCH_SIZE = 20  # Graph's maximum requests per $batch
 # Up to this many users the groups delta carries the members (a chain of ~120 pages at most).
 DELTA_MEMBERS_MAX_USERS = 2_000
 MEMBERS_URL = "/groups/{}/members?$select=id&$top=999"
-MANAGER_URL = "/users/{}/manager?$select=id"
+# A user or group read whole by id; a plain GET names the manager through $expand.
+USER_URL = "/users/{}?$select=" + USER_SELECT + "&$expand=manager($select=id)"
+GROUP_URL = "/groups/{}?$select=" + GROUP_SELECT
 
 
 def users_delta(client: GraphClient, link: str | None = None) -> DeltaRound:
     """A users delta round: from the stored link (changes only) or from the start (all)."""
     if link:
         return DeltaRound(client, link)
-    return DeltaRound(client, "/users/delta", {"$select": USER_SELECT})
+    return DeltaRound(client, "/users/delta", {"$select": USER_DELTA_SELECT})
 
 
 def groups_delta(
@@ -57,13 +63,6 @@ def groups_delta(
         return DeltaRound(client, link)
     select = f"{GROUP_SELECT},members" if members else GROUP_SELECT
     return DeltaRound(client, "/groups/delta", {"$select": select})
-
-
-def users_with_managers(client: GraphClient) -> Iterator[list[tuple[str, str | None]]]:
-    """(user id, manager id or None) for every user, 100 users a call."""
-    params = {"$select": "id", "$expand": "manager($select=id)", "$top": EXPAND_PAGE}
-    for page in client.collection("/users", params=params):
-        yield [(u["id"], (u.get("manager") or {}).get("id")) for u in page]
 
 
 def subscribed_skus(client: GraphClient) -> list[dict[str, Any]]:
@@ -93,19 +92,33 @@ def members_batch(
                 yield gid, page, False
 
 
-def managers_batch(client: GraphClient, user_ids: list[str]) -> list[tuple[str, str | None]]:
-    """Each user's manager (None when Graph answers 404: no manager), 20 users a call."""
-    urls = {str(i): MANAGER_URL.format(quote(uid, safe="")) for i, uid in enumerate(user_ids)}
-    answers = client.batch(urls)
-    out: list[tuple[str, str | None]] = []
-    for key, url in urls.items():
-        status, body = answers[key]
+def manager_change(obj: dict[str, Any]) -> tuple[bool, str | None]:
+    """(said, manager id) from a users delta item: `manager@delta` is a list of references,
+    where an entry with `@removed`, or an empty list, takes the manager away; absent, the item
+    says nothing of the manager (unchanged in a later round, none in a first one). A whole
+    read by id carries `manager` ($expand) instead."""
+    if "manager@delta" in obj:
+        refs = obj.get("manager@delta") or []
+        alive = [r for r in refs if isinstance(r, dict) and r.get("id") and "@removed" not in r]
+        return True, (str(alive[-1]["id"]) if alive else None)
+    if "manager" in obj:
+        ref = obj.get("manager")
+        return True, (str(ref["id"]) if isinstance(ref, dict) and ref.get("id") else None)
+    return False, None
+
+
+def objects_batch(client: GraphClient, kind: str, ids: list[str]) -> list[dict[str, Any]]:
+    """Users or groups read whole by id, 20 a call; one Graph no longer has (404: deleted
+    since the delta round listed it) is left out."""
+    template = USER_URL if kind == "users" else GROUP_URL
+    urls = {str(i): template.format(quote(oid, safe="")) for i, oid in enumerate(ids)}
+    out: list[dict[str, Any]] = []
+    for key, (status, body) in client.batch(urls).items():
         if status == 404:
-            out.append((user_ids[int(key)], None))
-        elif status == 200 and isinstance(body, dict) and body.get("id"):
-            out.append((user_ids[int(key)], str(body["id"])))
-        else:
-            raise client.batch_error(url, status, body)
+            continue
+        if status != 200 or not isinstance(body, dict) or not body.get("id"):
+            raise client.batch_error(urls[key], status, body)
+        out.append(body)
     return out
 
 
