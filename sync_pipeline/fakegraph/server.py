@@ -132,6 +132,12 @@ DEFAULT_TOP = 100
 BATCH_MAX = 20
 GLOBAL_LIMIT = 150_000  # resource units per app across tenants, per 20 s
 GLOBAL_WINDOW = 20.0
+# Per app across all tenants, whatever the service: "2000 requests per second" (the global
+# table of Microsoft's concepts/throttling-limits.md). Each request inside a `$batch` counts
+# (json-batching.md: "Requests in a batch are evaluated individually against throttling
+# limits"), and so does the batch itself: the docs do not say whether the envelope counts, so
+# the fake takes the stricter reading.
+REQUESTS_PER_SECOND = 2_000
 TENANT_WINDOW = 10.0
 _ODATA_NEXT = "@odata.nextLink"
 _UNSUPPORTED_DELTA = ("$top", "$orderby", "$expand", "$filter", "$search", "$count")
@@ -574,6 +580,7 @@ class FakeGraph:
         certificates: Mapping[str, Mapping[str, str]] | None = None,
         throttle: bool = False,
         throttle_scale: float = 1.0,
+        requests_per_second: float = REQUESTS_PER_SECOND,
         fail_every_nth_429: int | None = None,
         error_rate_503: float = 0.0,
         drop_rate: float = 0.0,
@@ -592,6 +599,9 @@ class FakeGraph:
         self.latency = latency
         self.throttle = throttle
         self.throttle_scale = throttle_scale
+        # with `throttle`: the per-app request ceiling (tests lower it, as throttle_scale does
+        # for resource units)
+        self.requests_per_second = requests_per_second
         self.fail_every_nth_429 = fail_every_nth_429
         self.error_rate_503 = error_rate_503
         self.drop_rate = drop_rate
@@ -719,6 +729,7 @@ class FakeGraph:
             "resource_units": 0,
             "resource_units_by_tenant": collections.Counter(),
             "throttled": 0,
+            "throttled_requests_per_second": 0,
             "faults": collections.Counter(),
             "tokens_issued": 0,
         }
@@ -733,6 +744,7 @@ class FakeGraph:
                 "resource_units": s["resource_units"],
                 "resource_units_by_tenant": dict(s["resource_units_by_tenant"]),
                 "throttled": s["throttled"],
+                "throttled_requests_per_second": s["throttled_requests_per_second"],
                 "faults": dict(s["faults"]),
                 "tokens_issued": s["tokens_issued"],
                 "total_requests": sum(s["requests"].values()),
@@ -1470,6 +1482,7 @@ class FakeGraph:
         if method == "POST" and path == "/$batch":
             try:
                 token = self._authorise(headers)
+                self._admit_requests(token, 1)  # the envelope counts (REQUESTS_PER_SECOND)
                 return self._batch(token, body, base, headers)
             except GraphError as exc:
                 return self._graph_error(exc, request_id, crid)
@@ -1526,7 +1539,34 @@ class FakeGraph:
     def _fault_wait(self) -> str:
         return f"{self.fault_retry_after * (0.5 + self._fault_rng.random()):.3f}"
 
+    def _admit_requests(self, token: _Token, n: int) -> None:
+        """The app's requests-per-second ceiling across all its tenants: 429 above it."""
+        if not self.throttle:
+            return
+        key = ("requests", token.client_id)
+        bucket = self._buckets.get(key)
+        if bucket is None:
+            capacity = max(1.0, float(self.requests_per_second))
+            bucket = self._buckets[key] = _Bucket(capacity, 1.0)
+        bucket.refill(time.monotonic())
+        wait = bucket.wait_for(n)
+        if wait > 0:
+            self._stats["throttled"] += 1
+            self._stats["throttled_requests_per_second"] += 1
+            raise GraphError(
+                429,
+                "TooManyRequests",
+                "Too many requests. Application has exceeded its request rate limit.",
+                {
+                    "Retry-After": f"{max(wait, 0.001):.3f}",
+                    "x-ms-throttle-scope": f"Application/ReadWrite/{token.client_id}/"
+                    f"{token.tenant_id}",
+                },
+            )
+        bucket.level -= n
+
     def _charge(self, token: _Token, tenant: _Tenant, units: int) -> dict[str, str]:
+        self._admit_requests(token, 1)
         if self.throttle:
             now = time.monotonic()
             key = (token.client_id, tenant.tenant_id)
@@ -2274,26 +2314,53 @@ def _project_plain(obj: Mapping[str, Any], select: list[str] | None) -> dict:
     return {k: obj.get(k) for k in select}
 
 
+# Base resource-unit costs, as Microsoft's `concepts/throttling-limits.md` ("Identity and
+# access service limits") lists them; `*` is one id segment. Costs given for `me/...` apply to
+# `users/{id}/...` as well (the page's note). Everything else costs 1: `users/{id}`,
+# `users/delta` and `users/$count` included (only the `GET users` list costs 2).
+_BASE_COSTS: dict[tuple[str, tuple[str, ...]], int] = {
+    ("GET", ("applications",)): 2,
+    ("GET", ("applications", "*", "extensionProperties")): 2,
+    ("GET", ("contracts",)): 3,
+    ("POST", ("directoryObjects", "getByIds")): 3,
+    ("GET", ("domains", "*", "domainNameReferences")): 4,
+    ("POST", ("getObjectsById",)): 3,
+    ("GET", ("groups", "*", "members")): 3,
+    ("GET", ("groups", "*", "transitiveMembers")): 5,
+    ("POST", ("isMemberOf",)): 4,
+    ("POST", ("users", "*", "checkMemberGroups")): 4,
+    ("POST", ("users", "*", "checkMemberObjects")): 4,
+    ("POST", ("users", "*", "getMemberGroups")): 2,
+    ("POST", ("users", "*", "getMemberObjects")): 2,
+    ("GET", ("users", "*", "licenseDetails")): 2,
+    ("GET", ("users", "*", "memberOf")): 2,
+    ("GET", ("users", "*", "ownedObjects")): 2,
+    ("GET", ("users", "*", "transitiveMemberOf")): 2,
+    ("GET", ("oauth2PermissionGrants",)): 2,
+    ("GET", ("oauth2PermissionGrants", "*")): 2,
+    ("GET", ("servicePrincipals", "*", "appRoleAssignments")): 2,
+    ("GET", ("subscribedSkus",)): 3,
+    ("GET", ("users",)): 2,
+}
+
+
 def _cost(method: str, path: str, opts: Mapping[str, str]) -> int:
+    """What Graph charges: the base cost, `$select` -1, `$expand` +1, `$top` below 20 -1,
+    never below 1 (throttling-limits.md, "Other factors that affect a request cost")."""
     parts = [p for p in path.split("/") if p]
-    head = parts[0] if parts else ""
-    last = parts[-1] if parts else ""
-    if head == "users" and (len(parts) <= 2 or last == "delta"):
-        cost = 2
-    elif head == "groups" and last == "members":
-        cost = 3
-    elif last == "transitiveMembers":
-        cost = 5
-    elif head == "subscribedSkus":
-        cost = 3
-    elif last == "licenseDetails":
-        cost = 2
-    else:
-        cost = 1
+    if parts[:1] == ["me"]:
+        parts = ["users", "*", *parts[1:]]
+    shape = tuple("*" if i == 1 and len(parts) > 1 else p for i, p in enumerate(parts))
+    cost = _BASE_COSTS.get((method, tuple(parts)), _BASE_COSTS.get((method, shape), 1))
     if "$select" in opts:
         cost -= 1
     if "$expand" in opts:
         cost += 1
+    try:
+        if int(opts.get("$top", "")) < 20:
+            cost -= 1
+    except ValueError:
+        pass
     return max(1, cost)
 
 

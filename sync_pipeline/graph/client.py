@@ -245,8 +245,8 @@ class GraphClient:
             return path_or_url
         return urlunsplit((base.scheme, base.netloc, split.path, split.query, ""))
 
-    def _spend(self, units: int) -> None:
-        waited = self.budget.spend(units)
+    def _spend(self, units: int, requests: int = 1) -> None:
+        waited = self.budget.spend(units, requests)
         if waited:
             self.stats.add(budget_wait_seconds=waited)
 
@@ -260,10 +260,13 @@ class GraphClient:
         json: Any = None,
         ok: tuple[int, ...] = (200,),
         units: int | None = None,
+        requests_made: int = 1,
     ) -> requests.Response:
+        """One call; `units` and `requests_made` (a `$batch`: its items and itself) override
+        what the budget is charged."""
         url = self._url(path_or_url)
         path = urlsplit(url).path
-        self._spend(cost(method, url, params) if units is None else units)
+        self._spend(cost(method, url, params) if units is None else units, requests_made)
         send = {"Authorization": f"Bearer {self.token()}", **(headers or {})}
         try:
             response = self.http.request(
@@ -386,7 +389,15 @@ class GraphClient:
             payload = {
                 "requests": [{"id": k, "method": "GET", "url": u} for k, u in pending.items()]
             }
-            body = _json(self.request("POST", "/$batch", json=payload, units=units, headers={}))
+            answer = self.request(
+                "POST",
+                "/$batch",
+                json=payload,
+                units=units,
+                requests_made=len(pending) + 1,
+                headers={},
+            )
+            body = _json(answer)
             self.stats.add(batches=1)
             wait = 0.0
             for item in body.get("responses", []):
