@@ -31,7 +31,7 @@ from sync_pipeline.graph.errors import (
     GraphAuthError,
     GraphError,
     auth_hint,
-    permission_for,
+    permission_hint,
 )
 from sync_pipeline.settings import TenantSettings
 
@@ -300,10 +300,7 @@ class GraphClient:
         hint = None
         if status == 403 or code == "Authorization_RequestDenied":
             kind = "delegated" if self.delegated is not None else "application"
-            hint = (
-                f"The app lacks the {kind} permission {permission_for(path)}: add it in "
-                "the app registration and grant admin consent"
-            )
+            hint = permission_hint(path, kind)
         elif status == 401:
             hint = "The token was refused: check tenant_id, client_id and graph_base_url"
         elif status == 429:
