@@ -20,7 +20,7 @@ from sync_pipeline.defs.partitions import TENANT_PARTITIONS
 from sync_pipeline.defs.resources import Database, Graph
 from sync_pipeline.extraction import extract
 from sync_pipeline.fakegraph import generate_tenant
-from sync_pipeline.graph import GraphClient
+from sync_pipeline.graph import GraphClient, GraphError
 from sync_pipeline.graph.delta import DeltaRound
 from sync_pipeline_tests.conftest import settings_for, start_fake
 
@@ -325,3 +325,22 @@ def test_the_diff_never_removes_memberships_of_an_unreadable_group(engine, tenan
                 {"t": tenant_slug},
             )
     converge(engine, tenant_slug, BASE)  # readable again: bob comes back, memberships too
+
+
+def test_the_403_hint_names_member_read_hidden_for_member_reads(fake, doc, hidden_id):
+    from sync_pipeline.graph.errors import permission_hint
+
+    hint = permission_hint(f"/v1.0/groups/{hidden_id}/members", "application")
+    assert "GroupMember.Read.All" in hint and HIDDEN in hint and "admin consent" in hint
+    assert HIDDEN in permission_hint("/v1.0/groups/x/transitiveMembers", "delegated")
+    assert HIDDEN not in permission_hint("/v1.0/groups/delta", "application")
+    assert HIDDEN not in permission_hint("/v1.0/users", "application")
+    # a members read Graph refuses, through the client: the error says what to grant
+    client = GraphClient(settings_for("hid-hint", doc, fake))
+    fake.withdraw_permissions(doc["tenant_id"], [HIDDEN])
+    try:
+        with pytest.raises(GraphError, match=HIDDEN) as caught:
+            client.get(f"/groups/{hidden_id}/members?$select=id")
+    finally:
+        fake.grant_permissions(doc["tenant_id"], [HIDDEN])
+    assert caught.value.status == 403 and caught.value.code == "Authorization_RequestDenied"
