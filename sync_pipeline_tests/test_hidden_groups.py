@@ -77,6 +77,17 @@ def app_members(engine: sa.Engine, slug: str, group_external_id: str) -> set[str
         return set(conn.execute(sa.text(sql), {"t": slug, "g": group_external_id}).scalars())
 
 
+def pairs(engine: sa.Engine, slug: str) -> set[tuple[str, str]]:
+    """Every (Graph group, Graph user) membership the app holds for the tenant."""
+    sql = (
+        "SELECT g.external_id, u.external_id FROM app.group_members m "
+        "JOIN app.groups g ON g.id = m.group_id JOIN app.users u ON u.id = m.user_id "
+        "WHERE m.tenant = :t"
+    )
+    with engine.connect() as conn:
+        return {tuple(r) for r in conn.execute(sa.text(sql), {"t": slug})}
+
+
 def app_state(engine: sa.Engine, slug: str) -> dict[str, list[tuple]]:
     with engine.connect() as conn:
         return {
@@ -200,6 +211,10 @@ def test_an_unreadable_group_keeps_its_memberships_and_is_named(
         assert again.success
         assert members_meta(again)["unreadable_groups"].value == 0
         assert app_members(engine, slug, hidden_id) == members - {leaver}
+        # ... converging to what a clean first sync of the same directory gives
+        clean = register(engine, doc, fake, admin_email="admin@northwind.example")
+        assert run(instance, database_url, clean).success
+        assert pairs(engine, slug) == pairs(engine, clean)
     finally:
         fake.add_members(doc["tenant_id"], hidden_id, [leaver])
 
