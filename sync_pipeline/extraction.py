@@ -428,6 +428,7 @@ class _Writer:
         that may turn out unreadable, so that a refusal keeps them as last read."""
         self.w.flush()
         params = {"t": self.tenant, "ids": self.hidden_before}
+        self.w.conn.execute(db.q("staging/drop_kept_members"))
         self.w.conn.execute(db.q("staging/keep_hidden_members"), params)
         self.kept = True
 
