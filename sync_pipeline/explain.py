@@ -14,7 +14,7 @@ from typing import Any
 
 import sqlalchemy as sa
 
-from sync_pipeline import db
+from sync_pipeline import db, unreadable
 from sync_pipeline.settings import TenantSettings
 
 
@@ -47,6 +47,8 @@ class Explanation:
     manager: str | None = None
     manager_sentence: str | None = None
     winner: dict[str, Any] | None = None  # for duplicate_email: the user keeping the address
+    # groups this user is in as last read whose members Graph refused this time
+    unreadable: list[str] = field(default_factory=list)
 
 
 def _person(row: Any) -> str:
@@ -140,6 +142,7 @@ def lookup(conn: sa.Connection, settings: TenantSettings, query: str) -> list[Ex
             if win is not None:
                 x.winner = {"graph_id": win.graph_id, "who": _person(win), "upn": win.upn}
         x.sentences = [_sentence(conn, settings, row, r, x) for r in x.reasons]
+        x.unreadable = [g.sentence for g in unreadable.of_user(conn, tenant, row.graph_id)]
         if x.included:
             x.groups = [
                 GroupLanding(g.graph_id, g.name, g.group_kind, g.mapped_to)

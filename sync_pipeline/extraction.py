@@ -16,6 +16,11 @@ back staging and the delta links together. Delta links advance in the same trans
   one listed and then `@removed` ends removed. `@removed` 'changed' (soft-deleted, restorable
   for 30 days) sets the object's memberships aside, since Graph keeps them and reports no
   change at the restore; 'deleted' drops them for good.
+- hidden-membership groups: read whole with `/groups/{id}/members` after every groups round,
+  never from `members@delta` (a round may leave their members out silently). When Graph
+  refuses them (403: Member.Read.Hidden not granted) the read is partial for that group only:
+  it is recorded in staging.unreadable_groups with the permission to grant, and its staged
+  memberships stay as last read (a full read puts them back after clearing the table).
 Counts are reconciled against Graph's `$count` (eventually consistent: within a tolerance)
 before the transaction commits.
 """
@@ -38,6 +43,7 @@ from sync_pipeline import db
 from sync_pipeline.graph import reader
 from sync_pipeline.graph.client import GraphClient
 from sync_pipeline.graph.delta import DeltaExpired, latest_link, removed
+from sync_pipeline.graph.errors import MEMBER_READ_HIDDEN, GraphError
 from sync_pipeline.graph.reader import manager_change
 from sync_pipeline.settings import TenantSettings
 from sync_pipeline.staging import (
@@ -54,9 +60,17 @@ from sync_pipeline.staging import (
 
 USERS, GROUPS = "users", "groups"  # entity families; GROUPS is also a links key (below)
 MEMBERS = "members"  # a whole read of groups' members
-GROUPS_MEMBERS = "groups_members"  # a groups link whose rounds carry members@delta
-# Links stored under GROUPS (no members, kept before members links were taken at every size)
-# are no longer followed: such a tenant's groups are read in full once, and dropped.
+# A users link whose rounds carry manager@delta (v2: `manager` joined the $select, which a
+# stored link keeps baked in; one stored under "users" would never report manager changes).
+USERS_LINK = "users_v2"
+# A groups link whose rounds carry members@delta and `visibility` (v2: since hidden-membership
+# groups are told apart; a link's $select is baked into it, so one stored under an earlier key
+# would never report visibility).
+GROUPS_MEMBERS = "groups_members_v2"
+# Links stored under "users" (no manager), GROUPS (no members, kept before members links were
+# taken at every size) or "groups_members" (no visibility) are no longer followed: such a
+# tenant is read in full once, and the old link is dropped.
+LEGACY_LINKS = (USERS, GROUPS, "groups_members")
 _DONE = object()
 
 
@@ -73,6 +87,8 @@ class Extraction:
     count_offset: dict[str, int] = field(default_factory=dict)  # staged minus $count after
     count_tolerance: dict[str, int] = field(default_factory=dict)
     member_types: Counter[str] = field(default_factory=Counter)
+    # groups whose members Graph refused: id -> name, permission, status, code, request_id
+    unreadable: dict[str, dict[str, Any]] = field(default_factory=dict)
 
 
 class _Pipe:
@@ -114,9 +130,17 @@ class _Pipe:
 class _Readers:
     """The Graph side: one thread per entity family, a pool for the $batch calls."""
 
-    def __init__(self, client: GraphClient, pipe: _Pipe, workers: int, members_in_delta: bool):
+    def __init__(
+        self,
+        client: GraphClient,
+        pipe: _Pipe,
+        workers: int,
+        members_in_delta: bool,
+        hidden: frozenset[str] = frozenset(),
+    ):
         self.client, self.pipe = client, pipe
         self.members_in_delta = members_in_delta
+        self.hidden = hidden  # staged hidden-membership groups (for incremental rounds)
         self.pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="graph")
         self.slots = threading.Semaphore(2 * workers)  # bounded in-flight batches
 
@@ -147,7 +171,7 @@ class _Readers:
         rnd = reader.users_delta(self.client, link)
         for page in rnd:
             self.pipe.put("users", page, incremental)
-        self.pipe.put("link", USERS, rnd.link)
+        self.pipe.put("link", USERS_LINK, rnd.link)
 
     def whole(self, kind: str, ids: list[str], seq: int) -> None:
         """Read these users or groups whole (the writer asks: restored or new in a round;
@@ -180,18 +204,23 @@ class _Readers:
     def _groups_read(self, link: str | None) -> None:
         """A groups delta round with members@delta: from the start (full) or a stored link."""
         incremental = link is not None
+        if not incremental:
+            self.pipe.put("keep_hidden")
         self.pipe.put("mode" if incremental else "reset", GROUPS, "incremental")
+        hidden = set(self.hidden) if incremental else set()
         rnd = reader.groups_delta(self.client, link, members=True)
         for page in rnd:
             # A group's entry repeats over pages (its members split): merge, never append.
             self.pipe.put("groups", page, {})
+            _note_hidden(page, hidden)
             pairs = [
                 (str(g["id"]), g["members@delta"])
                 for g in page
-                if removed(g) is None and g.get("members@delta")
+                if removed(g) is None and g.get("members@delta") and str(g["id"]) not in hidden
             ]
             if pairs:  # no members@delta: no member (full), no membership change (delta)
                 self.pipe.put("members_delta", pairs)
+        self._read_hidden(hidden)
         self.pipe.put("link", GROUPS_MEMBERS, rnd.link)
 
     def _groups_batched(self, members_link: str) -> None:
@@ -199,13 +228,17 @@ class _Readers:
 
         A group may come twice in the round: its members are read once. One removed later in
         the round and listed again after is read again, as generation 2: the writer drops
-        member pages of an older generation that arrive late."""
+        member pages of an older generation that arrive late. Hidden-membership groups are
+        read last, each on its own terms (_read_hidden)."""
+        self.pipe.put("keep_hidden")
         self.pipe.put("reset", GROUPS)
         futures: list[Future[None]] = []
         generation: dict[str, int] = {}
         live: set[str] = set()
+        hidden: set[str] = set()
         try:
             for page in reader.groups_delta(self.client, None, members=False):
+                _note_hidden(page, hidden)
                 fresh: dict[str, int] = {}
                 for g in page:
                     gid = str(g.get("id"))
@@ -213,7 +246,8 @@ class _Readers:
                         live.discard(gid)
                     elif gid not in live:
                         live.add(gid)
-                        fresh[gid] = generation[gid] = generation.get(gid, 0) + 1
+                        if gid not in hidden:
+                            fresh[gid] = generation[gid] = generation.get(gid, 0) + 1
                 self.pipe.put("groups", page, fresh)
                 futures.extend(
                     self._submit(lambda c=chunk, f=fresh: self._members_of(c, f))
@@ -221,11 +255,27 @@ class _Readers:
                 )
         finally:
             self._wait(futures)
+        self._read_hidden(hidden)
         self.pipe.put("link", GROUPS_MEMBERS, members_link)
 
     def _members_of(self, group_ids: list[str], generation: dict[str, int]) -> None:
         for gid, members, first in reader.members_batch(self.client, group_ids):
             self.pipe.put("members", gid, members, generation.get(gid, 0), first)
+
+    def _read_hidden(self, group_ids: set[str]) -> None:
+        """Hidden-membership groups, read whole after the round: replaced in staging when
+        Graph answers, recorded as unreadable (rows kept) when it refuses with 403."""
+
+        def denied(gid: str, error: GraphError) -> None:
+            self.pipe.put("unreadable", gid, MEMBER_READ_HIDDEN, error)
+
+        def read(chunk: list[str]) -> None:
+            for gid, members, first in reader.members_batch(self.client, chunk, denied):
+                self.pipe.put("hidden_members", gid, members, first)
+
+        self._wait(
+            [self._submit(lambda c=chunk: read(c)) for chunk in reader.chunks(sorted(group_ids))]
+        )
 
     def skus(self) -> None:
         self.pipe.put("skus", reader.subscribed_skus(self.client))
@@ -354,6 +404,8 @@ class _Writer:
         self.events = 0
         self.removed_at: dict[str, int] = {}
         self.asked: set[str] = set()  # ids asked for whole in this round
+        self.hidden_before: list[str] = []  # hidden or unreadable groups of the last read
+        self.kept = False  # their rows were set aside before a full read cleared them
 
     def apply(self, kind: str, *args: Any) -> None:
         self.events += 1
@@ -565,6 +617,32 @@ class _Writer:
         rows = [r for gid, ms in added.items() for r in self._member_rows(gid, ms)]
         self.w.copy("group_members", rows)
 
+    def _on_keep_hidden(self) -> None:
+        """Before a full read clears staging.group_members: set aside the rows of the groups
+        that may turn out unreadable, so that a refusal keeps them as last read."""
+        self.w.flush()
+        params = {"t": self.tenant, "ids": self.hidden_before}
+        self.w.conn.execute(db.q("staging/drop_kept_members"))
+        self.w.conn.execute(db.q("staging/keep_hidden_members"), params)
+        self.kept = True
+
+    def _on_hidden_members(self, gid: str, members: list[dict[str, Any]], first: bool) -> None:
+        """A page of a hidden-membership group read whole: its staged rows are replaced."""
+        if first:
+            self.w.delete("delete_group_members", [gid])
+        self.w.copy("group_members", self._member_rows(gid, members))
+
+    def _on_unreadable(self, gid: str, permission: str, error: GraphError) -> None:
+        """Graph refused this group's members: recorded; its rows stay as last read."""
+        self.w.flush()
+        info = {"permission": permission, "status": error.status, "code": error.code}
+        info["request_id"] = error.request_id
+        self.result.unreadable[gid] = info
+        params = {"t": self.tenant, "g": gid, **info}
+        self.w.conn.execute(db.q("staging/save_unreadable_group"), params)
+        if self.kept:
+            self.w.conn.execute(db.q("staging/restore_kept_members"), params)
+
     def _on_skus(self, skus: list[dict[str, Any]]) -> None:
         self.w.clear("subscribed_skus")
         self.w.copy("subscribed_skus", [sku_row(self.tenant, s) for s in skus])
@@ -580,6 +658,17 @@ class _Writer:
         for entity, kind in ((USERS, "user"), (GROUPS, "group")):
             if self.result.mode.get(entity) in ("full", "resync"):
                 self.w.run("keep_suspended", kind=kind, ids=sorted(self.soft[entity]))
+
+
+def _note_hidden(page: list[dict[str, Any]], hidden: set[str]) -> None:
+    """Keep `hidden` (the round's hidden-membership groups) up to date with a page: an entry
+    that says its visibility decides, a removed group leaves."""
+    for g in page:
+        gid = str(g.get("id"))
+        if removed(g) is not None:
+            hidden.discard(gid)
+        elif "visibility" in g:
+            (hidden.add if reader.is_hidden(g) else hidden.discard)(gid)
 
 
 def _fold(page: list[dict[str, Any]]) -> list[dict[str, Any]]:
@@ -621,11 +710,19 @@ def extract(
     users = before[USERS]
     if users is not None:
         client.budget.resize(users)
+    # hidden-membership groups of the last read (and those it could not read): their members
+    # are read again whole; the unreadable list is this extraction's alone
+    hidden = [r[0] for r in conn.execute(db.q("staging/hidden_groups"), {"t": tenant})]
+    conn.execute(db.q("staging/clear_unreadable_groups"), {"t": tenant})
     pipe = _Pipe()
     if delta_members_max_users is None:
         delta_members_max_users = reader.DELTA_MEMBERS_MAX_USERS
     readers = _Readers(
-        client, pipe, workers, users is not None and users <= delta_members_max_users
+        client,
+        pipe,
+        workers,
+        users is not None and users <= delta_members_max_users,
+        hidden=frozenset(hidden),
     )
     tasks: list[Future[None]] = []
     families = ThreadPoolExecutor(max_workers=3, thread_name_prefix="graph-read")
@@ -643,7 +740,8 @@ def extract(
         tasks.append(pool.submit(task))
 
     writer = _Writer(conn, tenant, result, lambda *a: run(readers.pool, readers.whole, *a))
-    run(families, readers.users, links.get(USERS))
+    writer.hidden_before = hidden
+    run(families, readers.users, links.get(USERS_LINK))
     run(families, readers.groups, links)
     run(families, readers.skus)
     try:
@@ -670,11 +768,14 @@ def extract(
         readers.pool.shutdown(wait=True, cancel_futures=True)
     writer.finish()
     _reconcile(client, conn, tenant, result, before)
-    if {USERS, GROUPS_MEMBERS} - set(writer.links):
+    if {USERS_LINK, GROUPS_MEMBERS} - set(writer.links):
         raise GraphDataError(f"tenant {tenant}: a delta round gave no link")  # unreachable
     for entity, link in writer.links.items():
         conn.execute(db.q("staging/save_delta_link"), {"t": tenant, "entity": entity, "link": link})
-    conn.execute(db.q("staging/delete_delta_link"), {"t": tenant, "entity": GROUPS})  # legacy
+    for legacy in LEGACY_LINKS:
+        conn.execute(db.q("staging/delete_delta_link"), {"t": tenant, "entity": legacy})
+    for row in conn.execute(db.q("staging/unreadable_groups"), {"t": tenant}):
+        result.unreadable.setdefault(row.group_id, {})["name"] = row.display_name  # metadata
     for entity, rows in result.staged.items():
         writer.w.record(entity, rows, client.stats.requests)
     db.analyze_if_stale(conn, [f"staging.{table}" for table in COLUMNS])

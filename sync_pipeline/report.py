@@ -32,7 +32,7 @@ from zoneinfo import ZoneInfo
 
 import sqlalchemy as sa
 
-from sync_pipeline import db, diff, mail
+from sync_pipeline import db, diff, mail, unreadable
 from sync_pipeline.settings import TenantSettings
 
 SHOWN = 200  # changes and exclusions shown inline; the CSV carries them all
@@ -102,6 +102,8 @@ def build(conn: sa.Connection, settings: TenantSettings, run_id: int, *, dry_run
         "its members are not synced until group_mapping is fixed"
         for graph_id, name in missing
     ]
+    # hidden-membership groups Graph refused to list: the permission to grant
+    warnings += [g.sentence for g in unreadable.listed(conn, settings.slug)]
     return Report(
         tenant=settings.slug,
         run_id=run_id,

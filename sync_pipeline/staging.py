@@ -27,7 +27,7 @@ COLUMNS: dict[str, tuple[str, ...]] = {
     ),
     "groups": (
         "tenant", "id", "display_name", "description", "group_types", "mail_enabled",
-        "security_enabled", "mail", "created_date_time",
+        "security_enabled", "mail", "created_date_time", "visibility",
     ),
     "group_members": ("tenant", "group_id", "member_id", "member_type"),
     "subscribed_skus": (
@@ -79,7 +79,7 @@ def group_row(tenant: str, g: dict[str, Any]) -> tuple[Any, ...]:
     return (
         tenant, _require_id(tenant, "group", g), g.get("displayName"), g.get("description"),
         _js(g.get("groupTypes")), g.get("mailEnabled"), g.get("securityEnabled"), g.get("mail"),
-        g.get("createdDateTime"),
+        g.get("createdDateTime"), g.get("visibility"),
     )  # fmt: skip
 
 
@@ -94,7 +94,7 @@ PROPERTIES: dict[str, tuple[str, ...]] = {
     ),
     "groups": (
         "id", "displayName", "description", "groupTypes", "mailEnabled", "securityEnabled",
-        "mail", "createdDateTime",
+        "mail", "createdDateTime", "visibility",
     ),
 }  # fmt: skip
 

@@ -12,7 +12,7 @@ from concurrent.futures import ThreadPoolExecutor
 import pytest
 import sqlalchemy as sa
 
-from sync_pipeline.extraction import GROUPS_MEMBERS, USERS, extract
+from sync_pipeline.extraction import GROUPS_MEMBERS, USERS_LINK, extract
 from sync_pipeline.graph import GraphClient, reader
 from sync_pipeline.graph.delta import DeltaExpired, DeltaRound, latest_link
 from sync_pipeline.staging import PROPERTIES, StagingWriter, group_row, staged_objects, user_row
@@ -186,7 +186,7 @@ def test_large_tenant_incremental_applies_members_delta_like_a_fresh_read(
     settings = settings_for(tenant_slug, doc, fake)
     result, stats = run(engine, settings)
     assert result.mode == {"users": "full", "groups": "full"} and stats.batches > 0
-    assert set(links(engine, tenant_slug)) == {USERS, GROUPS_MEMBERS}
+    assert set(links(engine, tenant_slug)) == {USERS_LINK, GROUPS_MEMBERS}
     assert snapshot(engine, tenant_slug) == fresh(engine, fake, doc, f"{tenant_slug}-a")
 
     now = fake.tenant(tid)

@@ -1,12 +1,15 @@
 """The Graph client against the fake over HTTPS: resource-unit costs and budget, $batch with
-inner throttling, $count, and links pinned to graph_base_url."""
+inner throttling, $count, links pinned to graph_base_url, and the per-app request ceiling."""
 
 from __future__ import annotations
 
+import time
 from concurrent.futures import ThreadPoolExecutor
 
 import pytest
+import requests
 
+from sync_pipeline.fakegraph.server import _cost as fake_cost
 from sync_pipeline.graph import GraphClient
 from sync_pipeline.graph.budget import Budget, cost, tenant_limit
 from sync_pipeline.graph.reader import manager_change, members_batch, objects_batch
@@ -51,6 +54,54 @@ def test_costs_match_what_graph_charges(fake_graph, fake_tenant, tenant_slug):
     assert tenant_limit(49) == 3_500 and tenant_limit(500) == 5_000 and tenant_limit(501) == 8_000
 
 
+# Each documented case of Microsoft's concepts/throttling-limits.md ("Identity and access
+# service limits"): base costs, $select -1, $expand +1, $top below 20 -1, never below 1.
+DOCUMENTED_COSTS = [
+    ("GET", "/users", {}, 2),  # only the list costs 2
+    ("GET", "/users", {"$select": "id"}, 1),
+    ("GET", "/users", {"$select": "id", "$top": "999"}, 1),
+    ("GET", "/users", {"$top": "19"}, 1),
+    ("GET", "/users", {"$top": "20"}, 2),
+    ("GET", "/users", {"$select": "id", "$expand": "manager($select=id)", "$top": "100"}, 2),
+    ("GET", "/users", {"$select": "id", "$top": "5"}, 1),  # 2 - 1 - 1 = 0: never below 1
+    ("GET", "/users/delta", {"$select": "id,mail"}, 1),  # delta costs 1, not 2
+    ("GET", "/users/delta", {}, 1),
+    ("GET", "/users/$count", {}, 1),
+    ("GET", "/users/0f1e", {}, 1),  # users/{id}
+    ("GET", "/users/0f1e", {"$select": "id"}, 1),
+    ("GET", "/users/0f1e/manager", {"$select": "id"}, 1),
+    ("GET", "/users/0f1e/licenseDetails", {}, 2),  # as me/licenseDetails
+    ("GET", "/users/0f1e/memberOf", {}, 2),
+    ("GET", "/users/0f1e/transitiveMemberOf", {"$top": "10"}, 1),
+    ("GET", "/me/ownedObjects", {}, 2),
+    ("GET", "/groups", {}, 1),
+    ("GET", "/groups/delta", {"$select": "id,members"}, 1),
+    ("GET", "/groups/9a/members", {}, 3),
+    ("GET", "/groups/9a/members", {"$select": "id", "$top": "999"}, 2),
+    ("GET", "/groups/9a/members", {"$select": "id", "$top": "5"}, 1),
+    ("GET", "/groups/9a/transitiveMembers", {}, 5),
+    ("GET", "/groups/9a/transitiveMembers", {"$top": "1"}, 4),
+    ("GET", "/subscribedSkus", {}, 3),
+    ("GET", "/subscribedSkus", {"$select": "skuId"}, 2),
+    ("GET", "/applications", {}, 2),
+    ("GET", "/contracts", {}, 3),
+    ("GET", "/domains/contoso.com/domainNameReferences", {}, 4),
+    ("GET", "/oauth2PermissionGrants/x", {}, 2),
+    ("GET", "/servicePrincipals/x/appRoleAssignments", {}, 2),
+    ("POST", "/directoryObjects/getByIds", {}, 3),
+    ("POST", "/users/0f1e/checkMemberGroups", {}, 4),
+    ("GET", "/organization", {}, 1),
+]
+
+
+@pytest.mark.parametrize(("method", "path", "params", "units"), DOCUMENTED_COSTS)
+def test_cost_of_each_documented_case(method, path, params, units):
+    assert cost(method, f"/v1.0{path}", params) == units
+    query = "&".join(f"{k}={v}" for k, v in params.items())
+    assert cost(method, f"https://graph.microsoft.com/v1.0{path}?{query}") == units
+    assert fake_cost(method, path, {k.lower(): v for k, v in params.items()}) == units
+
+
 def test_budget_keeps_concurrent_reads_under_the_limit(own_fake, fake_tenant, tenant_slug):
     fake = own_fake(throttle=True, throttle_scale=0.02)  # 260 users: 100 RU per 10 s
     settings = settings_for(tenant_slug, fake_tenant, fake)
@@ -66,6 +117,48 @@ def test_tenants_of_one_app_share_the_app_budget():
     a, b = Budget("app-1", users=10), Budget("app-1", users=10_000)
     assert a.app is b.app and a.tenant is not b.tenant
     assert Budget("app-2").app is not a.app
+
+
+def test_the_app_request_bucket_paces_requests_and_counts_batch_items():
+    budget = Budget("app-rps-test", users=10_000, requests_per_second=100)  # 90 a second
+    assert Budget("app-rps-test").requests is budget.requests  # one per app, process-wide
+    started = time.monotonic()
+    waited = sum(budget.spend(1) for _ in range(90))
+    assert waited == 0 and time.monotonic() - started < 0.5  # the bucket starts full
+    waited = budget.spend(1, requests=21)  # a $batch of 20: its items and itself
+    assert 0.15 < waited < 0.35  # 21 requests at 90 a second
+
+
+def test_the_fake_throttles_an_app_over_its_request_ceiling(own_fake, fake_tenant, tenant_slug):
+    """Above the per-app requests-per-second ceiling the fake answers 429 with Retry-After,
+    however few resource units the calls cost; the client's request bucket stays under it."""
+    fake = own_fake(throttle=True, requests_per_second=40)  # 2,000 a second scaled down
+    settings = settings_for(tenant_slug, fake_tenant, fake)
+    client = GraphClient(settings)
+    http = requests.Session()
+    http.trust_env = False
+    http.verify = str(fake.ca_path)
+    auth = {"Authorization": f"Bearer {client.token()}"}
+    url = f"{fake.base_url}/v1.0/users/$count"
+    statuses = [http.get(url, headers={**auth, "ConsistencyLevel": "eventual"}) for _ in range(80)]
+    throttled = [r for r in statuses if r.status_code == 429]
+    assert throttled, "80 requests at once over a ceiling of 40 a second"
+    assert throttled[0].json()["error"]["code"] == "TooManyRequests"
+    assert float(throttled[0].headers["Retry-After"]) > 0
+    assert fake.stats["throttled_requests_per_second"] == len(throttled)
+    assert sum(r.status_code == 200 for r in statuses) >= 40  # the burst the bucket holds
+    http.close()
+
+    # the client's budget paces requests under the ceiling: no 429
+    time.sleep(1.1)
+    fake.reset_stats()
+    paced = GraphClient(
+        settings, budget=Budget(f"{settings.client_id}-paced", requests_per_second=40)
+    )
+    with ThreadPoolExecutor(8) as pool:
+        list(pool.map(lambda _: paced.count("/users"), range(60)))
+    assert fake.stats["throttled"] == 0
+    assert paced.stats.budget_wait_seconds > 0.3
 
 
 def test_batch_retries_inner_429_and_reads_members_and_users(own_fake, fake_tenant, tenant_slug):

@@ -172,6 +172,23 @@ JOIN sp_du u ON u.graph_id = d.user_external_id
 LEFT JOIN sp_dg g ON g.graph_id = d.group_external_id
 LEFT JOIN app.groups a
   ON d.group_external_id IS NULL AND a.tenant = :tenant AND a.id = d.group_app_id;
+-- Groups whose members this extraction could not read (staging.unreadable_groups), and every
+-- group above one: their memberships are kept as last read, never removed because of the
+-- failed read. A user leaving the sync (deactivated) still loses them.
+DROP TABLE IF EXISTS pg_temp.sp_unread;
+CREATE TEMP TABLE sp_unread ON COMMIT DROP AS
+WITH RECURSIVE above (graph_id) AS (
+    SELECT u.group_id FROM staging.unreadable_groups u WHERE u.tenant = :tenant
+    UNION
+    SELECT m.group_id
+    FROM above a
+    JOIN staging.group_members m
+      ON m.tenant = :tenant AND m.member_id = a.graph_id AND m.member_type = 'group'
+)
+SELECT DISTINCT coalesce(g.target_id, g.existing_id) AS group_app_id
+FROM above a
+JOIN sp_dg g ON g.graph_id = a.graph_id
+WHERE coalesce(g.target_id, g.existing_id) IS NOT NULL;
 INSERT INTO sync.diffs (
     tenant, run_id, entity, action, key, label, before,
     group_app_id, group_external_id, user_app_id, user_external_id)
@@ -184,7 +201,9 @@ SELECT
 FROM sp_dm x
 JOIN app.groups g ON g.tenant = :tenant AND g.id = x.gone_group_id
 JOIN app.users u ON u.tenant = :tenant AND u.id = x.gone_user_id
-WHERE x.user_external_id IS NULL;
+WHERE x.user_external_id IS NULL
+  AND NOT (x.gone_group_id IN (SELECT r.group_app_id FROM sp_unread r)
+           AND EXISTS (SELECT 1 FROM sp_du d WHERE d.graph_id = u.external_id));
 INSERT INTO sync.diffs (tenant, run_id, entity, action, key, label, app_id, before, after)
 SELECT
     :tenant, :run_id, 'manager', 'set', d.graph_id, d.email, d.app_id,

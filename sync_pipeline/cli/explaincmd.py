@@ -5,6 +5,7 @@ from __future__ import annotations
 from zoneinfo import ZoneInfo
 
 import click
+from rich.markup import escape
 from rich.panel import Panel
 
 from sync_pipeline import db, explain, tenants
@@ -27,6 +28,7 @@ def _render(x: explain.Explanation) -> Panel:
     else:
         lines.append("[bold red]will not be synced[/], because:")
         lines.extend(f"  • {s}" for s in x.sentences)
+    lines.extend(f"[yellow]note:[/] {escape(s)}" for s in x.unreadable)
     return Panel("\n".join(lines), expand=False)
 
 

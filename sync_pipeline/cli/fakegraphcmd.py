@@ -23,6 +23,13 @@ def fakegraph_group() -> None:
 )
 @click.option("--users", type=click.IntRange(1, 2_000_000), help="Generate a tenant this large.")
 @click.option("--seed", type=int, default=1, show_default=True, help="Generator seed.")
+@click.option(
+    "--hidden-groups",
+    type=click.IntRange(0, 100),
+    default=0,
+    show_default=True,
+    help="With --users: add this many hidden-membership groups (need Member.Read.Hidden).",
+)
 @click.option("--port", type=click.IntRange(0, 65535), default=8443, show_default=True)
 @click.option(
     "--secret-env",
@@ -32,7 +39,12 @@ def fakegraph_group() -> None:
 )
 @handle_errors
 def serve(
-    tenant_file: Path | None, users: int | None, seed: int, port: int, secret_env: str
+    tenant_file: Path | None,
+    users: int | None,
+    seed: int,
+    hidden_groups: int,
+    port: int,
+    secret_env: str,
 ) -> None:
     """Serve one fake tenant until interrupted: --tenant-file F, or --users N [--seed S]."""
     from sync_pipeline import db
@@ -44,7 +56,9 @@ def serve(
     doc = (
         load_tenant_file(tenant_file)
         if tenant_file
-        else generate_tenant(name=f"generated-{users}", users=users or 0, seed=seed)
+        else generate_tenant(
+            name=f"generated-{users}", users=users or 0, seed=seed, hidden_groups=hidden_groups
+        )
     )
     secret = os.environ.get(secret_env)
     if not secret:

@@ -64,6 +64,15 @@ def graph_failures() -> Iterator[None]:
         raise dg.Failure(str(exc), allow_retries=False) from None
 
 
+def unreadable_lines(groups: dict[str, dict[str, object]]) -> list[str]:
+    """The groups whose members Graph refused, each with the permission to grant."""
+    return [
+        f"members of group {str(g.get('name') or gid)!r} ({gid}) could not be read: grant "
+        f"{g.get('permission')}; memberships kept as last read"
+        for gid, g in sorted(groups.items(), key=lambda kv: (str(kv[1].get("name")), kv[0]))
+    ]
+
+
 @dg.multi_asset(
     specs=[
         dg.AssetSpec(key, description=text, group_name="extract", kinds={"python", "postgres"})
@@ -96,6 +105,14 @@ def graph_directory(
         **maintenance,
     }
     context.log.info(f"extract {tenant}: {result.mode} {dict(result.changes)} {stats}")
+    unreadable: dict[str, object] = {"unreadable_groups": len(result.unreadable)}
+    if result.unreadable:
+        lines = unreadable_lines(result.unreadable)
+        unreadable["unreadable_groups_list"] = dg.MetadataValue.md(
+            "\n".join(f"- {x}" for x in lines)
+        )
+        for line in lines:
+            context.log.warning(f"extract {tenant}: {line}")
     for key, tables in TABLES.items():
         meta: dict[str, object] = {t: result.staged.get(t, 0) for t in tables}
         if key == "graph_users":
@@ -109,6 +126,7 @@ def graph_directory(
             meta |= {
                 k: v for k, v in result.changes.items() if k.startswith(("members", "groups_m"))
             }
+            meta |= unreadable
         elif key == "graph_groups":
             meta |= {k: v for k, v in result.changes.items() if k.startswith("groups_")}
         yield dg.MaterializeResult(asset_key=key, metadata={**meta, **common})

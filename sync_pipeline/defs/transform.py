@@ -4,7 +4,7 @@ import time
 
 import dagster as dg
 
-from sync_pipeline import db, rules, tenants
+from sync_pipeline import db, rules, tenants, unreadable
 from sync_pipeline.defs.extract import extract_assets
 from sync_pipeline.defs.partitions import tenant_partitions
 from sync_pipeline.defs.resources import Database
@@ -53,7 +53,9 @@ def directory_snapshot(context: dg.AssetExecutionContext, database: Database):
         try:
             # Group ids the settings name must exist in this very extraction.
             tenants.check_before_run(conn, settings)
-        except SettingsError as exc:
+            # A scope group whose members Graph refused: who is in scope is unknown.
+            unreadable.check_scope(conn, settings)
+        except (SettingsError, unreadable.ScopeUnreadable) as exc:
             raise dg.Failure(str(exc), allow_retries=False) from None
         counts = rules.build_snapshot(conn, settings)
     maintenance = db.vacuum_after_load(database.engine(), list(rules.SNAPSHOT_TABLES))

@@ -254,8 +254,15 @@ def _ascii(text: str) -> str:
     return re.sub(r"[^A-Za-z0-9]+", "", text)
 
 
-def generate_tenant(*, name: str, users: int, seed: int, domain: str | None = None) -> dict:
-    """A tenant document with `users` users, deterministic in (name, users, seed, domain)."""
+def generate_tenant(
+    *, name: str, users: int, seed: int, domain: str | None = None, hidden_groups: int = 0
+) -> dict:
+    """A tenant document with `users` users, deterministic in (name, users, seed, domain,
+    hidden_groups).
+
+    `hidden_groups` adds that many Microsoft 365 groups with `visibility: HiddenMembership`
+    (listing their members needs Member.Read.Hidden), drawn from a random stream of their own:
+    the rest of the document is the same as without them."""
     if users < 1:
         raise ValueError(f"users must be at least 1, got {users}")
     rng = random.Random(seed)
@@ -446,6 +453,9 @@ def generate_tenant(*, name: str, users: int, seed: int, domain: str | None = No
     sps = [o["id"] for o in other_objects if o["@odata.type"].endswith("servicePrincipal")]
 
     groups, members = _groups(rng, user_list, kinds, member_idx, domain, contacts, devices, sps)
+    if hidden_groups:
+        hidden_rng = random.Random(f"{seed}:hidden")
+        _hidden_groups(hidden_rng, hidden_groups, user_list, groups, members, domain)
 
     consumed = dict.fromkeys(sku_ids, 0)
     for user in user_list:
@@ -624,6 +634,33 @@ def _groups(
             ids.append(rng.choice(contacts))
         add(name, kind, f"{word} for {topic}", ids)
     return groups, members
+
+
+def _hidden_groups(
+    rng: random.Random, n: int, users: list[dict], groups: list[dict], members: dict, domain: str
+) -> None:
+    """Microsoft 365 groups whose membership is hidden (a board, an HR case team), each with
+    a few enabled members."""
+    enabled = [u["id"] for u in users if u.get("accountEnabled")] or [u["id"] for u in users]
+    for i in range(n):
+        gid = _uuid(rng)
+        nick = f"confidential{i + 1}"
+        groups.append(
+            {
+                "id": gid,
+                "displayName": f"Confidential Board {i + 1}" if n > 1 else "Confidential Board",
+                "description": "Members hidden from everyone outside the group",
+                "groupTypes": ["Unified"],
+                "mailEnabled": True,
+                "securityEnabled": False,
+                "mail": f"{nick}@{domain}",
+                "mailNickname": nick,
+                "createdDateTime": _timestamp(rng),
+                "membershipRule": None,
+                "visibility": "HiddenMembership",
+            }
+        )
+        members[gid] = rng.sample(enabled, max(1, min(5, len(enabled))))
 
 
 def load_tenant_file(path: str | Path) -> dict:

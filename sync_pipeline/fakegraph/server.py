@@ -132,6 +132,12 @@ DEFAULT_TOP = 100
 BATCH_MAX = 20
 GLOBAL_LIMIT = 150_000  # resource units per app across tenants, per 20 s
 GLOBAL_WINDOW = 20.0
+# Per app across all tenants, whatever the service: "2000 requests per second" (the global
+# table of Microsoft's concepts/throttling-limits.md). Each request inside a `$batch` counts
+# (json-batching.md: "Requests in a batch are evaluated individually against throttling
+# limits"), and so does the batch itself: the docs do not say whether the envelope counts, so
+# the fake takes the stricter reading.
+REQUESTS_PER_SECOND = 2_000
 TENANT_WINDOW = 10.0
 _ODATA_NEXT = "@odata.nextLink"
 _UNSUPPORTED_DELTA = ("$top", "$orderby", "$expand", "$filter", "$search", "$count")
@@ -672,6 +678,7 @@ class FakeGraph:
         certificates: Mapping[str, Mapping[str, str]] | None = None,
         throttle: bool = False,
         throttle_scale: float = 1.0,
+        requests_per_second: float = REQUESTS_PER_SECOND,
         fail_every_nth_429: int | None = None,
         error_rate_503: float = 0.0,
         drop_rate: float = 0.0,
@@ -708,6 +715,9 @@ class FakeGraph:
         self.latency = latency
         self.throttle = throttle
         self.throttle_scale = throttle_scale
+        # with `throttle`: the per-app request ceiling (tests lower it, as throttle_scale does
+        # for resource units)
+        self.requests_per_second = requests_per_second
         self.fail_every_nth_429 = fail_every_nth_429
         self.error_rate_503 = error_rate_503
         self.drop_rate = drop_rate
@@ -842,6 +852,7 @@ class FakeGraph:
             "resource_units": 0,
             "resource_units_by_tenant": collections.Counter(),
             "throttled": 0,
+            "throttled_requests_per_second": 0,
             "faults": collections.Counter(),
             "tokens_issued": 0,
         }
@@ -856,6 +867,7 @@ class FakeGraph:
                 "resource_units": s["resource_units"],
                 "resource_units_by_tenant": dict(s["resource_units_by_tenant"]),
                 "throttled": s["throttled"],
+                "throttled_requests_per_second": s["throttled_requests_per_second"],
                 "faults": dict(s["faults"]),
                 "tokens_issued": s["tokens_issued"],
                 "total_requests": sum(s["requests"].values()),
@@ -936,11 +948,22 @@ class FakeGraph:
         ("/groups", "GroupMember.Read.All"),
         ("/users", "User.Read.All"),
     )
+    # Listing the members of a hidden-membership group (`visibility: HiddenMembership`, some
+    # Microsoft 365 groups) needs this one besides GroupMember.Read.All (the note in
+    # group-list-members.md and group-list-transitivemembers.md). Which status Graph answers
+    # without it is not documented: the fake answers 403 Authorization_RequestDenied to
+    # `/groups/{id}/members` and `/transitiveMembers` (and their `$count`). In a groups delta
+    # round with `members` selected, Microsoft documents nothing either; the fake takes the
+    # harder plausible reading: the group's entry comes without `members@delta`, silently,
+    # exactly as for a group with no members (as `memberOf` is known to leave hidden groups out
+    # without an error), so a client cannot trust a delta round for those groups' members.
+    # Simplification: a parent's transitiveMembers still list a hidden group's members.
+    HIDDEN_MEMBERS = "Member.Read.Hidden"
 
     def withdraw_permissions(self, tenant_id: str, permissions: list[str]) -> list[str]:
         """Take permissions away from the tenant's app (admin consent revoked for them);
         returns every permission now withdrawn."""
-        known = {p for _, p in self.PERMISSIONS}
+        known = {p for _, p in self.PERMISSIONS} | {self.HIDDEN_MEMBERS}
         unknown = sorted(set(permissions) - known)
         if unknown:
             raise ValueError(f"unknown permission(s) {unknown}; known: {sorted(known)}")
@@ -969,6 +992,12 @@ class FakeGraph:
                     "Authorization_RequestDenied",
                     "Insufficient privileges to complete the operation.",
                 )
+
+    def _members_hidden(self, tenant: _Tenant, gid: str) -> bool:
+        """True when the app may not list this group's members (see HIDDEN_MEMBERS)."""
+        group = tenant.groups.get(gid) or {}
+        withdrawn = self._withdrawn.get(tenant.tenant_id, set())
+        return group.get("visibility") == "HiddenMembership" and self.HIDDEN_MEMBERS in withdrawn
 
     def expire_access_tokens(self, tenant_id: str | None = None) -> None:
         with self._lock:
@@ -1611,6 +1640,7 @@ class FakeGraph:
         if method == "POST" and path == "/$batch":
             try:
                 token = self._authorise(headers)
+                self._admit_requests(token, 1)  # the envelope counts (REQUESTS_PER_SECOND)
                 return self._batch(token, body, base, headers)
             except GraphError as exc:
                 return self._graph_error(exc, request_id, crid)
@@ -1667,7 +1697,34 @@ class FakeGraph:
     def _fault_wait(self) -> str:
         return f"{self.fault_retry_after * (0.5 + self._fault_rng.random()):.3f}"
 
+    def _admit_requests(self, token: _Token, n: int) -> None:
+        """The app's requests-per-second ceiling across all its tenants: 429 above it."""
+        if not self.throttle:
+            return
+        key = ("requests", token.client_id)
+        bucket = self._buckets.get(key)
+        if bucket is None:
+            capacity = max(1.0, float(self.requests_per_second))
+            bucket = self._buckets[key] = _Bucket(capacity, 1.0)
+        bucket.refill(time.monotonic())
+        wait = bucket.wait_for(n)
+        if wait > 0:
+            self._stats["throttled"] += 1
+            self._stats["throttled_requests_per_second"] += 1
+            raise GraphError(
+                429,
+                "TooManyRequests",
+                "Too many requests. Application has exceeded its request rate limit.",
+                {
+                    "Retry-After": f"{max(wait, 0.001):.3f}",
+                    "x-ms-throttle-scope": f"Application/ReadWrite/{token.client_id}/"
+                    f"{token.tenant_id}",
+                },
+            )
+        bucket.level -= n
+
     def _charge(self, token: _Token, tenant: _Tenant, units: int) -> dict[str, str]:
+        self._admit_requests(token, 1)
         if self.throttle:
             now = time.monotonic()
             key = (token.client_id, tenant.tenant_id)
@@ -1856,6 +1913,12 @@ class FakeGraph:
             }
             return _json_resp(200, body)
         if len(parts) in (3, 4) and parts[2] in ("members", "transitiveMembers"):
+            if self._members_hidden(tenant, gid):
+                raise GraphError(
+                    403,
+                    "Authorization_RequestDenied",
+                    "Insufficient privileges to complete the operation.",
+                )
             ids = tenant.member_list(gid) if parts[2] == "members" else tenant.transitive(gid)
             if len(parts) == 4:
                 if parts[3] != "$count":
@@ -2155,7 +2218,9 @@ class FakeGraph:
         while idx < len(items) and len(out) < self.delta_page_size:
             oid = items[idx]
             entry = self._delta_object(session, tenant, oid)
-            if entry is None or "@removed" in entry or not with_members:
+            # hidden members (HIDDEN_MEMBERS): the entry comes without them, silently
+            hidden = with_members and entry is not None and self._members_hidden(tenant, oid)
+            if entry is None or "@removed" in entry or not with_members or hidden:
                 if entry is not None:
                     out.append(entry)
                     self._maybe_repeat(session, oid, entry)
@@ -2484,26 +2549,53 @@ def _project_plain(obj: Mapping[str, Any], select: list[str] | None) -> dict:
     return {k: obj.get(k) for k in select}
 
 
+# Base resource-unit costs, as Microsoft's `concepts/throttling-limits.md` ("Identity and
+# access service limits") lists them; `*` is one id segment. Costs given for `me/...` apply to
+# `users/{id}/...` as well (the page's note). Everything else costs 1: `users/{id}`,
+# `users/delta` and `users/$count` included (only the `GET users` list costs 2).
+_BASE_COSTS: dict[tuple[str, tuple[str, ...]], int] = {
+    ("GET", ("applications",)): 2,
+    ("GET", ("applications", "*", "extensionProperties")): 2,
+    ("GET", ("contracts",)): 3,
+    ("POST", ("directoryObjects", "getByIds")): 3,
+    ("GET", ("domains", "*", "domainNameReferences")): 4,
+    ("POST", ("getObjectsById",)): 3,
+    ("GET", ("groups", "*", "members")): 3,
+    ("GET", ("groups", "*", "transitiveMembers")): 5,
+    ("POST", ("isMemberOf",)): 4,
+    ("POST", ("users", "*", "checkMemberGroups")): 4,
+    ("POST", ("users", "*", "checkMemberObjects")): 4,
+    ("POST", ("users", "*", "getMemberGroups")): 2,
+    ("POST", ("users", "*", "getMemberObjects")): 2,
+    ("GET", ("users", "*", "licenseDetails")): 2,
+    ("GET", ("users", "*", "memberOf")): 2,
+    ("GET", ("users", "*", "ownedObjects")): 2,
+    ("GET", ("users", "*", "transitiveMemberOf")): 2,
+    ("GET", ("oauth2PermissionGrants",)): 2,
+    ("GET", ("oauth2PermissionGrants", "*")): 2,
+    ("GET", ("servicePrincipals", "*", "appRoleAssignments")): 2,
+    ("GET", ("subscribedSkus",)): 3,
+    ("GET", ("users",)): 2,
+}
+
+
 def _cost(method: str, path: str, opts: Mapping[str, str]) -> int:
+    """What Graph charges: the base cost, `$select` -1, `$expand` +1, `$top` below 20 -1,
+    never below 1 (throttling-limits.md, "Other factors that affect a request cost")."""
     parts = [p for p in path.split("/") if p]
-    head = parts[0] if parts else ""
-    last = parts[-1] if parts else ""
-    if head == "users" and (len(parts) <= 2 or last == "delta"):
-        cost = 2
-    elif head == "groups" and last == "members":
-        cost = 3
-    elif last == "transitiveMembers":
-        cost = 5
-    elif head == "subscribedSkus":
-        cost = 3
-    elif last == "licenseDetails":
-        cost = 2
-    else:
-        cost = 1
+    if parts[:1] == ["me"]:
+        parts = ["users", "*", *parts[1:]]
+    shape = tuple("*" if i == 1 and len(parts) > 1 else p for i, p in enumerate(parts))
+    cost = _BASE_COSTS.get((method, tuple(parts)), _BASE_COSTS.get((method, shape), 1))
     if "$select" in opts:
         cost -= 1
     if "$expand" in opts:
         cost += 1
+    try:
+        if int(opts.get("$top", "")) < 20:
+            cost -= 1
+    except ValueError:
+        pass
     return max(1, cost)
 
 

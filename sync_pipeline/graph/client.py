@@ -31,7 +31,7 @@ from sync_pipeline.graph.errors import (
     GraphAuthError,
     GraphError,
     auth_hint,
-    permission_for,
+    permission_hint,
 )
 from sync_pipeline.settings import TenantSettings
 
@@ -247,8 +247,8 @@ class GraphClient:
             return path_or_url
         return urlunsplit((base.scheme, base.netloc, split.path, split.query, ""))
 
-    def _spend(self, units: int) -> None:
-        waited = self.budget.spend(units)
+    def _spend(self, units: int, requests: int = 1) -> None:
+        waited = self.budget.spend(units, requests)
         if waited:
             self.stats.add(budget_wait_seconds=waited)
 
@@ -262,10 +262,13 @@ class GraphClient:
         json: Any = None,
         ok: tuple[int, ...] = (200,),
         units: int | None = None,
+        requests_made: int = 1,
     ) -> requests.Response:
+        """One call; `units` and `requests_made` (a `$batch`: its items and itself) override
+        what the budget is charged."""
         url = self._url(path_or_url)
         path = urlsplit(url).path
-        self._spend(cost(method, url, params) if units is None else units)
+        self._spend(cost(method, url, params) if units is None else units, requests_made)
         send = {"Authorization": f"Bearer {self.token()}", **(headers or {})}
         try:
             response = self.http.request(
@@ -299,10 +302,7 @@ class GraphClient:
         hint = None
         if status == 403 or code == "Authorization_RequestDenied":
             kind = "delegated" if self.delegated is not None else "application"
-            hint = (
-                f"The app lacks the {kind} permission {permission_for(path)}: add it in "
-                "the app registration and grant admin consent"
-            )
+            hint = permission_hint(path, kind)
         elif status == 401:
             hint = "The token was refused: check tenant_id, client_id and graph_base_url"
         elif status == 429:
@@ -402,7 +402,13 @@ class GraphClient:
                 "requests": [{"id": k, "method": "GET", "url": u} for k, u in pending.items()]
             }
             response = self.request(
-                "POST", "/$batch", json=payload, units=units, headers={}, ok=(200, 424)
+                "POST",
+                "/$batch",
+                json=payload,
+                units=units,
+                requests_made=len(pending) + 1,
+                headers={},
+                ok=(200, 424),
             )
             body = _json(response)
             self.stats.add(batches=1)

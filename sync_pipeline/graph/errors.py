@@ -17,6 +17,11 @@ PERMISSION_FOR_PATH = (
     ("/users", "User.Read.All"),
 )
 
+# Listing the members of a hidden-membership group (visibility HiddenMembership) needs this
+# one too (the note in Microsoft's group-list-members.md and group-list-transitivemembers.md).
+MEMBER_READ_HIDDEN = "Member.Read.Hidden"
+_MEMBER_READS = ("/members", "/transitiveMembers")
+
 _AADSTS = re.compile(r"AADSTS\d+")
 
 
@@ -25,6 +30,14 @@ def permission_for(path: str) -> str:
         if fragment in path:
             return permission
     return "User.Read.All"
+
+
+def permission_hint(path: str, kind: str) -> str:
+    """What to grant when Graph answers 403 to `path` (`kind`: application or delegated)."""
+    hint = f"The app lacks the {kind} permission {permission_for(path)}"
+    if any(fragment in path for fragment in _MEMBER_READS):
+        hint += f" (or, for a hidden-membership group, {MEMBER_READ_HIDDEN})"
+    return f"{hint}: add it in the app registration and grant admin consent"
 
 
 class GraphError(RuntimeError):

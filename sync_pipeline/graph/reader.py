@@ -14,18 +14,24 @@
   in `$batch`es of 20 concurrently (the delta round is one sequential chain of ~250 members a
   page: minutes at 100k users), after taking a members link with `$deltatoken=latest`
   (delta.latest_link): their later rounds too report only the changed pairs;
+- hidden-membership groups (`visibility` HiddenMembership): their members are always read
+  with `/groups/{id}/members`, never taken from a delta round, since listing them needs
+  Member.Read.Hidden besides GroupMember.Read.All and a delta round may leave them out
+  without saying so (docs/extraction.md); without the permission Graph answers 403, and
+  `members_batch(..., on_denied=...)` reports the group instead of failing;
 - subscribed SKUs: one call.
 No Dagster and no database here: these functions only talk to Graph.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Any
 from urllib.parse import quote
 
 from sync_pipeline.graph.client import GraphClient
 from sync_pipeline.graph.delta import DeltaRound
+from sync_pipeline.graph.errors import GraphError
 
 USER_SELECT = (
     "id,userPrincipalName,mail,otherMails,proxyAddresses,displayName,givenName,surname,"
@@ -35,8 +41,10 @@ USER_SELECT = (
 # The users delta also selects the manager navigation property: items carry `manager@delta`.
 USER_DELTA_SELECT = f"{USER_SELECT},manager"
 GROUP_SELECT = (
-    "id,displayName,description,groupTypes,mailEnabled,securityEnabled,mail,createdDateTime"
+    "id,displayName,description,groupTypes,mailEnabled,securityEnabled,mail,createdDateTime,"
+    "visibility"
 )
+HIDDEN_MEMBERSHIP = "HiddenMembership"  # a group's `visibility` when its members are hidden
 MAX_PAGE = 999
 EXPAND_PAGE = 100  # Graph's maximum page size with $expand
 BATCH_SIZE = 20  # Graph's maximum requests per $batch
@@ -74,15 +82,28 @@ def _chunks(items: list[str], size: int = BATCH_SIZE) -> Iterator[list[str]]:
         yield items[i : i + size]
 
 
+def is_hidden(group: dict[str, Any]) -> bool:
+    return group.get("visibility") == HIDDEN_MEMBERSHIP
+
+
 def members_batch(
-    client: GraphClient, group_ids: list[str]
+    client: GraphClient,
+    group_ids: list[str],
+    on_denied: Callable[[str, GraphError], None] | None = None,
 ) -> Iterator[tuple[str, list[dict], bool]]:
     """(group id, a page of its direct members, first page?) for up to 20 groups: one `$batch`,
-    then each large group's nextLinks page by page (a 100k-member group is never held whole)."""
+    then each large group's nextLinks page by page (a 100k-member group is never held whole).
+
+    A group whose members Graph refuses (403, a hidden-membership group without
+    Member.Read.Hidden) fails the read, unless `on_denied` is given: then it gets the group id
+    and the error (whose hint names the permission), and the group yields nothing."""
     urls = {str(i): MEMBERS_URL.format(quote(gid, safe="")) for i, gid in enumerate(group_ids)}
     answers = client.batch(urls)
     for key, url in urls.items():
         status, body = answers[key]
+        if status == 403 and on_denied is not None:
+            on_denied(group_ids[int(key)], client.batch_error(url, status, body))
+            continue
         if status != 200 or not isinstance(body, dict) or not isinstance(body.get("value"), list):
             raise client.batch_error(url, status, body)
         gid = group_ids[int(key)]
