@@ -16,7 +16,7 @@ import pytest
 import sqlalchemy as sa
 
 from sync_pipeline import explain, report, tenants
-from sync_pipeline.fakegraph import generate_tenant
+from sync_pipeline.fakegraph import bundled_tenant, generate_tenant
 from sync_pipeline_tests.conftest import settings_for, start_fake
 from sync_pipeline_tests.test_checks import evaluations, run_sync
 
@@ -33,7 +33,7 @@ def odd() -> dict:
     """The tenant, and who was made odd how: `twins` maps each odd user to the user whose
     address it collides with and which of the two must win (same rule as case collisions)."""
     doc = generate_tenant(name="odd-rows", users=USERS, seed=5, domain="odd.example")
-    ring = {u for u, m in doc["managers"].items() if doc["managers"].get(m) and u in _ring(doc)}
+    ring = _ring(doc)
     users = doc["users"]
     # plain enabled members, away from the generator's own edge cases and its ring
     plain = [
@@ -185,3 +185,33 @@ def test_explain_and_the_report_name_the_cycle_rule(odd, synced, engine):
         (dup,) = explain.lookup(conn, settings, loser)
     assert dup.reasons == ["duplicate_email"] and dup.winner is not None
     assert dup.winner["graph_id"] == odd["losers"][loser]
+
+
+def test_the_demo_tenant_syncs_with_managers_and_explains_its_cycle(engine, database_url, tmp_path):
+    """contoso-demo has one manager ring and one nesting cycle (Project Falcon); with
+    import_managers on it syncs, and explain names the rule for the user whose link was cut."""
+    doc = bundled_tenant("contoso-demo")
+    ring = sorted(_ring(doc))
+    assert len(ring) == 3
+    falcon = {g["displayName"]: g["id"] for g in doc["groups"]}
+    a, b = falcon["Project Falcon"], falcon["Project Falcon Core"]
+    assert b in doc["members"][a] and a in doc["members"][b]
+    fake = start_fake([doc], tmp_path)
+    try:
+        slug = f"demo-{secrets.token_hex(4)}"
+        settings = settings_for(slug, doc, fake, import_managers=True)
+        with engine.begin() as conn:
+            tenants.save(conn, settings)
+        with dg.instance_for_test() as instance:
+            result = run_sync(instance, database_url, slug)
+    finally:
+        fake.stop()
+    assert result.success
+    odd = evaluations(result)["snapshot_odd_rows"]
+    assert odd.metadata["odd_manager_cycle"].value == 1
+    assert odd.metadata["odd_nesting_cycle"].value == 2
+    with engine.connect() as conn:
+        explained = {x.graph_id: x for u in ring for x in explain.lookup(conn, settings, u)}
+    cut, *kept = ring
+    assert explain.CYCLE_RULE in explained[cut].manager_sentence
+    assert all(explained[u].manager for u in kept)  # the other two keep their managers
