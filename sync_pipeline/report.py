@@ -80,6 +80,9 @@ class Report:
     attachment: Attachment | None = None
     # imported users whose manager link was cut to break a manager cycle, each in a sentence
     manager_notes: list[str] = field(default_factory=list)
+    # groups that are odd but legal in Entra ID (a blank name, nesting in a cycle), each in a
+    # sentence: nothing was left out, but the admin may want to tidy them
+    group_notes: list[str] = field(default_factory=list)
 
     @property
     def total_changes(self) -> int:
@@ -97,6 +100,11 @@ def build(conn: sa.Connection, settings: TenantSettings, run_id: int, *, dry_run
         f"{r.user_principal_name or r.graph_id}: manager not imported: manager cycle "
         f"{r.cycle} → {r.email}; the link from {r.email} was cut (rule: {explain.CYCLE_RULE})"
         for r in conn.execute(db.q("report/manager_cuts"), params)
+    ]
+    group_notes = [
+        _GROUP_NOTES[r.reason].format(id=r.graph_id, name=r.detail)
+        for r in conn.execute(db.q("checks/snapshot_odd_rows"), params)
+        if r.kind == "group" and r.reason in _GROUP_NOTES
     ]
     active = conn.execute(db.q("load/active_users"), params).scalar_one()
     exceeded, message = diff.safety_check(
@@ -122,7 +130,16 @@ def build(conn: sa.Connection, settings: TenantSettings, run_id: int, *, dry_run
         warnings=warnings,
         attachment=changes_attachment(conn, settings.slug, run_id),
         manager_notes=manager_notes,
+        group_notes=group_notes,
     )
+
+
+_GROUP_NOTES = {
+    "blank_group_name": "group {id} has a blank name in Entra ID: it is imported under its "
+    "Graph id until it is named there",
+    "nesting_cycle": "group {name!r} is nested in a cycle (it is, through other groups, a "
+    "member of itself): each group of the cycle gets the members of all of them",
+}
 
 
 def _fmt(value: Any) -> str:
@@ -156,6 +173,8 @@ def markdown(report: Report) -> str:
         lines += [f"| {k} | {v} |" for k, v in sorted(report.excluded_by_reason.items())]
     if report.manager_notes:
         lines += ["", "**Managers left out**", *[f"- {n}" for n in report.manager_notes]]
+    if report.group_notes:
+        lines += ["", "**Groups to look at**", *[f"- {n}" for n in report.group_notes]]
     if report.changes:
         lines += ["", "| entity | action | who / what | before | after |", "|---|---|---|---|---|"]
         lines += [
@@ -267,6 +286,8 @@ def text(report: Report) -> str:
         ]
     if report.manager_notes:
         lines += ["", "Managers left out:", *[f"  - {n}" for n in report.manager_notes]]
+    if report.group_notes:
+        lines += ["", "Groups to look at:", *[f"  - {n}" for n in report.group_notes]]
     lines += ["", _where(report)[0].upper() + _where(report)[1:]]
     return "\n".join(lines)
 
@@ -280,6 +301,7 @@ def _html(report: Report) -> str:
     )
     warn = "".join(f"<li>{esc(w)}</li>" for w in report.warnings)
     cuts = "".join(f"<li>{esc(n)}</li>" for n in report.manager_notes)
+    odd_groups = "".join(f"<li>{esc(n)}</li>" for n in report.group_notes)
     changes = "".join(
         f"<tr><td>{esc(c['entity'])}</td><td>{esc(c['action'])}</td>"
         f"<td>{esc(str(c['label'] or c['key']))}</td><td>{esc(_fmt(c['before']))}</td>"
@@ -310,6 +332,7 @@ def _html(report: Report) -> str:
             else ""
         )
         + (f"<h3>Managers left out</h3><ul>{cuts}</ul>" if cuts else "")
+        + (f"<h3>Groups to look at</h3><ul>{odd_groups}</ul>" if odd_groups else "")
         + "</body></html>"
     )
 

@@ -180,6 +180,8 @@ def test_explain_and_the_report_name_the_cycle_rule(odd, synced, engine):
     (note,) = built.manager_notes
     assert explain.CYCLE_RULE in note and "manager cycle" in note
     assert "Managers left out" in report.text(built) and note in report.markdown(built)
+    falcon = [n for n in built.group_notes if "nested in a cycle" in n]
+    assert len(falcon) == 2 and "Groups to look at" in report.text(built)
     loser = next(iter(odd["losers"]))
     with engine.connect() as conn:
         (dup,) = explain.lookup(conn, settings, loser)
