@@ -10,13 +10,18 @@ Severity: a CRITICAL expectation guards the load (its failure is ERROR, which bl
 a WARNING one is advisory (WARN). GX runs quietly: an ephemeral context (no `gx/` folder),
 progress bars off, analytics off.
 
-Why the snapshot checks exist although the transform already settles duplicates and the deny
-list: the transform compares addresses with Postgres `lower()` after trimming ASCII spaces;
-these suites compare them the way people read them (Unicode NFKC, all whitespace trimmed,
-case-folded), so a full-width `ALICE@x.com`, `alice@x.com` + a no-break space and
-`alice@x.com` are one address here. They also re-check what the load relies on (managers
-and members point at imported rows, no manager cycles, no blank group names) whatever the
-transform did.
+What blocks and what only warns (docs/checks.md has the table): a guard of the engine's own
+invariants or of a whole-run risk (an incomplete read, a mass deactivation, drift) is ERROR;
+a property of individual Graph rows (an address that is malformed or a duplicate once
+normalised, a member of an unknown type, a manager or nesting cycle, a blank group name) is
+left out or repaired by the transform, row by row, and counted by a WARN expectation
+(`snapshot_odd_rows`, and the member types in `staging_members`).
+
+The snapshot suites re-check what the load relies on, whatever the transform did: addresses
+present, well-formed, unique and not denied, compared by the same key the transform uses
+(`sync.address_key`, see `addresses.py`: the key comes from the database with the rows, so
+check and transform cannot disagree); managers and members point at imported rows; no
+manager cycles; no blank group names.
 """
 
 from __future__ import annotations
@@ -26,7 +31,6 @@ import logging
 import os
 import threading
 import time
-import unicodedata
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -34,7 +38,7 @@ import numpy as np
 import pandas as pd
 import sqlalchemy as sa
 
-from sync_pipeline import db, diff
+from sync_pipeline import addresses, db, diff
 from sync_pipeline.settings import TenantSettings
 
 if TYPE_CHECKING:
@@ -43,8 +47,8 @@ if TYPE_CHECKING:
 # No usage statistics leave the process; must be set before GX is imported.
 os.environ.setdefault("GX_ANALYTICS_ENABLED", "False")
 
-# Python's `\s` also matches Unicode spaces (no-break space...), which Postgres' does not.
-ADDRESS_REGEX = r"^[^@\s]+@[^@\s]+\.[^@\s]+$"
+# The transform's own pattern (addresses.py): whitespace spelled out, as Postgres reads it too.
+ADDRESS_REGEX = addresses.ADDRESS_RE
 BLANK_REGEX = r"^\s*$"
 # Directory objects Graph lists as group members that we do not stage, and that are fine.
 OTHER_MEMBER_TYPES = ("orgContact", "device", "servicePrincipal")
@@ -84,21 +88,6 @@ class Outcome:
     def severity(self) -> str:
         """ERROR when any failed expectation guards the load, else WARN (also when passed)."""
         return ERROR if any(f.severity == ERROR for f in self.failures) else WARN
-
-
-def normalise_address(value: object) -> str | None:
-    """An address as people read it: Unicode NFKC, whitespace trimmed, case-folded."""
-    if not isinstance(value, str):
-        return None
-    return unicodedata.normalize("NFKC", value).strip().casefold()
-
-
-def address_key(value: object) -> str | None:
-    """`normalise_address`, with a shortcut for plain ASCII (nearly every address): NFKC leaves
-    ASCII as it is and casefold() is lower() there. Half the time at 100k addresses."""
-    if isinstance(value, str) and value.isascii():
-        return value.strip().lower()
-    return normalise_address(value)
 
 
 # -- GX plumbing ---------------------------------------------------------------------------------
@@ -226,10 +215,17 @@ def _suite_expectations(name: str, strict: bool) -> list[Any]:
                 description="no member rows for a group that was not staged",
             ),
             e.ExpectColumnValuesToBeInSet(
-                column="unknown_members",
+                column="missing_members",
                 value_set=[0],
-                description="every member is a staged user or group, or a known directory "
-                "object type",
+                description="every user or group member was read as a user or group (else a "
+                "read lost it)",
+            ),
+            e.ExpectColumnValuesToBeInSet(
+                column="unknown_type_members",
+                value_set=[0],
+                description="every member is a user, a group or a known directory object type "
+                "(others are ignored by the transform)",
+                **warning,
             ),
         ],
         # validated with staging_members (the same check): one row, the tenant's membership
@@ -284,6 +280,15 @@ def _suite_expectations(name: str, strict: bool) -> list[Any]:
             ),
             e.ExpectColumnValuesToNotMatchRegex(
                 column="mapped_to", regex=BLANK_REGEX, description="no blank mapping targets"
+            ),
+        ],
+        # advisory only: every row is a Graph row the transform left out or repaired
+        "snapshot_odd_rows": [
+            e.ExpectColumnValuesToBeNull(
+                column="reason",
+                description="no odd Graph rows left out or repaired (duplicate or unusable "
+                "addresses, manager cycles cut, blank group names, nesting cycles)",
+                **warning,
             ),
         ],
         "snapshot_memberships": [
@@ -348,10 +353,11 @@ def _suite_expectations(name: str, strict: bool) -> list[Any]:
 SAMPLE_COLUMNS = {
     "staging_users": ["id", "user_principal_name"],
     "staging_groups": ["id", "display_name"],
-    "staging_members": ["group_id", "unknown_sample"],
+    "staging_members": ["group_id", "missing_sample", "unknown_type_sample"],
     "staging_member_count": ["staged", "extracted"],
     "snapshot_users": ["graph_id", "email", "manager_graph_id"],
     "snapshot_groups": ["graph_id", "name"],
+    "snapshot_odd_rows": ["kind", "graph_id", "reason", "detail"],
     "snapshot_memberships": ["group_graph_id", "unknown_sample"],
     "diff_safety": ["deactivations", "active_users"],
     "diff_fields": ["entity", "action", "key", "label", "field"],
@@ -540,9 +546,10 @@ def check_staging_members(conn: sa.Connection, tenant: str) -> Outcome:
     return outcome
 
 
-def deny_params(settings: TenantSettings) -> dict[str, list[str]]:
-    """The deny list, normalised like the addresses it is compared with."""
-    entries = [normalise_address(e) or "" for e in settings.email_deny_list]
+def deny_params(conn: sa.Connection, settings: TenantSettings) -> dict[str, list[str]]:
+    """The deny list as address keys, by the transform's own function (`sync.address_key`)."""
+    params = {"entries": [e.strip() for e in settings.email_deny_list]}
+    entries = [e or "" for e in conn.execute(db.q("checks/deny_keys"), params).scalars()]
     return {
         "deny_addresses": [e for e in entries if not e.startswith("*@")],
         "deny_domains": [e.removeprefix("*@") for e in entries if e.startswith("*@")],
@@ -577,15 +584,35 @@ def check_snapshot_users(conn: sa.Connection, settings: TenantSettings) -> Outco
     imported = set(frame["graph_id"])
     frame["manager_known"] = [m is None or m in imported for m in managers]
     frame["manager_chain_ends"] = manager_chain_ends(frame["graph_id"], managers)
-    keys = [address_key(e) for e in frame["email"]]
-    frame["address_key"] = keys
-    frame["address_domain"] = [k.rpartition("@")[2] if k is not None else None for k in keys]
-    return validate("snapshot_users", frame, deny_params(settings))
+    frame["address_domain"] = [
+        k.rpartition("@")[2] if k is not None else None for k in frame["address_key"]
+    ]
+    return validate("snapshot_users", frame, deny_params(conn, settings))
 
 
 def check_snapshot_groups(conn: sa.Connection, tenant: str) -> Outcome:
     """Imported groups: ids unique, names present and not blank."""
     return validate("snapshot_groups", load(conn, "snapshot_groups", {"tenant": tenant}))
+
+
+def check_snapshot_odd_rows(conn: sa.Connection, tenant: str) -> Outcome:
+    """Graph rows the transform left out or repaired instead of stopping the sync: WARN with
+    their number per reason (`odd_<reason>` facts) and a few of them; never ERROR."""
+    frame = load(conn, "snapshot_odd_rows", {"tenant": tenant})
+    outcome = validate("snapshot_odd_rows", frame)
+    counts = frame["reason"].value_counts() if len(frame) else {}
+    outcome.facts |= {f"odd_{r}": int(counts.get(r, 0)) for r in ODD_ROW_REASONS}
+    return outcome
+
+
+# The reasons snapshot_odd_rows counts (sql/checks/snapshot_odd_rows.sql).
+ODD_ROW_REASONS = (
+    "duplicate_email",
+    "no_email",
+    "manager_cycle",
+    "blank_group_name",
+    "nesting_cycle",
+)
 
 
 def check_snapshot_memberships(conn: sa.Connection, tenant: str) -> Outcome:

@@ -14,7 +14,7 @@ from typing import Any
 
 import sqlalchemy as sa
 
-from sync_pipeline import db, unreadable
+from sync_pipeline import addresses, db, unreadable
 from sync_pipeline.settings import TenantSettings
 
 
@@ -58,12 +58,14 @@ def _person(row: Any) -> str:
 
 
 def _deny_entry(settings: TenantSettings, email: str | None) -> str | None:
-    if not email:
+    low = addresses.key(email)
+    if not low:
         return None
-    low = email.strip().lower()
     for entry in settings.email_deny_list:
-        e = entry.strip().lower()
-        if e == low or (e.startswith("*@") and low.split("@", 1)[-1] == e[2:]):
+        e = entry.strip()
+        if addresses.key(e) == low or (
+            e.startswith("*@") and low.split("@", 1)[-1] == addresses.key(e[2:])
+        ):
             return entry
     return None
 
@@ -176,6 +178,8 @@ def _manager(conn: sa.Connection, settings: TenantSettings, row: Any, x: Explana
         who = _person(m) if m else graph_manager
         why = note.partition(":")[2] or "excluded"
         x.manager_sentence = f"none in the app: the Graph manager {who} is not synced ({why})"
+    elif note.startswith("manager_cycle"):
+        x.manager_sentence = _cycle_sentence(conn, settings.slug, note.partition(":")[2].split())
     elif note == "manager_not_found":
         x.manager_sentence = (
             f"none in the app: the Graph manager {graph_manager} is not among the tenant's users"
@@ -184,3 +188,25 @@ def _manager(conn: sa.Connection, settings: TenantSettings, row: Any, x: Explana
         x.manager_sentence = f"none in the app ({note})"
     else:
         x.manager_sentence = "none: Graph has no manager for this user"
+
+
+# The rule the transform applies to a manager cycle (sql/transform/users.sql, docs/checks.md).
+CYCLE_RULE = (
+    "in a manager cycle the member with the lowest Graph id keeps no manager, the others keep "
+    "theirs"
+)
+
+
+def _cycle_sentence(conn: sa.Connection, tenant: str, cycle: list[str]) -> str:
+    """The cut link in words: the cycle by name, in manager order from the user whose link was
+    cut (the note's ids), and the rule."""
+    people = []
+    for graph_id in cycle:
+        m = conn.execute(db.q("explain/user"), {"tenant": tenant, "user_id": graph_id}).first()
+        people.append(_person(m) if m else graph_id)
+    ring = " → ".join([*people, people[0]]) if people else "?"
+    cut = f"{people[0]} to {people[1 % len(people)]}" if people else "this user"
+    return (
+        f"none in the app: manager not imported: manager cycle {ring}; the link from {cut} "
+        f"was cut (rule: {CYCLE_RULE}). Fix the managers in Entra ID to set one."
+    )

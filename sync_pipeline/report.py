@@ -32,7 +32,7 @@ from zoneinfo import ZoneInfo
 
 import sqlalchemy as sa
 
-from sync_pipeline import db, diff, mail, unreadable
+from sync_pipeline import db, diff, explain, mail, unreadable
 from sync_pipeline.settings import TenantSettings
 
 SHOWN = 200  # changes and exclusions shown inline; the CSV carries them all
@@ -78,6 +78,11 @@ class Report:
     excluded: list[dict[str, Any]]
     warnings: list[str] = field(default_factory=list)
     attachment: Attachment | None = None
+    # imported users whose manager link was cut to break a manager cycle, each in a sentence
+    manager_notes: list[str] = field(default_factory=list)
+    # groups that are odd but legal in Entra ID (a blank name, nesting in a cycle), each in a
+    # sentence: nothing was left out, but the admin may want to tidy them
+    group_notes: list[str] = field(default_factory=list)
 
     @property
     def total_changes(self) -> int:
@@ -91,6 +96,16 @@ def build(conn: sa.Connection, settings: TenantSettings, run_id: int, *, dry_run
     head = params | {"limit": SHOWN, "memberships": True}
     changes = [dict(r._mapping) for r in conn.execute(db.q("report/changes"), head)]
     excluded = [dict(r._mapping) for r in conn.execute(db.q("report/excluded"), params)]
+    manager_notes = [
+        f"{r.user_principal_name or r.graph_id}: manager not imported: manager cycle "
+        f"{r.cycle} → {r.email}; the link from {r.email} was cut (rule: {explain.CYCLE_RULE})"
+        for r in conn.execute(db.q("report/manager_cuts"), params)
+    ]
+    group_notes = [
+        _GROUP_NOTES[r.reason].format(id=r.graph_id, name=r.detail)
+        for r in conn.execute(db.q("checks/snapshot_odd_rows"), params)
+        if r.kind == "group" and r.reason in _GROUP_NOTES
+    ]
     active = conn.execute(db.q("load/active_users"), params).scalar_one()
     exceeded, message = diff.safety_check(
         {"user_deactivate": counts.get("user_deactivate", 0), "active_users": active}, settings
@@ -116,7 +131,17 @@ def build(conn: sa.Connection, settings: TenantSettings, run_id: int, *, dry_run
         excluded=excluded,
         warnings=warnings,
         attachment=changes_attachment(conn, settings.slug, run_id),
+        manager_notes=manager_notes,
+        group_notes=group_notes,
     )
+
+
+_GROUP_NOTES = {
+    "blank_group_name": "group {id} has a blank name in Entra ID: it is imported under its "
+    "Graph id until it is named there",
+    "nesting_cycle": "group {name!r} is nested in a cycle (it is, through other groups, a "
+    "member of itself): each group of the cycle gets the members of all of them",
+}
 
 
 def _fmt(value: Any) -> str:
@@ -148,6 +173,10 @@ def markdown(report: Report) -> str:
     if report.excluded_by_reason:
         lines += ["", "| left out because | users |", "| --- | ---: |"]
         lines += [f"| {k} | {v} |" for k, v in sorted(report.excluded_by_reason.items())]
+    if report.manager_notes:
+        lines += ["", "**Managers left out**", *[f"- {n}" for n in report.manager_notes]]
+    if report.group_notes:
+        lines += ["", "**Groups to look at**", *[f"- {n}" for n in report.group_notes]]
     if report.changes:
         lines += ["", "| entity | action | who / what | before | after |", "|---|---|---|---|---|"]
         lines += [
@@ -257,6 +286,10 @@ def text(report: Report) -> str:
             f"  - {e['user_principal_name'] or e['graph_id']}: {', '.join(e['reasons'])}"
             for e in report.excluded[:SHOWN]
         ]
+    if report.manager_notes:
+        lines += ["", "Managers left out:", *[f"  - {n}" for n in report.manager_notes]]
+    if report.group_notes:
+        lines += ["", "Groups to look at:", *[f"  - {n}" for n in report.group_notes]]
     lines += ["", _where(report)[0].upper() + _where(report)[1:]]
     return "\n".join(lines)
 
@@ -269,6 +302,8 @@ def _html(report: Report) -> str:
         for k, v in sorted(report.counts.items())
     )
     warn = "".join(f"<li>{esc(w)}</li>" for w in report.warnings)
+    cuts = "".join(f"<li>{esc(n)}</li>" for n in report.manager_notes)
+    odd_groups = "".join(f"<li>{esc(n)}</li>" for n in report.group_notes)
     changes = "".join(
         f"<tr><td>{esc(c['entity'])}</td><td>{esc(c['action'])}</td>"
         f"<td>{esc(str(c['label'] or c['key']))}</td><td>{esc(_fmt(c['before']))}</td>"
@@ -298,6 +333,8 @@ def _html(report: Report) -> str:
             if excluded
             else ""
         )
+        + (f"<h3>Managers left out</h3><ul>{cuts}</ul>" if cuts else "")
+        + (f"<h3>Groups to look at</h3><ul>{odd_groups}</ul>" if odd_groups else "")
         + "</body></html>"
     )
 

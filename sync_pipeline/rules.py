@@ -11,6 +11,13 @@ state, then its address:
     out_of_scope, disabled, guest, unlicensed, no_email, deny_list, duplicate_email
 
 `duplicate_email` is settled only among users no other rule excludes, so it is always alone.
+Addresses are compared as `addresses.py` says (NFKC, Unicode whitespace trimmed, lower-cased),
+so a fullwidth, padded or ligature twin of an address is a `duplicate_email`, and one that is
+malformed once normalised is `no_email`.
+
+Odd but legal data never stops the sync: a manager cycle is cut at its lowest Graph id (the
+user keeps no manager, `manager_note` says why; see `MANAGER_NOTES`), a nesting cycle is
+flattened like any nesting, a blank group name shows as the group's id.
 """
 
 from __future__ import annotations
@@ -20,7 +27,7 @@ import re
 
 import sqlalchemy as sa
 
-from sync_pipeline import db
+from sync_pipeline import addresses, db
 from sync_pipeline.settings import TenantSettings
 
 USER_REASONS = (
@@ -40,8 +47,15 @@ GROUP_REASONS = (
     "not_selected",
 )
 
-# The shape an address must have to be imported; the same rule the settings use (Postgres ARE).
-ADDRESS_RE = r"^[^@\s]+@[^@\s]+\.[^@\s]+$"
+# Why an imported user with a manager in Graph has none in the app (snapshot_users.manager_note,
+# before any `:detail`): the manager is not among the tenant's users; the manager is not
+# imported (`:` its reason); the link was cut to break a manager cycle (`:` the cycle's Graph
+# ids in manager order, starting at the user whose link was cut; see docs/checks.md).
+MANAGER_NOTES = ("manager_not_found", "manager_excluded", "manager_cycle")
+
+# The shape an address must have to be imported (its clean form, addresses.py); the checks
+# use the same pattern.
+ADDRESS_RE = addresses.ADDRESS_RE
 
 _STATEMENT_END = re.compile(r";[ \t]*(?:\n|$)")
 
@@ -101,7 +115,7 @@ def build_snapshot(conn: sa.Connection, settings: TenantSettings) -> dict[str, i
     next to nothing (see sql/transform/memberships.sql). Runs inside the caller's transaction
     (temporary tables are dropped at commit). Returns counts for metadata: users_included,
     users_excluded, excluded_<reason> for every user reason, groups_included, groups_excluded,
-    groups_excluded_<reason>, groups_mapped, memberships, managers_set.
+    groups_excluded_<reason>, groups_mapped, memberships, managers_set, managers_cut_cycle.
     """
     params = snapshot_params(settings)
     for name in SCRIPTS:

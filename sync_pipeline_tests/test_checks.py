@@ -12,7 +12,7 @@ import pandas as pd
 import pytest
 import sqlalchemy as sa
 
-from sync_pipeline import expectations, tenants
+from sync_pipeline import addresses, expectations, tenants
 from sync_pipeline.definitions import defs
 from sync_pipeline.defs.partitions import TENANT_PARTITIONS
 from sync_pipeline.defs.resources import Database, Graph
@@ -131,11 +131,14 @@ def test_checks_sit_beside_their_assets_and_block():
         ("snapshot_users", "snapshot_users_drift"),
         ("snapshot_groups", "snapshot_groups_valid"),
         ("snapshot_memberships", "snapshot_memberships_valid"),
+        ("snapshot_users", "snapshot_odd_rows"),
         ("sync_diff", "sync_diff_within_safety_limit"),
         ("sync_diff", "sync_diff_keeps_addresses_and_names"),
     }
     for (asset, name), spec in listed.items():
-        if asset.startswith(("snapshot_", "sync_diff")):
+        if name == "snapshot_odd_rows":  # advisory only: odd Graph rows never stop a sync
+            assert not spec.blocking
+        elif asset.startswith(("snapshot_", "sync_diff")):
             assert spec.blocking, f"{asset}:{name} must block the apply"
         assert spec.description, f"{asset}:{name} has no description"
 
@@ -151,10 +154,17 @@ def test_good_data_passes_every_check(
     result = run_sync(instance, database_url, slug)
     assert result.success
     found = evaluations(result)
-    assert len(found) == 9
+    assert len(found) == 10
+    odd = found.pop("snapshot_odd_rows")
     assert all(e.passed for e in found.values()), {
         n: e.metadata for n, e in found.items() if not e.passed
     }
+    # a generated tenant is a real-looking one: it has odd rows (case-only duplicate UPNs, a
+    # manager ring, a nesting cycle), which the advisory check counts without blocking
+    assert not odd.passed and odd.severity == dg.AssetCheckSeverity.WARN
+    assert odd.metadata["odd_manager_cycle"].value == 1
+    assert odd.metadata["odd_nesting_cycle"].value == 2
+    assert odd.metadata["odd_duplicate_email"].value >= 1
     assert result.asset_materializations_for_node("app_directory")
     # quiet: GX keeps everything in memory (no gx/ folder or other files in the working tree)
     assert list(tmp_path.iterdir()) == []
@@ -163,37 +173,109 @@ def test_good_data_passes_every_check(
     assert os.environ["GX_ANALYTICS_ENABLED"] == "False"
 
 
-def test_addresses_colliding_after_normalisation_block_the_apply(
+def test_addresses_colliding_after_normalisation_are_one_address(
     instance, database_url, engine, docs, fake
 ):
-    """The transform compares lower()-ed addresses, so a full-width twin of an imported
-    address gets in as a second user; the snapshot check reads them as one address."""
+    """A full-width twin of an imported address is the same address once normalised: the
+    transform leaves the newer user out as duplicate_email (it used to reach the snapshot and
+    stop the sync at the uniqueness check), and the advisory check counts it."""
     doc = docs["collision"]
     slug = register(engine, doc, fake)
     before = first_sync(instance, database_url, engine, slug)
     victim = next(r for r in before[0] if r[1] == slug)  # (id, tenant, external_id, email, ...)
     local, domain = victim[3].split("@")
     twin = "".join(chr(ord(c) + 0xFEE0) if c.isascii() and c.isalnum() else c for c in local)
-    fake.add_user(
+    twin_id = fake.add_user(
         doc["tenant_id"],
         {"userPrincipalName": f"{twin.upper()}@{domain}", "displayName": "Twin"},
     )
     result = run_sync(instance, database_url, slug)
-    found = assert_blocked(result, engine, slug, before, "snapshot_users_valid", "address_key")
-    sample = found["snapshot_users_valid"].metadata["failed_expectations"].value
-    assert victim[3] in sample  # the sample names the colliding rows
+    assert result.success
+    found = evaluations(result)
+    assert found["snapshot_users_valid"].passed
+    odd = found["snapshot_odd_rows"]
+    assert odd.severity == dg.AssetCheckSeverity.WARN
+    assert twin_id in odd.metadata["failed_expectations"].value
+    after = app_state(engine, slug)[0]
+    assert [r[2] for r in after] == [r[2] for r in before[0]]  # the twin got no app row
+    with engine.connect() as conn:
+        row = conn.execute(
+            sa.text(
+                "SELECT included, reason, email FROM sync.snapshot_users"
+                " WHERE tenant = :t AND graph_id = :g"
+            ),
+            {"t": slug, "g": twin_id},
+        ).one()
+    assert (row.included, row.reason) == (False, "duplicate_email")
+    assert row.email.lower() == victim[3].lower()  # stored in its clean (NFKC) form
 
 
-def test_a_manager_cycle_blocks_the_apply(instance, database_url, engine, docs, fake):
+def test_a_manager_cycle_is_cut_at_its_lowest_id(instance, database_url, engine, docs, fake):
+    """A new manager cycle no longer stops the sync (the blocking check used to): the transform
+    cuts the link of the member with the lowest Graph id, the others keep their managers."""
     doc = docs["cycle"]
     slug = register(engine, doc, fake, import_managers=True)
-    before = first_sync(instance, database_url, engine, slug)
-    a, b, c = (r[2] for r in before[0][:3])
+    first_sync(instance, database_url, engine, slug)
+    with engine.connect() as conn:
+        plain = conn.execute(
+            sa.text(
+                "SELECT graph_id FROM sync.snapshot_users WHERE tenant = :t AND included"
+                " AND manager_note IS NULL ORDER BY graph_id LIMIT 3"
+            ),
+            {"t": slug},
+        ).scalars()
+        a, b, c = plain
     fake.set_manager(doc["tenant_id"], a, b)
     fake.set_manager(doc["tenant_id"], b, c)
     fake.set_manager(doc["tenant_id"], c, a)
     result = run_sync(instance, database_url, slug)
-    assert_blocked(result, engine, slug, before, "snapshot_users_valid", "manager_chain_ends")
+    assert result.success
+    assert evaluations(result)["snapshot_users_valid"].passed
+    with engine.connect() as conn:
+        rows = conn.execute(
+            sa.text(
+                "SELECT u.external_id, m.external_id AS manager FROM app.users u"
+                " LEFT JOIN app.users m ON m.id = u.manager_id"
+                " WHERE u.tenant = :t AND u.external_id = ANY (:ids)"
+            ),
+            {"t": slug, "ids": [a, b, c]},
+        ).all()
+        note = conn.execute(
+            sa.text(
+                "SELECT manager_note FROM sync.snapshot_users WHERE tenant = :t AND graph_id = :g"
+            ),
+            {"t": slug, "g": a},
+        ).scalar()
+    assert dict(rows) == {a: None, b: c, c: a}  # a has the lowest id of the three
+    assert note == f"manager_cycle:{a} {b} {c}"
+
+
+def test_the_manager_cycle_guard_still_catches_a_cycle_in_the_snapshot(engine):
+    """The transform never writes a manager cycle; the blocking check is the guard of that
+    invariant and must still fail (ERROR) on a snapshot that has one."""
+    slug = f"qc-{secrets.token_hex(4)}"
+    with engine.begin() as conn:
+        conn.execute(
+            sa.text(
+                "INSERT INTO sync.snapshot_users (tenant, graph_id, included, email,"
+                " manager_graph_id) VALUES"
+                " (:t, 'u1', true, 'a@x.com', 'u2'), (:t, 'u2', true, 'b@x.com', 'u1'),"
+                " (:t, 'u3', true, 'c@x.com', 'u1'), (:t, 'u4', true, 'd@x.com', NULL)"
+            ),
+            {"t": slug},
+        )
+        settings = TenantSettings(
+            slug=slug,
+            tenant_id="00000000-0000-0000-0000-000000000000",
+            client_id="11111111-1111-1111-1111-111111111111",
+            fake_tenant="contoso-demo",
+        )
+        users = expectations.check_snapshot_users(conn, settings)
+        conn.rollback()
+    assert users.severity == expectations.ERROR
+    (failure,) = users.failures
+    assert failure.expectation == "expect_column_values_to_be_in_set(manager_chain_ends)"
+    assert failure.unexpected_count == 3  # u1 and u2 on the cycle, u3 below it
 
 
 def test_a_member_pointing_at_a_missing_user_blocks_the_apply(
@@ -205,7 +287,7 @@ def test_a_member_pointing_at_a_missing_user_blocks_the_apply(
     group = next(g["id"] for g in doc["groups"] if "Unified" in g["groupTypes"])
     fake.add_members(doc["tenant_id"], group, [GHOST_ID])
     result = run_sync(instance, database_url, slug)
-    found = assert_blocked(result, engine, slug, before, "staging_members_valid", "unknown_members")
+    found = assert_blocked(result, engine, slug, before, "staging_members_valid", "missing_members")
     assert GHOST_ID in found["staging_members_valid"].metadata["failed_expectations"].value
     assert not result.asset_materializations_for_node("directory_snapshot")
 
@@ -420,14 +502,17 @@ def test_staging_members_suite_knows_members_by_id_and_other_types(engine):
         )
         conn.rollback()
     rows = {r.group_id: r for r in frame.itertuples()}
-    assert (rows["g1"].unknown_members, rows["g1"].group_staged) == (0, True)
-    assert rows["g2"].unknown_members == 2
-    assert rows["g2"].unknown_sample == "somethingNew:x1, user:gone"
+    assert (rows["g1"].missing_members, rows["g1"].group_staged) == (0, True)
+    assert (rows["g2"].missing_members, rows["g2"].unknown_type_members) == (1, 1)
+    assert rows["g2"].missing_sample == "user:gone"
+    assert rows["g2"].unknown_type_sample == "somethingNew:x1"
     assert rows["g9"].group_staged is False
     assert set(frame["memberships_staged"]) == {7}
-    assert {f.expectation for f in members.failures} == {
-        "expect_column_values_to_be_in_set(group_staged)",
-        "expect_column_values_to_be_in_set(unknown_members)",
+    assert {(f.expectation, f.severity) for f in members.failures} == {
+        ("expect_column_values_to_be_in_set(group_staged)", expectations.ERROR),
+        ("expect_column_values_to_be_in_set(missing_members)", expectations.ERROR),
+        # a member of a type we do not know is a Graph row the transform ignores: WARN only
+        ("expect_column_values_to_be_in_set(unknown_type_members)", expectations.WARN),
     }
     assert members.facts["rows_staged"] == 7
     counted = {f.expectation: f for f in miscounted.failures}
@@ -456,13 +541,51 @@ def test_manager_chains_end_unless_they_cycle():
     assert expectations.manager_chain_ends(pd.Series([], dtype=object), pd.Series([])).size == 0
 
 
-def test_address_keys_ignore_case_width_and_spaces():
+ODD_ADDRESSES = [
+    "Alice@X.com",
+    " alice@x.com\u00a0",
+    "\uff21LICE@x.com",
+    "alice@x.com\t",
+    "\u3000alice@x.com\u2028",
+    "\x1f\tA@x.com\x0b ",  # ASCII only: the fast path without normalize()
+    "\ufb01ona@x.com",
+    "Straße@x.com",
+    "STRASSE@x.com",
+    "\u00a8x@x.com",  # NFKC makes this " \u0308x@...": the space is trimmed after NFKC
+    "a\u00a0b@x.com",  # a space inside once normalised: not an address
+    "\u00a0\u2003",
+    "",
+]
+
+
+def test_address_keys_ignore_case_width_and_spaces(engine):
+    """The one key (addresses.py): NFKC, Unicode whitespace trimmed, lower-cased; the SQL
+    functions of migration 012 and the Python mirror agree on odd inputs, and so do the
+    Postgres and Python readings of the address pattern."""
     for raw in ["Alice@X.com", " alice@x.com\u00a0", "\uff21LICE@x.com", "alice@x.com\t"]:
-        assert expectations.address_key(raw) == "alice@x.com"
-        assert expectations.address_key(raw) == expectations.normalise_address(raw)
-    assert expectations.address_key("STRASSE@x.com") == "strasse@x.com"
-    assert expectations.address_key("Straße@x.com") == "strasse@x.com"  # casefold, not lower
-    assert expectations.address_key(None) is None
+        assert addresses.key(raw) == "alice@x.com"
+    assert addresses.key("\ufb01ona@x.com") == "fiona@x.com"
+    # lower(), not casefold(): the app's unique index is on lower(email), and these are two
+    # mailboxes
+    assert addresses.key("Straße@x.com") == "straße@x.com" != addresses.key("STRASSE@x.com")
+    assert addresses.key(None) is None and addresses.key(" \u00a0") is None
+    with engine.connect() as conn:
+        rows = conn.execute(
+            sa.text(
+                "SELECT v, sync.clean_address(v) AS clean, sync.address_key(v) AS key,"
+                " coalesce(sync.clean_address(v) ~ :re, false) AS ok"
+                " FROM unnest(CAST(:values AS text[])) AS v"
+            ),
+            {"values": ODD_ADDRESSES, "re": addresses.ADDRESS_RE},
+        ).all()
+        trimmed = conn.execute(
+            sa.text("SELECT sync.trim_space(:s)"),
+            {"s": f"{addresses.WHITESPACE}x{addresses.WHITESPACE}"},
+        ).scalar()
+    assert trimmed == "x"  # the SQL trim set is Python's whitespace
+    for r in rows:
+        assert (r.clean, r.key) == (addresses.clean(r.v), addresses.key(r.v)), r.v
+        assert r.ok == addresses.well_formed(r.clean), r.v
 
 
 # -- GX is imported in the background at the run's start; a check never builds it twice --------

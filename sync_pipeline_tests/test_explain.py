@@ -159,3 +159,34 @@ def test_the_command_fits_one_screen(engine, tenant, database_url):
     assert missing.exit_code == 2 and "no user matches 'nobody@example.com'" in missing.output
     unknown = runner.invoke(main, ["explain", "no-such-tenant", "x@y.com"])
     assert unknown.exit_code == 2 and "no tenant 'no-such-tenant'" in unknown.output
+
+
+def test_a_cut_manager_cycle_names_the_cycle_and_the_rule(engine, tenant_slug):
+    """Ann -> Bob -> Cat -> Ann: the link from the lowest id (a-ann) is cut; explain says so
+    for her, and Bob and Cat keep their managers."""
+    settings = make_settings(tenant_slug, import_managers=True)
+    people = [
+        user("a-ann", "ann@example.com", display_name="Ann"),
+        user("b-bob", "bob@example.com", display_name="Bob"),
+        user("c-cat", "cat@example.com", display_name="Cat"),
+        user("d-dan", "\ufb01dan@example.com", display_name="Dan"),  # a ligature: 'fidan'
+    ]
+    managers = {"a-ann": "b-bob", "b-bob": "c-cat", "c-cat": "a-ann", "d-dan": "a-ann"}
+    with engine.begin() as conn:
+        tenants.save(conn, settings)
+        stage(conn, tenant_slug, users=people, managers=managers)
+        counts = rules.build_snapshot(conn, settings)
+    assert counts["managers_cut_cycle"] == 1 and counts["managers_set"] == 3
+    ann = one(engine, settings, "ann@example.com")
+    assert ann.included and ann.manager is None
+    assert ann.manager_sentence == (
+        "none in the app: manager not imported: manager cycle Ann <ann@example.com> → "
+        "Bob <bob@example.com> → Cat <cat@example.com> → Ann <ann@example.com>; the link "
+        "from Ann <ann@example.com> to Bob <bob@example.com> was cut (rule: in a manager "
+        "cycle the member with the lowest Graph id keeps no manager, the others keep "
+        "theirs). Fix the managers in Entra ID to set one."
+    )
+    assert one(engine, settings, "bob@example.com").manager == "Cat <cat@example.com>"
+    # found by its normalised address, stored in its clean form
+    dan = one(engine, settings, "FIDAN@example.com")
+    assert dan.email == "fidan@example.com" and dan.manager == "Ann <ann@example.com>"

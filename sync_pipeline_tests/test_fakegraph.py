@@ -173,20 +173,24 @@ def test_generated_tenant_has_real_world_variety(tenant: dict) -> None:
     for sku in tenant["subscribedSkus"]:
         assert sku["consumedUnits"] == consumed[sku["skuId"]]
         assert sku["prepaidUnits"]["enabled"] >= sku["consumedUnits"]
-    # manager tree: one root (the CEO), several levels, most users managed
+    # manager tree: one root (the CEO), several levels, most users managed, and one ring of
+    # three enabled members who manage each other (a manager cycle)
     managers = tenant["managers"]
     assert users[0]["id"] not in managers
     assert len(managers) >= 0.85 * n
 
-    def depth(uid: str) -> int:
-        k = 0
-        while uid in managers:
+    def chain(uid: str) -> list[str]:
+        seen = [uid]
+        while uid in managers and managers[uid] not in seen:
             uid = managers[uid]
-            k += 1
-            assert k < n
-        return k
+            seen.append(uid)
+        return seen
 
-    assert max(depth(u) for u in managers) >= 3
+    # a user on a cycle is where its own chain comes back to
+    cycles = {frozenset(c) for u in managers if managers.get((c := chain(u))[-1]) == u}
+    assert len(cycles) == 1 and len(next(iter(cycles))) == 3
+    assert all(by_id[u]["accountEnabled"] for u in next(iter(cycles)))
+    assert max(len(chain(u)) - 1 for u in managers) >= 3
     assert all(m in by_id for m in managers.values())
     # groups of every type, nesting with a cycle, empty, big, non-user members
     groups = {g["id"]: g for g in tenant["groups"]}

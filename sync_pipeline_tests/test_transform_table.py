@@ -18,7 +18,7 @@ from typing import Any
 import pytest
 import sqlalchemy as sa
 
-from sync_pipeline import rules, staging
+from sync_pipeline import addresses, rules, staging
 from sync_pipeline.fakegraph import generate_tenant
 from sync_pipeline.settings import TenantSettings
 
@@ -57,7 +57,7 @@ def load(conn: sa.Connection, tenant: str, doc: dict) -> None:
 
 
 def _trim(value: str | None) -> str | None:
-    return (value or "").strip(" ") or None
+    return addresses.clean(value)  # NFKC, Unicode whitespace trimmed
 
 
 def resolve(u: dict, method: str) -> str | None:
@@ -102,7 +102,7 @@ def direct_users(doc: dict, group_ids: set[str]) -> set[str]:
 
 def expected_snapshot(doc: dict, s: TenantSettings) -> dict[str, Any]:
     scoped = set().union(*(direct_users(doc, below(doc, g)) for g in s.scope_group_ids))
-    deny = [e.lower() for e in s.email_deny_list]
+    deny = [addresses.key(e) for e in s.email_deny_list]
     users: dict[str, dict[str, Any]] = {}
     for u in doc["users"]:
         address = resolve(u, s.email_method)
@@ -117,7 +117,11 @@ def expected_snapshot(doc: dict, s: TenantSettings) -> dict[str, Any]:
             ("no_email", not valid),
             (
                 "deny_list",
-                valid and (address.lower() in deny or f"*@{address.lower().split('@')[1]}" in deny),
+                valid
+                and (
+                    addresses.key(address) in deny
+                    or f"*@{addresses.key(address).split('@')[1]}" in deny
+                ),
             ),
         ]
         users[u["id"]] = {
@@ -128,7 +132,7 @@ def expected_snapshot(doc: dict, s: TenantSettings) -> dict[str, Any]:
     by_address: dict[str, list[str]] = {}
     for uid, row in users.items():
         if not row["reasons"]:
-            by_address.setdefault(row["email"].lower(), []).append(uid)
+            by_address.setdefault(addresses.key(row["email"]), []).append(uid)
     for holders in by_address.values():
         for loser in sorted(holders, key=lambda i: users[i]["rank"])[1:]:
             users[loser]["reasons"] = ["duplicate_email"]
@@ -176,6 +180,14 @@ def expected_snapshot(doc: dict, s: TenantSettings) -> dict[str, Any]:
             managers[uid] = (boss, None)
         else:
             managers[uid] = (None, f"manager_excluded:{users[boss]['reasons'][0]}")
+    # a manager cycle among the links kept is cut at its lowest Graph id
+    links = {u: m for u, (m, _) in managers.items() if m is not None}
+    for uid in list(links):
+        ring, at = [uid], links[uid]
+        while at in links and at not in ring:
+            ring, at = [*ring, at], links[at]
+        if at == uid and uid == min(ring):
+            managers[uid] = (None, "manager_cycle:" + " ".join(ring))
     return {
         "users": {
             uid: (uid in included, row["reasons"], row["email"]) for uid, row in users.items()

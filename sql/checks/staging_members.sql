@@ -1,7 +1,8 @@
 -- Direct memberships summed up per group (a frame the size of the group list, not of the
--- membership list): whether the group itself was staged, and how many of its members are not
--- a staged user or group and not of a known other directory type (contacts, devices, service
--- principals are not staged, and fine); with, on every row, the tenant's membership count.
+-- membership list): whether the group itself was staged, how many of its members are users or
+-- groups that were not staged, and how many are of a type this project does not know
+-- (contacts, devices, service principals are not staged, and fine); with, on every row, the
+-- tenant's membership count.
 -- Cheap at 1.4 M rows because nothing is done once per membership row but reading an index
 -- in order (hashing or probing every membership cost ~1.2 CPU-seconds at 100k users): the
 -- groups come by skipping through the primary key (one descent per group), the member ids
@@ -33,11 +34,20 @@ WITH RECURSIVE member_groups AS (
     WHERE NOT EXISTS (SELECT 1 FROM staging.users u WHERE u.tenant = :tenant AND u.id = m.member_id)
       AND NOT EXISTS (SELECT 1 FROM staging.groups g WHERE g.tenant = :tenant AND g.id = m.member_id)
 ), unknown AS (
+    -- a user or group the users or groups read did not return (missing: the reads disagree),
+    -- or a member of a type this project does not know (a row the transform ignores)
     SELECT
         gm.group_id,
-        count(*) AS unknown_members,
-        min(gm.member_type || ':' || gm.member_id) AS first_unknown,
-        max(gm.member_type || ':' || gm.member_id) AS last_unknown
+        count(*) FILTER (WHERE gm.member_type IN ('user', 'group')) AS missing_members,
+        count(*) FILTER (WHERE gm.member_type NOT IN ('user', 'group')) AS unknown_type_members,
+        min(gm.member_type || ':' || gm.member_id)
+            FILTER (WHERE gm.member_type IN ('user', 'group')) AS first_missing,
+        max(gm.member_type || ':' || gm.member_id)
+            FILTER (WHERE gm.member_type IN ('user', 'group')) AS last_missing,
+        min(gm.member_type || ':' || gm.member_id)
+            FILTER (WHERE gm.member_type NOT IN ('user', 'group')) AS first_unknown_type,
+        max(gm.member_type || ':' || gm.member_id)
+            FILTER (WHERE gm.member_type NOT IN ('user', 'group')) AS last_unknown_type
     FROM not_staged n
     JOIN staging.group_members gm ON gm.tenant = :tenant AND gm.member_id = n.member_id
     WHERE NOT gm.member_type = ANY (CAST(:other_types AS text[]))
@@ -50,8 +60,11 @@ WITH RECURSIVE member_groups AS (
 SELECT
     coalesce(s.id, w.group_id) AS group_id,
     s.id IS NOT NULL AS group_staged,
-    coalesce(k.unknown_members, 0) AS unknown_members,
-    concat_ws(', ', k.first_unknown, nullif(k.last_unknown, k.first_unknown)) AS unknown_sample,
+    coalesce(k.missing_members, 0) AS missing_members,
+    concat_ws(', ', k.first_missing, nullif(k.last_missing, k.first_missing)) AS missing_sample,
+    coalesce(k.unknown_type_members, 0) AS unknown_type_members,
+    concat_ws(', ', k.first_unknown_type, nullif(k.last_unknown_type, k.first_unknown_type))
+        AS unknown_type_sample,
     (SELECT coalesce(sum(memberships), 0) FROM member_ids) AS memberships_staged
 FROM staged s
 FULL JOIN with_members w ON w.group_id = s.id

@@ -8,6 +8,9 @@ UNION ALL
 SELECT 'managers_set', count(manager_graph_id)
   FROM sync.snapshot_users WHERE tenant = :tenant
 UNION ALL
+SELECT 'managers_cut_cycle', count(*) FILTER (WHERE manager_note LIKE 'manager\_cycle\:%')
+  FROM sync.snapshot_users WHERE tenant = :tenant
+UNION ALL
 SELECT 'excluded_' || reason, count(*)
   FROM sync.snapshot_users WHERE tenant = :tenant AND NOT included GROUP BY reason
 UNION ALL

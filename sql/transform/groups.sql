@@ -7,7 +7,8 @@ CREATE TEMP TABLE sp_groups ON COMMIT DROP AS
 WITH kinds AS (
     SELECT
         g.id,
-        coalesce(nullif(btrim(g.display_name), ''), g.id) AS name,
+        -- a blank name (Unicode whitespace too) is shown as the Graph id
+        coalesce(nullif(sync.trim_space(g.display_name), ''), g.id) AS name,
         CASE
             WHEN jsonb_typeof(g.group_types) = 'array' AND g.group_types ? 'Unified'
                 THEN 'microsoft365'

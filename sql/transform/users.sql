@@ -1,6 +1,10 @@
 -- Settings applied to staging.users: one row per Graph user with its resolved address and every
 -- exclusion reason, in precedence order (see rules.REASONS). Duplicate addresses are settled
--- among the users no other rule excludes. Statements end with a semicolon at the end of a line.
+-- among the users no other rule excludes. Addresses are compared by their key
+-- (sync.address_key, sync_pipeline/addresses.py: NFKC, Unicode whitespace trimmed,
+-- lower-cased), exactly as the snapshot check compares them, and stored in their clean form.
+-- Manager cycles are cut here (sp_manager_cuts). Statements end with a semicolon at the end
+-- of a line.
 DROP TABLE IF EXISTS pg_temp.sp_scoped;
 CREATE TEMP TABLE sp_scoped ON COMMIT DROP AS
 SELECT DISTINCT gm.member_id AS user_id
@@ -39,9 +43,10 @@ WITH resolved AS MATERIALIZED (
     FROM staging.users u
     CROSS JOIN LATERAL (
         SELECT
-            nullif(btrim(u.user_principal_name), '') AS upn,
-            nullif(btrim(u.mail), '') AS mail,
-            (SELECT nullif(btrim(substr(p.v, 6)), '')
+            -- clean forms (migration 012): NFKC, Unicode whitespace trimmed, NULL if empty
+            sync.clean_address(u.user_principal_name) AS upn,
+            sync.clean_address(u.mail) AS mail,
+            (SELECT sync.clean_address(substr(p.v, 6))
                FROM jsonb_array_elements_text(
                         CASE WHEN jsonb_typeof(u.proxy_addresses) = 'array'
                              THEN u.proxy_addresses ELSE '[]' END) WITH ORDINALITY AS p (v, n)
@@ -65,17 +70,22 @@ WITH resolved AS MATERIALIZED (
                  THEN 'unlicensed' END,
             CASE WHEN NOT r.address_ok THEN 'no_email' END,
             CASE WHEN r.address_ok
-                  AND (lower(r.address) = ANY (CAST(:deny_addresses AS text[]))
-                       OR lower(split_part(r.address, '@', 2)) = ANY (CAST(:deny_domains AS text[])))
+                  AND (r.address_key = ANY (ARRAY(
+                           SELECT sync.address_key(e)
+                           FROM unnest(CAST(:deny_addresses AS text[])) AS e))
+                       OR split_part(r.address_key, '@', 2) = ANY (ARRAY(
+                           SELECT sync.address_key(d)
+                           FROM unnest(CAST(:deny_domains AS text[])) AS d)))
                  THEN 'deny_list' END
         ], NULL) AS pre_reasons
-    FROM (SELECT r0.*, coalesce(r0.address ~ CAST(:address_re AS text), false) AS address_ok
+    FROM (SELECT r0.*, coalesce(r0.address ~ CAST(:address_re AS text), false) AS address_ok,
+                 sync.address_key(r0.address) AS address_key
             FROM resolved r0) r
 ), ranked AS (
     SELECT
         f.*,
         row_number() OVER (
-            PARTITION BY CASE WHEN cardinality(f.pre_reasons) = 0 THEN lower(f.address) END
+            PARTITION BY CASE WHEN cardinality(f.pre_reasons) = 0 THEN f.address_key END
             ORDER BY f.enabled DESC, f.licensed DESC, f.created_date_time ASC NULLS LAST,
                      f.id COLLATE "C" ASC
         ) AS address_rank
@@ -90,6 +100,48 @@ SELECT
 FROM ranked k;
 CREATE UNIQUE INDEX ON sp_users (id);
 ANALYZE sp_users;
+-- The manager links the snapshot would hold: an imported user under an imported manager.
+DROP TABLE IF EXISTS pg_temp.sp_links;
+CREATE TEMP TABLE sp_links ON COMMIT DROP AS
+SELECT um.user_id, um.manager_id
+FROM staging.user_managers um
+JOIN sp_users u ON u.id = um.user_id AND u.included
+JOIN sp_users m ON m.id = um.manager_id AND m.included
+WHERE um.tenant = :tenant AND CAST(:import_managers AS boolean);
+ANALYZE sp_links;
+-- Manager cycles (A's manager is B and B's is A, of any length, or someone managing
+-- themselves) are legal in Entra ID but not in the app. The rule (docs/checks.md): in each
+-- cycle the member with the lowest Graph id keeps no manager; everyone else keeps theirs, so
+-- the chain now ends at that member. One row per cut link, with the cycle in manager order
+-- starting at the cut member.
+-- `ends` walks down from the tops (managers without a manager), once per user: what it does
+-- not reach is on a cycle or below one (each user has one manager, so UNION ALL never
+-- repeats a row). Only those few rows are walked up, each until it is back at its start (it
+-- is on a cycle) or at a user it has passed (it is below one).
+DROP TABLE IF EXISTS pg_temp.sp_manager_cuts;
+CREATE TEMP TABLE sp_manager_cuts ON COMMIT DROP AS
+WITH RECURSIVE ends (id) AS (
+    SELECT DISTINCT l.manager_id
+    FROM sp_links l
+    WHERE NOT EXISTS (SELECT 1 FROM sp_links t WHERE t.user_id = l.manager_id)
+    UNION ALL
+    SELECT l.user_id FROM ends e JOIN sp_links l ON l.manager_id = e.id
+), loose AS MATERIALIZED (
+    SELECT l.user_id, l.manager_id
+    FROM sp_links l
+    WHERE NOT EXISTS (SELECT 1 FROM ends e WHERE e.id = l.user_id)
+), walk (start, cur, path) AS (
+    SELECT l.user_id, l.manager_id, ARRAY[l.user_id] FROM loose l
+    UNION ALL
+    SELECT w.start, l.manager_id, w.path || w.cur
+    FROM walk w
+    JOIN loose l ON l.user_id = w.cur
+    WHERE w.cur <> w.start AND NOT w.cur = ANY (w.path)
+)
+SELECT w.start AS user_id, w.path AS cycle
+FROM walk w
+WHERE w.cur = w.start
+  AND w.start COLLATE "C" = (SELECT min(x COLLATE "C") FROM unnest(w.path) AS x);
 -- The snapshot rows, then only the difference is written (deleted, changed, new), so a scheduled
 -- sync over an unchanged directory rewrites nothing.
 DROP TABLE IF EXISTS pg_temp.sp_snapshot_users;
@@ -98,16 +150,22 @@ SELECT
     u.id AS graph_id, u.included, u.reasons[1] AS reason, u.reasons, u.address AS email,
     u.display_name, u.given_name AS first_name, u.surname AS last_name, u.job_title,
     u.department,
-    CASE WHEN CAST(:import_managers AS boolean) AND u.included AND m.included THEN m.id END
+    CASE WHEN CAST(:import_managers AS boolean) AND u.included AND m.included
+              AND c.user_id IS NULL THEN m.id END
       AS manager_graph_id,
+    -- why a user with a manager in Graph has none in the app (rules.MANAGER_NOTES); a cut
+    -- cycle lists its members' Graph ids in manager order, space-separated
     CASE WHEN CAST(:import_managers AS boolean) AND u.included AND um.manager_id IS NOT NULL
          THEN CASE WHEN m.id IS NULL THEN 'manager_not_found'
                    WHEN NOT m.included THEN 'manager_excluded\:' || m.reasons[1]
+                   WHEN c.user_id IS NOT NULL
+                        THEN 'manager_cycle\:' || array_to_string(c.cycle, ' ')
               END
     END AS manager_note
 FROM sp_users u
 LEFT JOIN staging.user_managers um ON um.tenant = :tenant AND um.user_id = u.id
-LEFT JOIN sp_users m ON m.id = um.manager_id;
+LEFT JOIN sp_users m ON m.id = um.manager_id
+LEFT JOIN sp_manager_cuts c ON c.user_id = u.id;
 ANALYZE sp_snapshot_users;
 DELETE FROM sync.snapshot_users s
 WHERE s.tenant = :tenant

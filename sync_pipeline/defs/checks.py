@@ -1,12 +1,14 @@
 """Asset checks: the great-expectations suites of `sync_pipeline.expectations`, per tenant.
 
-Every check is `blocking`: when it fails with ERROR severity (an expectation that guards the
-load), Dagster skips everything downstream of its asset in the run, so `app_directory` never
-applies bad data. Advisory findings fail with WARN severity and block nothing. The UI shows,
-beside each asset, which expectation failed and a few sample rows (ids, addresses, names;
-never secrets).
+Every check but `snapshot_odd_rows` is `blocking`: when it fails with ERROR severity (an
+expectation that guards the engine's invariants or a whole-run risk), Dagster skips
+everything downstream of its asset in the run, so `app_directory` never applies bad data.
+Advisory findings fail with WARN severity and block nothing; `snapshot_odd_rows` is only
+advisory (the Graph rows the transform left out or repaired, counted), so it is not even
+marked blocking. docs/checks.md sorts every expectation. The UI shows, beside each asset,
+which expectation failed and a few sample rows (ids, addresses, names; never secrets).
 
-The nine checks run as three steps, one per stage (staging, snapshot, diff): each step is a
+The ten checks run as three steps, one per stage (staging, snapshot, diff): each step is a
 `multi_asset_check`, and each of its checks still sits beside its own asset with its own
 result. A step of its own per check cost ~60 ms of Dagster bookkeeping each (events written
 to the instance), a fifth of what the checks themselves take on a 100k-user tenant.
@@ -139,13 +141,15 @@ class Check:
         evaluate: Evaluate,
         description: str,
         additional_deps: tuple[dg.AssetKey, ...] = (),
+        *,
+        blocking: bool = True,
     ) -> None:
         self.spec = dg.AssetCheckSpec(
             name,
             asset=asset,
             description=description,
             additional_deps=list(additional_deps),
-            blocking=True,
+            blocking=blocking,
             partitions_def=tenant_partitions,
         )
         self.evaluate = evaluate
@@ -225,8 +229,9 @@ STAGING_CHECKS = [
         "staging_members_valid",
         GRAPH_GROUP_MEMBERS,
         lambda ctx, db, conn, tenant: expectations.check_staging_members(conn, tenant),
-        "Staged memberships: every member is a staged user or group (or a contact, device or "
-        "service principal), no members of unstaged groups, as many as the extraction counted.",
+        "Staged memberships: every user or group member was staged, no members of unstaged "
+        "groups, as many as the extraction counted; members of a type we do not know (not a "
+        "user, group, contact, device or service principal) only warn.",
         # it reads staging.users as well, so it must wait for graph_users
         additional_deps=(GRAPH_USERS,),
     ),
@@ -256,6 +261,17 @@ SNAPSHOT_CHECKS = [
         SNAPSHOT_GROUPS,
         lambda ctx, db, conn, tenant: expectations.check_snapshot_groups(conn, tenant),
         "Imported groups: unique ids, no empty or blank names or mapping targets.",
+    ),
+    Check(
+        "snapshot_odd_rows",
+        SNAPSHOT_USERS,
+        lambda ctx, db, conn, tenant: expectations.check_snapshot_odd_rows(conn, tenant),
+        "Advisory (WARN, never blocks): the Graph rows the transform left out or repaired "
+        "instead of stopping the sync, counted per reason: users left out as duplicate_email "
+        "or no_email, manager links cut to break a manager cycle, groups with a blank name, "
+        "groups nested in a cycle.",
+        additional_deps=(SNAPSHOT_GROUPS,),
+        blocking=False,
     ),
     Check(
         "snapshot_memberships_valid",
@@ -294,7 +310,8 @@ def staging_checks(
 def snapshot_checks(
     context: dg.AssetCheckExecutionContext, database: Database, gx_warm_up: ExpectationsWarmUp
 ) -> Iterator[dg.AssetCheckResult]:
-    """The snapshot suites: imported users (and their drift), groups and memberships."""
+    """The snapshot suites: imported users (and their drift), groups and memberships, and the
+    odd Graph rows the transform left out or repaired."""
     yield from _run(context, database, SNAPSHOT_CHECKS)
 
 

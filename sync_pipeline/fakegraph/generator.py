@@ -414,13 +414,15 @@ def generate_tenant(
     _address_edge_cases(user_list, member_idx, rng)
 
     # Managers: the first user is the CEO; each later member reports to an earlier one,
-    # which gives a tree several levels deep. A few members have no manager.
+    # which gives a tree several levels deep. A few members have no manager, and three
+    # manage each other in a ring (`_manager_cycle`).
     managers: dict[str, str] = {}
     for pos in range(1, len(member_idx)):
         if rng.random() < 0.03:
             continue
         boss = member_idx[rng.randrange(max(1, pos // 3))]
         managers[user_list[member_idx[pos]]["id"]] = user_list[boss]["id"]
+    _manager_cycle(user_list, member_idx, managers)
 
     # Non-user directory objects that can be group members.
     n_other = max(2, users // 200)
@@ -520,6 +522,20 @@ def _address_edge_cases(users: list[dict], member_idx: list[int], rng: random.Ra
     # An address with surrounding whitespace and mixed case.
     if e["mail"]:
         e["mail"] = f" {e['mail'][:1].upper()}{e['mail'][1:]} "
+
+
+def _manager_cycle(users: list[dict], member_idx: list[int], managers: dict[str, str]) -> None:
+    """Three members who manage each other in a ring (A -> B -> C -> A), as real directories
+    sometimes have: enabled members just before `_address_edge_cases`' picks, so that the
+    default settings import all three. Draws nothing from the generator's random stream, so
+    every other part of a tenant stays what it was."""
+    if len(member_idx) < 12:
+        return
+    ring = [i for i in reversed(member_idx[:-6]) if i and users[i]["accountEnabled"]][:3]
+    if len(ring) < 3:
+        return
+    ids = [users[i]["id"] for i in ring]
+    managers.update(zip(ids, ids[1:] + ids[:1], strict=True))
 
 
 def _groups(
