@@ -418,3 +418,33 @@ def test_a_full_read_keeps_what_a_later_restore_needs(engine, graph, tenant_slug
     run(engine, settings(tenant_slug), full=True)
     got = staged(engine, tenant_slug)
     assert got["members"] == {("g1", "a")} and got["suspended"] == {("g1", "c")}
+
+
+# -- hidden-membership groups -------------------------------------------------------------------
+
+
+def test_a_hidden_group_refused_with_403_is_a_partial_read_of_that_group_only(
+    engine, graph, tenant_slug
+):
+    """group-list-members.md: members of a group with `visibility: HiddenMembership` need
+    Member.Read.Hidden; without it the `$batch` item answers 403 Authorization_RequestDenied
+    (errors.md's shape). The group is recorded, its memberships kept as last read."""
+    script, settings = graph
+    script.rounds["users"] = [[[user("a"), user("b")]], [[]]]
+    hidden = {"visibility": "HiddenMembership"}
+    script.rounds["groups"] = [[[group("g1", ["a"]), group("gh", **hidden)]], [[]]]
+    script.members = {"gh": ["a", "b"]}
+    script.count("users", 2)
+    script.count("groups", 2)
+    run(engine, settings(tenant_slug))  # granted: the hidden group read whole
+    assert staged(engine, tenant_slug)["members"] == {("g1", "a"), ("gh", "a"), ("gh", "b")}
+
+    def refused(requests: list[dict[str, Any]]) -> Answer:
+        denied = _error("Authorization_RequestDenied", "Insufficient privileges.")
+        return 200, {"responses": [_inner(r["id"], 403, denied) for r in requests]}
+
+    script.batches = [refused]
+    result, _ = run(engine, settings(tenant_slug))
+    assert set(result.unreadable) == {"gh"}
+    assert result.unreadable["gh"]["permission"] == "Member.Read.Hidden"
+    assert staged(engine, tenant_slug)["members"] == {("g1", "a"), ("gh", "a"), ("gh", "b")}
