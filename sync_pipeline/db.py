@@ -1,8 +1,10 @@
 """Database access: which server, the embedded default, migrations, SQL loaded by name, locks.
 
 `DATABASE_URL` selects the Postgres server. Without it an embedded PostgreSQL (pgserver, a
-pip-installed server) is started on demand in `$SYNC_PIPELINE_HOME/pgdata` and left running,
-so later commands reuse it; `sync-pipeline db stop` stops it. No Dagster imports here.
+pip-installed server) is started on demand in `<state folder>/pgdata` and left running, so
+later commands reuse it; `sync-pipeline db stop` stops it. The state folder is
+`$SYNC_PIPELINE_HOME`, or the user's data directory (platformdirs), never the current folder.
+No Dagster imports here.
 """
 
 from __future__ import annotations
@@ -11,12 +13,15 @@ import functools
 import hashlib
 import logging
 import os
+import re
+import sys
 import time
 import warnings
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
+import platformdirs
 import sqlalchemy as sa
 from sqlalchemy.engine import make_url
 
@@ -30,11 +35,49 @@ class DatabaseError(RuntimeError):
     """The database could not be reached or prepared; the message says what to do."""
 
 
+class DatabaseURLError(DatabaseError, ValueError):
+    """DATABASE_URL is not a Postgres URL: bad input (exit 2), refused before any connection."""
+
+
+class MigrationError(DatabaseError):
+    """The migration files and what the database recorded disagree; the message says why."""
+
+
+APP_NAME = "sync-pipeline"
+OLD_DEFAULT_HOME = ".sync_pipeline"  # before 0.2 the state lived in the current folder
+
+
 def home() -> Path:
-    """The project's local state folder (embedded Postgres, Dagster home, fake Graph CA)."""
-    path = Path(os.environ.get("SYNC_PIPELINE_HOME", ".sync_pipeline")).expanduser().resolve()
-    path.mkdir(parents=True, exist_ok=True)
+    """The project's local state folder (embedded Postgres, Dagster home, outbox, fake Graph CA).
+
+    `$SYNC_PIPELINE_HOME`, or the user's data directory (e.g. ~/.local/share/sync-pipeline):
+    never the current folder, so a command run from elsewhere finds the same database. The
+    command that creates the default folder says where, once, on stderr.
+    """
+    chosen = os.environ.get("SYNC_PIPELINE_HOME")
+    if chosen:
+        path = Path(chosen).expanduser().resolve()
+    else:
+        path = Path(platformdirs.user_data_dir(APP_NAME, appauthor=False)).resolve()
+    if not path.is_dir():
+        path.mkdir(parents=True, exist_ok=True)
+        if not chosen:
+            _announce_home(path)
     return path
+
+
+def _announce_home(path: Path) -> None:
+    # stderr, not the log: the CLI shows only warnings, and scripts read stdout.
+    line = f"sync-pipeline: state (embedded Postgres, Dagster home) lives in {path}"
+    old = Path(OLD_DEFAULT_HOME).resolve()
+    if (old / "pgdata").is_dir() or (old / "dagster").is_dir():
+        line += (
+            f"; an older state folder is in {old}: to keep using it, "
+            f"export SYNC_PIPELINE_HOME={old}"
+        )
+    else:
+        line += " (set SYNC_PIPELINE_HOME to choose another folder)"
+    sys.stderr.write(line + "\n")
 
 
 def _pgdata() -> Path:
@@ -71,12 +114,44 @@ def _embedded_uri() -> str:
     return server.get_uri()
 
 
+def using_embedded() -> bool:
+    """True when no DATABASE_URL is set: the embedded server of this machine's state folder."""
+    return not os.environ.get("DATABASE_URL")
+
+
 def database_url() -> str:
     """The configured server's URL, starting the embedded one when DATABASE_URL is unset."""
     url = os.environ.get("DATABASE_URL")
     if url:
-        return url
+        return check_url(url)
     return _embedded_uri()
+
+
+_EXPECTED = "postgresql://USER[:PASSWORD]@HOST[:PORT]/DATABASE"
+
+
+def check_url(url: str, *, name: str = "DATABASE_URL") -> str:
+    """`url` if it is a Postgres URL; otherwise DatabaseURLError saying what is wrong.
+
+    Refused rather than rewritten: with_driver would turn mysql:// or sqlite:// into a
+    postgresql URL to some other server, or to none, and fail later with a puzzling error.
+    """
+    # Never echo a password: mask what sits between "user:" and "@" when the URL is unparseable.
+    shown = re.sub(r"(//[^/:@]*:)[^@/]*@", r"\1***@", url)
+    try:
+        parsed = make_url(url)
+    except (ValueError, sa.exc.ArgumentError):
+        raise DatabaseURLError(
+            f"{name} {shown!r} is not a database URL; write it as {_EXPECTED}, "
+            "or unset it to use the embedded server"
+        ) from None
+    backend = parsed.get_backend_name()
+    if backend not in ("postgresql", "postgres"):
+        raise DatabaseURLError(
+            f"{name} {redact(url)!r} is a {backend} URL; sync-pipeline needs PostgreSQL "
+            f"({_EXPECTED}), or unset {name} to use the embedded server"
+        )
+    return url
 
 
 def stop_embedded() -> bool:
@@ -195,13 +270,35 @@ def migration_files() -> list[Path]:
     return sorted(MIGRATIONS_DIR.glob("[0-9][0-9][0-9]_*.sql"))
 
 
-def upgrade(eng: sa.Engine | None = None) -> list[str]:
+def _checksum(body: str) -> str:
+    return hashlib.sha256(body.encode()).hexdigest()
+
+
+def upgrade(eng: sa.Engine | None = None, *, reapply: Iterable[str] = ()) -> list[str]:
     """Apply the DDL files not yet recorded in sync.schema_migrations; returns their names.
 
-    Every file is idempotent, and a file whose content changed is applied again. A session
-    advisory lock keeps concurrent upgrades (the UI and a CLI sync) from racing.
+    An applied file whose content changed since is refused (MigrationError naming it), never
+    re-applied silently: the database may hold what the old text did, and whether the new text
+    is safe to run over it is the author's call. `reapply` names files to run again anyway
+    (`sync-pipeline db upgrade --reapply FILE`). No migration files at all is an error too: an
+    installation without `sql/` would otherwise start against empty schemas. A transaction-
+    scoped advisory lock keeps concurrent upgrades (the UI and a CLI sync) from racing; a
+    refusal rolls everything back.
     """
     eng = eng or engine()
+    files = migration_files()
+    if not files:
+        raise MigrationError(
+            f"no migration files in {MIGRATIONS_DIR}: this installation lacks the project's "
+            "sql/ folder; install sync-pipeline from its source checkout (pip install -e .)"
+        )
+    names = {path.name for path in files}
+    unknown = sorted(set(reapply) - names)
+    if unknown:
+        raise MigrationError(
+            f"--reapply {', '.join(unknown)}: no such migration file in {MIGRATIONS_DIR} "
+            f"(there are {files[0].name} ... {files[-1].name})"
+        )
     applied: list[str] = []
     try:
         with eng.begin() as conn:
@@ -214,14 +311,20 @@ def upgrade(eng: sa.Engine | None = None) -> list[str]:
                     " applied_at timestamptz NOT NULL DEFAULT now())"
                 )
             )
-            done = dict(
-                conn.execute(sa.text("SELECT filename, checksum FROM sync.schema_migrations")).all()
-            )
-            for path in migration_files():
+            done = {
+                row.filename: row
+                for row in conn.execute(
+                    sa.text("SELECT filename, checksum, applied_at FROM sync.schema_migrations")
+                )
+            }
+            for path in files:
                 body = path.read_text()
-                checksum = hashlib.sha256(body.encode()).hexdigest()
-                if done.get(path.name) == checksum:
+                checksum = _checksum(body)
+                recorded = done.get(path.name)
+                if recorded is not None and recorded.checksum == checksum:
                     continue
+                if recorded is not None and path.name not in reapply:
+                    raise MigrationError(_changed_message(path, recorded.applied_at))
                 conn.exec_driver_sql(body)
                 conn.execute(
                     sa.text(
@@ -238,6 +341,17 @@ def upgrade(eng: sa.Engine | None = None) -> list[str]:
             "or unset it to use the embedded server."
         ) from None
     return applied
+
+
+def _changed_message(path: Path, applied_at: object) -> str:
+    rel = path.relative_to(SQL_DIR.parent) if path.is_relative_to(SQL_DIR.parent) else path
+    return (
+        f"migration {path.name} was applied to this database on {applied_at:%Y-%m-%d %H:%M %Z} "
+        f"and {rel} has changed since; an applied migration is never re-applied silently. "
+        f"Either restore the file (git checkout -- {rel}) and put the change in a new "
+        "migration file with the next number, or, if the file is idempotent and running it "
+        f"again is what you want: sync-pipeline db upgrade --reapply {path.name}"
+    )
 
 
 @contextmanager

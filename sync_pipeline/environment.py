@@ -1,8 +1,13 @@
 """Prepare the process environment for Dagster and the database, so users never have to.
 
 Sets DAGSTER_HOME (Dagster reads dagster.yaml only from there), the Postgres URL of the
-Dagster storage (psycopg2 driver: dagster-postgres cannot use psycopg 3), and DATABASE_URL
-for child processes (the UI's run workers) when the embedded server is in use.
+Dagster storage (psycopg2 driver: dagster-postgres cannot use psycopg 3), and, for child
+processes (the UI's run workers), DATABASE_URL when the embedded server is in use and the
+absolute state folder.
+
+The demo tenant is registered here only on the embedded server of this machine's state
+folder, so that the quick start's `sync-pipeline sync contoso-demo` works on a fresh machine;
+a DATABASE_URL server gets it only from `sync-pipeline demo`, asked for by name.
 """
 
 from __future__ import annotations
@@ -18,7 +23,9 @@ INSTANCE_TEMPLATE = Path(__file__).resolve().parent.parent / "dagster.yaml"
 
 def prepare(*, migrate: bool = True) -> str:
     """Start/locate the database, migrate it, point Dagster at it. Returns the database URL."""
+    embedded = db.using_embedded()  # decided before DATABASE_URL is set for the children
     url = db.database_url()
+    os.environ["SYNC_PIPELINE_HOME"] = str(db.home())
     os.environ["DATABASE_URL"] = url
     os.environ["SYNC_PIPELINE_DAGSTER_PG_URL"] = db.with_driver(url, "psycopg2")
     os.environ.setdefault("DAGSTER_DISABLE_TELEMETRY", "1")
@@ -36,6 +43,7 @@ def prepare(*, migrate: bool = True) -> str:
         from sync_pipeline import tenants
 
         db.upgrade()
-        with db.engine().begin() as conn:
-            tenants.ensure_demo(conn)
+        if embedded:
+            with db.engine().begin() as conn:
+                tenants.ensure_demo(conn)
     return url

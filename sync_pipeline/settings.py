@@ -11,12 +11,24 @@ import datetime as dt
 import hashlib
 import io
 import re
+import ssl
 import uuid
+from pathlib import Path
 from typing import Any, Literal, get_args, get_origin
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
+
+from sync_pipeline import settings_errors, textfiles
 
 GLOBAL_GRAPH = "https://graph.microsoft.com"
 GLOBAL_LOGIN = "https://login.microsoftonline.com"
@@ -40,15 +52,33 @@ def default_sync_time(slug: str) -> dt.time:
     return dt.time(minutes // 60, minutes % 60)
 
 
-def _https_host(value: str, field: str) -> str:
+def _https_host(value: str, example: str) -> str:
     value = value.rstrip("/")
     m = re.match(r"^https://[^/?#\s]+$", value)
     if not m:
         raise ValueError(
-            f"{field} must be an https:// host without a path (e.g. {GLOBAL_GRAPH}); "
+            f"must be an https:// host without a path (e.g. {example}); "
             "the client adds /v1.0 itself"
         )
     return value
+
+
+def pem_problem(path: str) -> str | None:
+    """Why `path` cannot serve as a CA bundle (None when it can): missing, or no PEM
+    certificates. Loaded the way requests and msal will load it, so a pass here is a pass there.
+    """
+    file = Path(path).expanduser()
+    if not file.exists():
+        return "does not exist on this machine (a PEM file of CA certificates is expected)"
+    if not file.is_file():
+        return "is not a file (a PEM file of CA certificates is expected)"
+    try:
+        ssl.create_default_context(cafile=str(file))
+    except (ssl.SSLError, ValueError):  # SSLError first: it is an OSError too
+        return "holds no PEM certificate (-----BEGIN CERTIFICATE----- blocks are expected)"
+    except OSError as exc:
+        return f"cannot be read: {exc.strerror or exc}"
+    return None
 
 
 class TenantSettings(BaseModel):
@@ -127,7 +157,8 @@ class TenantSettings(BaseModel):
     @classmethod
     def _slug(cls, v: str) -> str:
         if not _SLUG.match(v):
-            raise ValueError("use lower-case letters, digits and dashes (at most 63 characters)")
+            msg = "must be lower-case letters, digits and dashes (at most 63 characters)"
+            raise ValueError(msg)
         return v
 
     @field_validator("tenant_id", "client_id")
@@ -136,7 +167,7 @@ class TenantSettings(BaseModel):
         try:
             return str(uuid.UUID(v))
         except ValueError:
-            msg = "must be a GUID such as 00000000-0000-0000-0000-000000000000"
+            msg = "is not a GUID such as 00000000-0000-0000-0000-000000000000"
             raise ValueError(msg) from None
 
     @field_validator("client_secret_env")
@@ -151,12 +182,33 @@ class TenantSettings(BaseModel):
     @field_validator("graph_base_url")
     @classmethod
     def _graph(cls, v: str) -> str:
-        return _https_host(v, "graph_base_url")
+        return _https_host(v, GLOBAL_GRAPH)
 
     @field_validator("authority_host")
     @classmethod
     def _authority(cls, v: str) -> str:
-        return _https_host(v, "authority_host")
+        return _https_host(v, GLOBAL_LOGIN)
+
+    @field_validator("ca_bundle")
+    @classmethod
+    def _ca_bundle(cls, v: str | None, info: ValidationInfo) -> str | None:
+        # Checked where settings come in (import, set, add, the wizard); stored settings are
+        # read back unchecked (context check_files=False): a run on another machine, or a CA
+        # file removed since, is the run's own pre-flight check, not a reason to hide a tenant.
+        if v is None or not (info.context or {}).get("check_files", True):
+            return v
+        problem = pem_problem(v)
+        if problem:
+            raise ValueError(problem)
+        return v
+
+    @field_validator("sync_time", mode="before")
+    @classmethod
+    def _time_not_number(cls, v: Any) -> Any:
+        # pydantic reads a number as seconds after midnight (180 -> 00:03): never what is meant.
+        if isinstance(v, int | float) and not isinstance(v, bool):
+            raise ValueError("is not a time of day; use HH:MM (24-hour, e.g. 19:00)")
+        return v
 
     @field_validator("timezone")
     @classmethod
@@ -164,7 +216,7 @@ class TenantSettings(BaseModel):
         try:
             ZoneInfo(v)
         except (ZoneInfoNotFoundError, ValueError):
-            msg = "unknown IANA time zone (e.g. Europe/London, America/New_York)"
+            msg = "is not a known IANA time zone (e.g. Europe/London, America/New_York)"
             raise ValueError(msg) from None
         return v
 
@@ -172,7 +224,7 @@ class TenantSettings(BaseModel):
     @classmethod
     def _group_types(cls, v: list[str]) -> list[str]:
         if not v:
-            raise ValueError("choose at least one of microsoft365, security")
+            raise ValueError("must name at least one of microsoft365, security")
         return sorted(set(v), key=["microsoft365", "security"].index)
 
     @field_validator("email_deny_list")
@@ -191,7 +243,7 @@ class TenantSettings(BaseModel):
     def _ids(cls, v: list[str]) -> list[str]:
         out = [i.strip() for i in v]
         if any(not i for i in out):
-            raise ValueError("group ids must not be empty")
+            raise ValueError("holds an empty group id")
         return out
 
     @field_validator("group_mapping")
@@ -207,7 +259,7 @@ class TenantSettings(BaseModel):
     @classmethod
     def _admin_email(cls, v: str | None) -> str | None:
         if v is not None and not _ADDRESS.match(v.strip()):
-            raise ValueError("must be an email address")
+            raise ValueError("is not an email address")
         return v.strip() if v else v
 
     @model_validator(mode="after")
@@ -238,40 +290,49 @@ class TenantSettings(BaseModel):
         return self.model_dump(mode="json", exclude_defaults=True) | {"slug": self.slug}
 
 
-def parse_settings(data: Any, *, source: str = "settings") -> TenantSettings:
-    """Validate one tenant mapping, turning pydantic's errors into ones an admin can act on."""
+def parse_settings(
+    data: Any, *, source: str = "settings", check_files: bool = True
+) -> TenantSettings:
+    """Validate one tenant mapping, turning pydantic's errors into ones an admin can act on.
+
+    `check_files` (the default, for settings coming in) also checks that files the settings
+    name exist here and hold what they should; stored settings are read back without it.
+    """
     if not isinstance(data, dict):
         raise SettingsError(f"{source}: each tenant must be a mapping, got {type(data).__name__}")
     slug = data.get("slug", "<no slug>")
     try:
-        return TenantSettings.model_validate(data)
+        return TenantSettings.model_validate(data, context={"check_files": check_files})
     except ValidationError as exc:
-        raise SettingsError(_describe(exc, slug, data, source)) from None
+        fields = TenantSettings.model_fields
+        raise SettingsError(settings_errors.describe(exc, slug, data, source, fields)) from None
 
 
-def _describe(exc: ValidationError, slug: str, data: dict[str, Any], source: str) -> str:
-    lines = []
-    for err in exc.errors():
-        field = ".".join(str(p) for p in err["loc"]) or "(tenant)"
-        top = err["loc"][0] if err["loc"] else None
-        value = data.get(top) if isinstance(top, str) else None
-        if err["type"] == "extra_forbidden":
-            lines.append(f"tenant {slug}: unknown setting {field!r} (check the spelling)")
-        elif err["type"] == "missing":
-            lines.append(f"tenant {slug}: {field} is required")
-        else:
-            msg = err["msg"].removeprefix("Value error, ")
-            shown = "" if value is None else f" = {value!r}"
-            lines.append(f"tenant {slug}: {field}{shown}: {msg}")
-    return f"{source}: " + "; ".join(lines)
+def read_file(path: Path, *, what: str = "the file") -> str:
+    """A settings or deny-list file's text: UTF-8, or SettingsError naming the bad byte."""
+    try:
+        return textfiles.read_utf8(path, what=what)
+    except textfiles.TextFileError as exc:
+        raise SettingsError(str(exc)) from None
+
+
+def _yaml(text: str, source: str) -> Any:
+    try:
+        return textfiles.load_yaml(text)
+    except textfiles.DuplicateKeyError as exc:
+        raise SettingsError(f"{source}: {exc}") from None
+    except yaml.YAMLError as exc:
+        where = getattr(exc, "problem_mark", None)
+        line = f"line {where.line + 1}: " if where is not None else ""
+        problem = getattr(exc, "problem", None) or str(exc)
+        raise SettingsError(f"{source}: not valid YAML: {line}{problem}") from None
 
 
 def load_yaml(text: str, *, source: str = "settings file") -> list[TenantSettings]:
-    """Parse a `tenants:` YAML document; every tenant valid or nothing (raises SettingsError)."""
-    try:
-        doc = yaml.safe_load(text)
-    except yaml.YAMLError as exc:
-        raise SettingsError(f"{source}: not valid YAML: {exc}") from None
+    """Parse a `tenants:` YAML document; every tenant valid or nothing (raises SettingsError).
+
+    A key given twice in one mapping is refused (naming it and its lines), not last-wins."""
+    doc = _yaml(text, source)
     if not isinstance(doc, dict) or not isinstance(doc.get("tenants"), list):
         raise SettingsError(f"{source}: expected a top-level 'tenants:' list")
     tenants = [parse_settings(item, source=source) for item in doc["tenants"]]
@@ -305,11 +366,11 @@ def _coerce(key: str, raw: str) -> Any:
     text = raw.strip()
     if origin is list:
         if text.startswith("["):
-            return yaml.safe_load(text)
+            return textfiles.load_yaml(text)
         return [part.strip() for part in text.split(",") if part.strip()]
     if origin is dict:
         if text.startswith("{"):
-            return yaml.safe_load(text)
+            return textfiles.load_yaml(text)
         pairs = [part.split("=", 1) for part in text.split(",") if part.strip()]
         if any(len(p) != 2 for p in pairs):
             raise ValueError("write mappings as id=App group name,id2=Other name")

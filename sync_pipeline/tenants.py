@@ -36,18 +36,29 @@ def save(conn: sa.Connection, settings: TenantSettings) -> int | None:
 
 
 def _parse(slug: str, doc: dict) -> TenantSettings:
-    return parse_settings(doc, source=f"stored settings of {slug}")
+    return parse_settings(doc, source=f"stored settings of {slug}", check_files=False)
+
+
+def _unknown(conn: sa.Connection, slug: str) -> UnknownTenantError:
+    known = ", ".join(t.settings.slug for t in list_all(conn)) or "none"
+    return UnknownTenantError(
+        f"no tenant {slug!r} is registered (known: {known}); "
+        "add it with `sync-pipeline tenant import FILE.yaml`"
+    )
 
 
 def get(conn: sa.Connection, slug: str) -> StoredTenant:
     row = conn.execute(db.q("tenants/get"), {"slug": slug}).first()
     if row is None:
-        known = ", ".join(t.settings.slug for t in list_all(conn)) or "none"
-        raise UnknownTenantError(
-            f"no tenant {slug!r} is registered (known: {known}); "
-            "add it with `sync-pipeline tenant import FILE.yaml`"
-        )
+        raise _unknown(conn, slug)
     return StoredTenant(_parse(slug, row.settings), row.version, row.updated_at)
+
+
+def require(conn: sa.Connection, slug: str) -> None:
+    """UnknownTenantError (naming the known tenants) unless `slug` is registered; its stored
+    settings need not validate (a tenant whose settings no longer do can still be removed)."""
+    if conn.execute(db.q("tenants/get"), {"slug": slug}).first() is None:
+        raise _unknown(conn, slug)
 
 
 def list_all(conn: sa.Connection) -> list[StoredTenant]:
@@ -189,7 +200,9 @@ def check_before_run(conn: sa.Connection, settings: TenantSettings) -> None:
         _refuse_missing(settings, [(field, gid) for gid in missing], "the tenant's Graph")
 
 
-def demo_settings() -> TenantSettings:
+def demo_settings(*, auto_sync: bool = False) -> TenantSettings:
+    """The demo tenant: the bundled fake Graph's contoso-demo. Its daily schedule is off unless
+    asked for (`sync-pipeline demo --auto-sync`): a demo syncs when someone runs it."""
     from sync_pipeline.fakegraph import bundled_tenant
 
     doc = bundled_tenant(DEMO_SLUG)
@@ -201,12 +214,13 @@ def demo_settings() -> TenantSettings:
         client_secret_env=DEMO_SECRET_ENV,
         fake_tenant=DEMO_SLUG,
         admin_email=f"admin@{doc['domain']}",
+        auto_sync=auto_sync,
     )
 
 
 def ensure_demo(conn: sa.Connection) -> bool:
-    """Register the demo tenant out of the box, unless it was registered before (and maybe
-    removed on purpose: then it stays removed)."""
+    """Register the demo tenant out of the box on the embedded server (environment.prepare),
+    unless it was registered before (and maybe removed on purpose: then it stays removed)."""
     if conn.execute(db.q("tenants/ever_registered"), {"slug": DEMO_SLUG}).scalar():
         return False
     save(conn, demo_settings())

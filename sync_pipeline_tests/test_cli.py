@@ -18,6 +18,7 @@ COMMANDS = [
     ["db", "upgrade"],
     ["db", "status"],
     ["db", "stop"],
+    ["demo"],
     ["tenant"],
     ["tenant", "import"],
     ["tenant", "export"],
@@ -62,6 +63,9 @@ def home(tmp_path: Path, database_url: str) -> dict[str, str]:
 
 
 def test_demo_sync_from_the_cli_then_nothing_to_change(home, engine):
+    # On a DATABASE_URL server the demo is registered only on purpose (test_state.py).
+    registered = run_cli("demo", "--allow-database-url", env=home)
+    assert registered.returncode == 0, registered.stderr
     first = run_cli("sync", "contoso-demo", env=home)
     assert first.returncode == 0, first.stderr + first.stdout
     assert "created" in first.stdout

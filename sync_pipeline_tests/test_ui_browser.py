@@ -59,6 +59,8 @@ def ui_server(tmp_path: Path, database_url: str):
         "SYNC_PIPELINE_HOME": str(tmp_path / "home"),
         "DATABASE_URL": database_url,
     }
+    registered = cli("demo", "--allow-database-url", env=env)  # DATABASE_URL: asked for
+    assert registered.returncode == 0, registered.stderr
     synced = cli("sync", "contoso-demo", env=env)
     assert synced.returncode == 0, synced.stderr
     port = free_port()

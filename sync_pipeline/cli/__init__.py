@@ -14,6 +14,7 @@ import click
 from sync_pipeline.cli.common import console
 from sync_pipeline.cli.connectcmd import connect_command
 from sync_pipeline.cli.dbcmd import db_group
+from sync_pipeline.cli.democmd import demo_command
 from sync_pipeline.cli.explaincmd import explain_command
 from sync_pipeline.cli.fakegraphcmd import fakegraph_group
 from sync_pipeline.cli.historycmd import history_command
@@ -30,8 +31,9 @@ from sync_pipeline.cli.undocmd import undo_command
 def main(verbose: bool) -> None:
     """Sync Microsoft 365 / Entra ID directories into the app, one tenant at a time.
 
-    With no DATABASE_URL an embedded PostgreSQL is started under $SYNC_PIPELINE_HOME
-    (default ./.sync_pipeline) and reused by later commands.
+    With no DATABASE_URL an embedded PostgreSQL is started in the state folder
+    ($SYNC_PIPELINE_HOME, default the user's data directory, e.g.
+    ~/.local/share/sync-pipeline) and reused by later commands, from any folder.
     """
     logging.basicConfig(level=logging.INFO if verbose else logging.WARNING)
     os.environ.setdefault("DAGSTER_DISABLE_TELEMETRY", "1")
@@ -41,6 +43,7 @@ def main(verbose: bool) -> None:
 main.add_command(sync_command)
 main.add_command(ui_command)
 main.add_command(db_group)
+main.add_command(demo_command)
 main.add_command(tenant_group)
 main.add_command(fakegraph_group)
 main.add_command(explain_command)

@@ -9,8 +9,9 @@ from typing import Any, TypeVar
 
 import click
 from rich.console import Console
+from rich.markup import escape
 
-from sync_pipeline.db import DatabaseError
+from sync_pipeline.db import DatabaseError, DatabaseURLError
 from sync_pipeline.graph import CredentialError
 from sync_pipeline.settings import SettingsError
 from sync_pipeline.tenants import UnknownTenantError
@@ -26,8 +27,18 @@ F = TypeVar("F", bound=Callable[..., Any])
 
 
 def fail(message: str, code: int = EXIT_BAD_INPUT) -> None:
-    err_console.print(f"[bold red]error:[/] {message}")
+    # Escaped: a message may hold [brackets] (a YAML list) that rich would read as markup;
+    # soft-wrapped: one line however narrow the terminal, so it can be grepped and copied.
+    err_console.print(f"[bold red]error:[/] {escape(message)}", soft_wrap=True)
     sys.exit(code)
+
+
+def message_of(exc: BaseException) -> str:
+    """The error's own words, quotes kept (a message may end on a quoted value). Only a
+    KeyError's str() adds quotes of its own (its repr); its argument is the message."""
+    if isinstance(exc, KeyError) and exc.args:
+        return str(exc.args[0])
+    return str(exc)
 
 
 def handle_errors(fn: F) -> F:
@@ -37,8 +48,8 @@ def handle_errors(fn: F) -> F:
     def wrapper(*args: Any, **kwargs: Any) -> Any:
         try:
             return fn(*args, **kwargs)
-        except (SettingsError, UnknownTenantError, CredentialError) as exc:
-            fail(str(exc).strip("'\""), EXIT_BAD_INPUT)
+        except (SettingsError, UnknownTenantError, CredentialError, DatabaseURLError) as exc:
+            fail(message_of(exc), EXIT_BAD_INPUT)
         except DatabaseError as exc:
             fail(str(exc), EXIT_FAILED)
         except click.ClickException:

@@ -16,11 +16,21 @@ def db_group() -> None:
 
 
 @db_group.command("upgrade")
+@click.option(
+    "--reapply",
+    multiple=True,
+    metavar="FILE",
+    help="Run this applied migration again although its file changed (it must be idempotent).",
+)
 @handle_errors
-def upgrade() -> None:
-    """Create or update every schema (staging, sync, app) from sql/migrations."""
+def upgrade(reapply: tuple[str, ...]) -> None:
+    """Create or update every schema (staging, sync, app) from sql/migrations.
+
+    An applied migration whose file has changed since is refused, naming the file; --reapply
+    FILE runs it again on purpose.
+    """
     url = db.database_url()
-    applied = db.upgrade(db.engine(url))
+    applied = db.upgrade(db.engine(url), reapply=reapply)
     if applied:
         console.print(f"applied {len(applied)} file(s): {', '.join(applied)}")
     else:

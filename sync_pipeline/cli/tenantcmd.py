@@ -6,6 +6,7 @@ against the app's groups, and group ids new to this version against the tenant's
 
 from __future__ import annotations
 
+import os
 import uuid
 from pathlib import Path
 from typing import Any
@@ -16,7 +17,7 @@ import sqlalchemy as sa
 from rich.table import Table
 
 from sync_pipeline import db, settings, tenants
-from sync_pipeline.cli.common import console, fail, handle_errors, prepare
+from sync_pipeline.cli.common import console, err_console, fail, handle_errors, prepare
 from sync_pipeline.graph import CredentialError, GraphError
 from sync_pipeline.settings import SettingsError, TenantSettings
 
@@ -73,7 +74,26 @@ def store(new: list[TenantSettings], *, graph_check: bool) -> dict[str, int | No
     with db.engine().begin() as conn:
         versions = {t.slug: tenants.save(conn, t) for t in new}
     _partitions_add([t.slug for t in new])
+    for t in new:
+        warn_unset_secret(t)
     return versions
+
+
+def warn_unset_secret(s: TenantSettings) -> None:
+    """Saved, but say so when the secret's variable is unset here: every process that syncs
+    (this CLI, the UI's run workers, the daemon's schedules) reads it from its own environment.
+    """
+    env = s.client_secret_env
+    if s.fake_tenant or s.auth_mode != "application" or not env or os.environ.get(env):
+        return
+    err_console.print(
+        f"[yellow]warning:[/] tenant {s.slug}: client_secret_env {env} is not set in this "
+        f"environment; export {env} here to sync from this shell, and set it in the "
+        "environments of the UI, the daemon and the run workers too (.env.example)",
+        soft_wrap=True,
+        markup=True,
+        highlight=False,
+    )
 
 
 def _partitions_add(slugs: list[str]) -> None:
@@ -104,7 +124,8 @@ def import_(file: Path, no_graph_check: bool) -> None:
     Every tenant is validated first (settings, mapping targets in the app, group ids in
     Graph): one bad tenant and nothing is written.
     """
-    parsed = settings.load_yaml(file.read_text(), source=str(file))
+    text = settings.read_file(file, what="the settings file")
+    parsed = settings.load_yaml(text, source=str(file))
     prepare()
     versions = store(parsed, graph_check=not no_graph_check)
     for slug, version in versions.items():
@@ -270,9 +291,11 @@ def set_(
         current = tenants.get(conn, slug).settings
     new = settings.assign(current, settings.parse_assignments(assignments, slug))
     if deny_list_csv:
-        entries = settings.deny_list_from_csv(
-            deny_list_csv.read_text(encoding="utf-8-sig"), source=str(deny_list_csv), slug=slug
-        )
+        try:
+            text = settings.read_file(deny_list_csv, what="the deny list")
+        except SettingsError as exc:
+            raise SettingsError(f"tenant {slug}: email_deny_list: {exc}") from None
+        entries = settings.deny_list_from_csv(text, source=str(deny_list_csv), slug=slug)
         if append:
             have = {e.lower() for e in new.email_deny_list}
             entries = new.email_deny_list + [e for e in entries if e.lower() not in have]
@@ -293,13 +316,17 @@ def set_(
 
 @tenant_group.command("remove")
 @click.argument("slug")
-@click.confirmation_option(prompt="Stop syncing this tenant? Its app data is kept.")
+@click.option("--yes", is_flag=True, help="Do not ask for confirmation.")
 @handle_errors
-def remove(slug: str) -> None:
+def remove(slug: str, yes: bool) -> None:
     """Stop syncing a tenant. Its users in the app are kept, never deleted."""
     prepare()
+    with db.engine().connect() as conn:
+        tenants.require(conn, slug)  # an unknown tenant: exit 2 before anything is asked
+    if not yes:
+        click.confirm(f"Stop syncing {slug}? Its app data is kept.", abort=True)
     with db.engine().begin() as conn:
-        if not tenants.remove(conn, slug):
+        if not tenants.remove(conn, slug):  # removed meanwhile by someone else
             fail(f"no tenant {slug!r} is registered")
     console.print(f"{slug}: removed; its app data is kept")
 
