@@ -14,15 +14,13 @@ import requests
 import sqlalchemy as sa
 
 from sync_pipeline import explain, tenants
-from sync_pipeline.definitions import defs
 from sync_pipeline.defs.extract import FULL_READ_TAG
-from sync_pipeline.defs.partitions import TENANT_PARTITIONS
-from sync_pipeline.defs.resources import Database, Graph
 from sync_pipeline.extraction import extract
 from sync_pipeline.fakegraph import generate_tenant
 from sync_pipeline.graph import GraphClient, GraphError
 from sync_pipeline.graph.delta import DeltaRound
 from sync_pipeline_tests.conftest import settings_for, start_fake
+from sync_pipeline_tests.test_checks import run_sync
 
 HIDDEN = "Member.Read.Hidden"
 
@@ -55,15 +53,12 @@ def register(engine: sa.Engine, doc: dict, fake, **overrides) -> str:
 
 
 def run(instance, database_url: str, slug: str, job: str = "sync", **tags: str):
-    if slug not in instance.get_dynamic_partitions(TENANT_PARTITIONS):
-        instance.add_dynamic_partitions(TENANT_PARTITIONS, [slug])
-    return defs.resolve_job_def(job).execute_in_process(
-        partition_key=slug,
-        instance=instance,
-        resources={"database": Database(url=database_url), "graph": Graph()},
-        raise_on_error=False,
-        tags=tags,
-    )
+    return run_sync(instance, database_url, slug, job, tags=tags)
+
+
+def staged_members(conn: sa.Connection, slug: str, group_id: str) -> set[str]:
+    sql = "SELECT member_id FROM staging.group_members WHERE tenant = :t AND group_id = :g"
+    return set(conn.execute(sa.text(sql), {"t": slug, "g": group_id}).scalars())
 
 
 def app_members(engine: sa.Engine, slug: str, group_external_id: str) -> set[str]:
@@ -174,15 +169,7 @@ def test_an_unreadable_group_keeps_its_memberships_and_is_named(
         assert members_meta(full)["unreadable_groups"].value == 1
         assert app_members(engine, slug, hidden_id) == members
         with engine.connect() as conn:
-            staged = set(
-                conn.execute(
-                    sa.text(
-                        "SELECT member_id FROM staging.group_members "
-                        "WHERE tenant = :t AND group_id = :g"
-                    ),
-                    {"t": slug, "g": hidden_id},
-                ).scalars()
-            )
+            staged = staged_members(conn, slug, hidden_id)
             assert staged == members
             # explain, for a member of the group
             stored = tenants.get(conn, slug).settings
@@ -293,15 +280,7 @@ def test_both_read_paths_keep_an_unreadable_group(engine, doc, fake, hidden_id, 
                     ),
                     {"t": slug},
                 ).all()
-                staged = set(
-                    conn.execute(
-                        sa.text(
-                            "SELECT member_id FROM staging.group_members "
-                            "WHERE tenant = :t AND group_id = :g"
-                        ),
-                        {"t": slug, "g": hidden_id},
-                    ).scalars()
-                )
+                staged = staged_members(conn, slug, hidden_id)
             assert set(result.unreadable) == {hidden_id}
             assert result.unreadable[hidden_id]["permission"] == HIDDEN
             assert rows == [(hidden_id, HIDDEN, 403, "Authorization_RequestDenied")]
