@@ -101,10 +101,12 @@ def test_sync_report(context: dg.AssetExecutionContext, database: Database) -> d
     with database.engine().begin() as conn:
         run_id = runs.ensure(conn, tenant, context.run.run_id, dry_run=True)
         built = report.build(conn, settings, run_id, dry_run=True)
-    sent_to = ""
+    sent_to, report_file = "", ""
     if settings.admin_email:
         where = mail.send(report.email(built, settings.admin_email))
         sent_to = f"{settings.admin_email} via {where}"
+        if not where.startswith("smtp://"):  # no SMTP configured: an .eml in the outbox
+            report_file = where
         context.log.info(f"test sync report for {tenant} sent to {sent_to}")
     else:
         context.log.warning(f"tenant {tenant} has no admin_email: the report was not emailed")
@@ -118,6 +120,7 @@ def test_sync_report(context: dg.AssetExecutionContext, database: Database) -> d
             "users_left_out": len(built.excluded),
             "warnings": len(built.warnings),
             "sent_to": sent_to or "not sent (no admin_email)",
+            **({"report_file": dg.MetadataValue.path(report_file)} if report_file else {}),
             "report": dg.MetadataValue.md(report.markdown(built)),
         }
     )
