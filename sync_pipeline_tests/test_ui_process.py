@@ -74,3 +74,42 @@ def test_ui_stops_every_child_on_a_signal(signum, tmp_path, database_url):
     finally:
         if ui.poll() is None:
             ui.kill()
+
+
+def test_dagster_dev_from_the_repository_root_needs_no_wrapper(tmp_path, database_url):
+    # No DAGSTER_HOME, no SYNC_PIPELINE_DAGSTER_PG_URL: dagster.yaml in the root is enough.
+    root = Path(__file__).resolve().parents[1]
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    env = {
+        k: v
+        for k, v in os.environ.items()
+        if k not in ("DAGSTER_HOME", "SYNC_PIPELINE_DAGSTER_PG_URL")
+    }
+    env |= {"SYNC_PIPELINE_HOME": str(tmp_path / "home"), "DATABASE_URL": database_url}
+    env["PYTHONPATH"] = str(root)
+    dev = subprocess.Popen(
+        [sys.executable, "-m", "dagster", "dev", "--port", str(port)],
+        cwd=root, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+        start_new_session=True,
+    )  # fmt: skip
+    try:
+        deadline = time.monotonic() + 180
+        while True:
+            assert dev.poll() is None, dev.stderr.read().decode()[-3000:]
+            assert time.monotonic() < deadline, "dagster dev did not start"
+            try:
+                urllib.request.urlopen(f"http://127.0.0.1:{port}/server_info", timeout=2)
+                break
+            except OSError:
+                time.sleep(1)
+    finally:
+        dev.send_signal(signal.SIGINT)
+        try:
+            dev.wait(timeout=60)
+        finally:
+            try:
+                os.killpg(dev.pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
