@@ -52,3 +52,10 @@ def test_a_quiet_tick_names_the_next_syncs(register, tenant_slug, database_url):
         skipped = daily_tenant_syncs(context)
     assert isinstance(skipped, dg.SkipReason)
     assert "next: " in skipped.skip_message
+
+
+def test_the_database_resource_is_configured_through_an_env_var():
+    # The UI's Resources tab shows an EnvVar by name: what a deployment must set.
+    from sync_pipeline.definitions import defs
+
+    assert defs.resources["database"].url == dg.EnvVar("DATABASE_URL")
