@@ -143,6 +143,7 @@ def list_() -> None:
         stored = tenants.list_all(conn)
         last = {r.tenant: r for r in conn.execute(db.q("runs/last_per_tenant"))}
     table = Table("tenant", "tenant id", "auto sync", "next sync", "last sync", "settings")
+    table.columns[0].no_wrap = True  # slugs stay whole (and findable) on a narrow terminal
     now = dt.datetime.now(dt.UTC)
     for t in stored:
         s = t.settings
