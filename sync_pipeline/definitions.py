@@ -21,7 +21,9 @@ def build_defs() -> dg.Definitions:
         jobs=[sync_job, test_sync_job],
         schedules=[daily_tenant_syncs],
         sensors=[tenant_partitions_sensor, sync_failure_alerts],
-        resources={"database": Database(), "graph": Graph()},
+        # Configuration through dg.EnvVar: the UI's Resources tab names what a deployment sets
+        # (the CLI, `dagster dev` from the root and the embedded default all export it).
+        resources={"database": Database(url=dg.EnvVar("DATABASE_URL")), "graph": Graph()},
         executor=default_executor(),
     )
 

@@ -177,6 +177,20 @@ def diff_markdown(conn: sa.Connection, tenant: str, run_id: int, limit: int = 50
     return "\n".join(lines)
 
 
+DIFF_COLUMNS = ("entity", "action", "who / what", "before", "after")
+
+
+def diff_rows(conn: sa.Connection, tenant: str, run_id: int, limit: int = 50) -> list[dict]:
+    """The first `limit` changes of the diff, one mapping per change (DIFF_COLUMNS), for a
+    table in Dagster metadata (the UI sorts and scrolls it; markdown only wraps)."""
+    params = {"tenant": tenant, "run_id": run_id, "limit": limit}
+    return [
+        dict(zip(DIFF_COLUMNS, (r.entity, r.action, r.label or r.key, _json(r.before),
+                                _json(r.after)), strict=True))
+        for r in conn.execute(db.q("load/diff_preview"), params)
+    ]  # fmt: skip
+
+
 def _json(value: object) -> str:
     return "" if value is None else json.dumps(value, ensure_ascii=False, default=str)
 

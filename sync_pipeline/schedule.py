@@ -68,3 +68,11 @@ def next_slot(settings: TenantSettings, after: dt.datetime) -> dt.datetime:
         if at > after:
             return at
         day += dt.timedelta(days=1)
+
+
+def next_syncs(
+    tenants: Iterable[TenantSettings], after: dt.datetime, limit: int = 3
+) -> list[tuple[str, dt.datetime]]:
+    """The soonest daily syncs after `after` (slug, slot in UTC), for the tick's skip reason."""
+    slots = [(next_slot(s, after).astimezone(dt.UTC), s.slug) for s in tenants if s.auto_sync]
+    return [(slug, at) for at, slug in sorted(slots)[:limit]]

@@ -11,6 +11,7 @@ import os
 import secrets
 import tempfile
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 import sqlalchemy as sa
@@ -36,8 +37,22 @@ def sync_home() -> Iterator[str]:
 
 
 @pytest.fixture(scope="session")
-def database_url(sync_home: str) -> Iterator[str]:
-    server_url = os.environ.get("DATABASE_URL") or db.database_url()
+def server_url(sync_home: str) -> Iterator[str]:
+    """DATABASE_URL's server; without one, an embedded server this session starts and stops
+    (never db.database_url(): that one outlives the process, by design, for the CLI)."""
+    url = os.environ.get("DATABASE_URL")
+    if url:
+        yield url
+        return
+    server = db._import_pgserver().get_server(Path(sync_home) / "pgdata", cleanup_mode="stop")
+    try:
+        yield server.get_uri()
+    finally:
+        server.cleanup()
+
+
+@pytest.fixture(scope="session")
+def database_url(server_url: str) -> Iterator[str]:
     name = f"sp_test_{secrets.token_hex(4)}"
     admin = sa.create_engine(db.with_driver(server_url, "psycopg"), isolation_level="AUTOCOMMIT")
     with admin.connect() as conn:

@@ -10,7 +10,8 @@ from click.testing import CliRunner
 
 from sync_pipeline import tenants
 from sync_pipeline.cli import main
-from sync_pipeline.cli.wizard import STEPS
+from sync_pipeline.cli.wizard import STEPS, draft_path
+from sync_pipeline_tests.conftest import FAKE_SECRET
 
 
 def group_id(doc: dict, name: str) -> str:
@@ -142,7 +143,7 @@ def test_new_tenant_sign_in_asked_and_a_refused_secret_saves_nothing(
         fake_graph.base_url,
         fake_graph.base_url,
         str(fake_graph.ca_path),
-        "n",  # do not retry
+        "stop",  # do not retry: stop and resume later
     ]
     result = CliRunner().invoke(
         main,
@@ -220,3 +221,120 @@ def test_delegated_sign_in_with_a_device_code(
             sa.text("SELECT account FROM sync.token_caches WHERE tenant = :t"), {"t": tenant_slug}
         ).scalar_one()
     assert account == admin["userPrincipalName"]
+
+
+def test_back_returns_to_the_previous_step_that_asks_something(register, engine, tenant_slug):
+    register(tenant_slug)
+    answers = [
+        "",  # 1 keep sign-in
+        "n",  # 2 no automatic sync
+        "back",  # 3 email method: back to step 2
+        "y",  # 2 again: automatic sync after all
+        "03:00",
+        "<",  # the time zone prompt: back to step 1
+        "",  # 1 keep sign-in
+        "y",  # 2
+        "03:00",
+        "UTC",
+        "upn",  # 3
+        "n",  # 4 no groups
+        "",  # 5 scope: all (6 to 8 are skipped)
+        "back",  # 9: back past the skipped steps, to step 5
+        "",  # 5 scope: all
+        "",  # 9 exclude unlicensed
+        "",  # 10 import managers
+        "",  # 11 deny list
+        "",  # 12 no admin address
+        "n",  # no test sync now
+        "n",  # do not turn the daily sync on without one
+    ]
+    result = CliRunner().invoke(
+        main, ["tenant", "setup", tenant_slug], input="\n".join(answers) + "\n"
+    )
+    out = result.output
+    assert result.exit_code == 0, out
+    assert out.count("Back to the previous step") == 3
+    assert out.count(f"Step 1/{len(STEPS)}: auth") == 2
+    assert out.count(f"Step 2/{len(STEPS)}: automatic sync") == 3
+    assert out.count(f"Step 5/{len(STEPS)}: select groups manually") == 2
+    s = stored(engine, tenant_slug).settings
+    assert s.sync_time == dt.time(3, 0) and s.include_groups is False
+    # auto_sync was asked for, but no test sync ran: saved off, and said so
+    assert s.auto_sync is False
+    flat = " ".join(out.split())  # rich wraps at the terminal's width
+    assert "the daily sync stays off until the test sync succeeds" in flat
+    assert f"sync-pipeline tenant set {tenant_slug} auto_sync=true" in out  # unwrapped: copyable
+    assert "saved with its daily sync off" in flat
+
+
+def test_unset_secret_pauses_then_resumes_and_auto_sync_waits_for_the_test_sync(
+    fake_graph, fake_tenant, engine, tenant_slug, database_url, monkeypatch
+):
+    # The secret's variable is unset in this shell: the wizard cannot read Graph, so it offers
+    # to stop (not to retry), keeps the answers, and says how to resume.
+    monkeypatch.delenv("SMTP_HOST", raising=False)
+    env_name = "SP_WIZARD_UNSET_SECRET"
+    monkeypatch.delenv(env_name, raising=False)
+    tid, cid = fake_tenant["tenant_id"], fake_tenant["client_id"]
+    answers = ["application", tid, cid, env_name, "custom"]
+    answers += [fake_graph.base_url, fake_graph.base_url, str(fake_graph.ca_path), "stop"]
+    result = CliRunner().invoke(
+        main, ["tenant", "setup", tenant_slug], input="\n".join(answers) + "\n"
+    )
+    out = result.output
+    assert result.exit_code == 1, out
+    out = " ".join(out.split())  # rich wraps at the terminal's width
+    assert f"${env_name} is not set in this shell" in out
+    assert "retry" not in out.lower().split("is not set in this shell")[1]  # no pointless loop
+    assert f"export {env_name}=" in out and f"sync-pipeline tenant setup {tenant_slug}" in out
+    assert draft_path(tenant_slug).is_file()
+    with engine.connect() as conn, pytest.raises(tenants.UnknownTenantError):
+        tenants.get(conn, tenant_slug)
+
+    # Resumed with the variable set: the earlier answers are kept. The settings ask for the
+    # daily sync; they are saved with it off, and it is turned on after the test sync passed.
+    # Managers are not imported: nothing reads them from Graph (they ride along the users
+    # delta as manager@delta, at no extra request).
+    monkeypatch.setenv(env_name, FAKE_SECRET)
+    fake_graph.reset_stats()
+    answers = [
+        "y",  # resume from the draft
+        "y",  # keep the sign-in details of the draft
+        "y",  # 2 automatic sync
+        "04:15",
+        "UTC",
+        "",  # 3
+        "n",  # 4 no groups
+        "",  # 5
+        "",  # 9
+        "n",  # 10 no managers
+        "",  # 11
+        "it@fabrikam.example",  # 12
+        "y",  # run the test sync
+    ]
+    result = CliRunner().invoke(
+        main, ["tenant", "setup", tenant_slug], input="\n".join(answers) + "\n"
+    )
+    out = " ".join(result.output.split())
+    assert result.exit_code == 0, out
+    assert "unfinished setup" in out and not draft_path(tenant_slug).exists()
+    assert "dry run: app unchanged" in out
+    t = stored(engine, tenant_slug)
+    assert t.settings.auto_sync is True and t.settings.import_managers is False
+    with engine.connect() as conn:
+        earlier = tenants.history(conn, tenant_slug)
+    assert [v.settings.get("auto_sync") for v in earlier] == [False]  # saved off first
+    assert "test sync succeeded:" in out, out[-3000:]
+    assert out.index("stays off until the test sync succeeds") < out.index("test sync succeeded:")
+    assert "syncs automatically every day at 04:15 UTC" in out
+    # no SMTP: the wizard says where the report went
+    written = out.split("it was written to ")[1].split()[0]
+    assert written.endswith(".eml") and "it@fabrikam.example" in open(written).read()
+    # managers: not one request names them
+    assert not [e for e in fake_graph.stats["requests"] if "manager" in e.lower()]
+    # nor does explain read Graph at all
+    before = fake_graph.stats["total_requests"]
+    someone = next(u for u in fake_tenant["users"] if u["accountEnabled"])
+    result = CliRunner().invoke(main, ["explain", tenant_slug, someone["userPrincipalName"]])
+    assert result.exit_code == 0, result.output
+    assert fake_graph.stats["total_requests"] == before

@@ -15,7 +15,7 @@ from zoneinfo import ZoneInfo
 import click
 from rich.table import Table
 
-from sync_pipeline import db, tenants
+from sync_pipeline import db, runlimits, tenants
 from sync_pipeline.cli.common import (
     EXIT_FAILED,
     EXIT_REFUSED,
@@ -113,6 +113,7 @@ def sync_command(
             "app_directory": {"config": {"allow_mass_deactivation": allow_mass_deactivation}}
         }
     instance = dg.DagsterInstance.get()
+    runlimits.refuse_if_busy(instance, tenant)  # the run queue's one-run-per-tenant limit
     run_id = str(uuid.uuid4())  # known before the run starts, so progress can follow it
     outcome: dict[str, Any] = {}
 

@@ -6,6 +6,7 @@ against the app's groups, and group ids new to this version against the tenant's
 
 from __future__ import annotations
 
+import datetime as dt
 import os
 import uuid
 from pathlib import Path
@@ -16,7 +17,7 @@ import click
 import sqlalchemy as sa
 from rich.table import Table
 
-from sync_pipeline import db, settings, tenants
+from sync_pipeline import db, schedule, settings, tenants
 from sync_pipeline.cli.common import console, err_console, fail, handle_errors, prepare
 from sync_pipeline.graph import CredentialError, GraphError
 from sync_pipeline.settings import SettingsError, TenantSettings
@@ -162,10 +163,13 @@ def list_() -> None:
     with db.engine().connect() as conn:
         stored = tenants.list_all(conn)
         last = {r.tenant: r for r in conn.execute(db.q("runs/last_per_tenant"))}
-    table = Table("tenant", "tenant id", "auto sync", "last sync", "settings")
+    table = Table("tenant", "tenant id", "auto sync", "next sync", "last sync", "settings")
+    table.columns[0].no_wrap = True  # slugs stay whole (and findable) on a narrow terminal
+    now = dt.datetime.now(dt.UTC)
     for t in stored:
         s = t.settings
         auto = f"{s.effective_sync_time:%H:%M} {s.timezone}" if s.auto_sync else "off"
+        upcoming = f"{schedule.next_slot(s, now):%Y-%m-%d %H:%M %Z}" if s.auto_sync else "-"
         run = last.get(s.slug)
         when = (
             f"{run.status} {run.started_at.astimezone(ZoneInfo(s.timezone)):%Y-%m-%d %H:%M %Z}"
@@ -173,7 +177,7 @@ def list_() -> None:
             if run
             else "never"
         )
-        table.add_row(s.slug, s.tenant_id, auto, when, f"v{t.version}")
+        table.add_row(s.slug, s.tenant_id, auto, upcoming, when, f"v{t.version}")
     console.print(table)
 
 

@@ -1,8 +1,15 @@
-"""`sync-pipeline ui`: the Dagster webserver and daemon on the project's instance."""
+"""`sync-pipeline ui`: the Dagster webserver and daemon on the project's instance.
+
+`dagster dev` shuts its webserver, daemon and code server down on SIGINT only; a SIGTERM (a
+service manager, `kill`) ends it alone and leaves them serving, re-parented. So it runs in its
+own process group: SIGTERM or SIGINT to this command becomes one SIGINT to `dagster dev`, and
+whatever of the group is left after its shutdown is killed.
+"""
 
 from __future__ import annotations
 
 import os
+import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -12,6 +19,21 @@ import click
 from sync_pipeline.cli.common import console, handle_errors, prepare
 
 WORKSPACE = Path(__file__).resolve().parents[2] / "workspace.yaml"
+SHUTDOWN_SECONDS = 30  # dagster dev waits up to 10 s per service before killing it
+
+
+def _stop(dev: subprocess.Popen) -> int:
+    """Ask `dagster dev` to shut down (SIGINT), then kill whatever of its group remains."""
+    try:
+        dev.send_signal(signal.SIGINT)
+        code = dev.wait(timeout=SHUTDOWN_SECONDS)
+    except subprocess.TimeoutExpired:
+        code = -signal.SIGKILL
+    try:
+        os.killpg(dev.pid, signal.SIGKILL)  # the group is dev's own: start_new_session
+    except ProcessLookupError:
+        pass
+    return code
 
 
 @click.command("ui")
@@ -26,4 +48,24 @@ def ui_command(host: str, port: int) -> None:
         sys.executable, "-m", "dagster", "dev",
         "-w", str(WORKSPACE), "--host", host, "--port", str(port),
     ]  # fmt: skip
-    raise SystemExit(subprocess.call(cmd))
+    dev = subprocess.Popen(cmd, start_new_session=True)
+    stopping: list[int] = []
+
+    def on_signal(signum: int, frame: object) -> None:
+        stopping.append(signum)
+
+    previous = {s: signal.signal(s, on_signal) for s in (signal.SIGTERM, signal.SIGINT)}
+    try:
+        while dev.poll() is None and not stopping:
+            try:
+                dev.wait(timeout=0.5)
+            except subprocess.TimeoutExpired:
+                continue
+    finally:
+        code = _stop(dev)
+        for s, handler in previous.items():
+            signal.signal(s, handler)
+    if stopping:
+        console.print("Dagster UI stopped.")
+        raise SystemExit(128 + stopping[0])
+    raise SystemExit(code)

@@ -92,5 +92,9 @@ def daily_tenant_syncs(context: dg.ScheduleEvaluationContext, database: Database
             reason += f"; quarantined: {', '.join(skipped)}"
         if pending:
             reason += f"; waiting for their partition: {', '.join(pending)}"
+        upcoming = [(slug, at) for slug, at in schedule.next_syncs(registered, end, 4)]
+        upcoming = [(slug, at) for slug, at in upcoming if slug not in held][:3]
+        if upcoming:  # what the operator looks for on a quiet tick: when the next ones run
+            reason += "; next: " + ", ".join(f"{s} {at:%Y-%m-%d %H:%M} UTC" for s, at in upcoming)
         return dg.SkipReason(reason)
     return requests

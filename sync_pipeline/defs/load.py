@@ -1,14 +1,16 @@
 """Load: the diff (snapshot vs app.*) and its apply, in one transaction under the tenant lock."""
 
+import datetime as dt
 import time
 
 import dagster as dg
 from pydantic import Field
 
-from sync_pipeline import db, diff, mail, report, runs
+from sync_pipeline import db, diff, mail, report, runs, schedule
 from sync_pipeline.defs.partitions import tenant_partitions
 from sync_pipeline.defs.resources import Database
 from sync_pipeline.defs.transform import SNAPSHOT_GROUPS, SNAPSHOT_MEMBERSHIPS, SNAPSHOT_USERS
+from sync_pipeline.settings import TenantSettings
 
 SNAPSHOTS = [SNAPSHOT_USERS, SNAPSHOT_GROUPS, SNAPSHOT_MEMBERSHIPS]
 DRY_RUN_JOBS = frozenset({"test_sync"})
@@ -29,6 +31,22 @@ def _ints(counts: dict[str, int]) -> dict[str, int]:
     return {k: int(v) for k, v in sorted(counts.items())}
 
 
+def next_auto_sync(settings: TenantSettings) -> str:
+    """The tenant's next daily sync, shown with each partition's diff (or why there is none)."""
+    if not settings.auto_sync:
+        return "off (auto_sync is false)"
+    at = schedule.next_slot(settings, dt.datetime.now(dt.UTC))
+    return f"{at:%Y-%m-%d %H:%M %Z} ({at.astimezone(dt.UTC):%H:%M} UTC)"
+
+
+def change_table(rows: list[dict]) -> dg.TableMetadataValue:
+    """The first changes of the diff as a table (the markdown `changes` keeps the counts)."""
+    return dg.MetadataValue.table(
+        records=[dg.TableRecord(r) for r in rows],
+        schema=dg.TableSchema(columns=[dg.TableColumn(c, "string") for c in diff.DIFF_COLUMNS]),
+    )
+
+
 @dg.asset(partitions_def=tenant_partitions, group_name="load", deps=SNAPSHOTS, kinds={"postgres"})
 def sync_diff(context: dg.AssetExecutionContext, database: Database) -> dg.MaterializeResult:
     """The changes that would make app.* match the snapshot: user creates, adoptions,
@@ -40,6 +58,7 @@ def sync_diff(context: dg.AssetExecutionContext, database: Database) -> dg.Mater
         counts = diff.compute_diff(conn, tenant, run_id, settings)
         exceeded, message = diff.safety_check(counts, settings)
         table = diff.diff_markdown(conn, tenant, run_id)
+        rows = diff.diff_rows(conn, tenant, run_id)
     if exceeded:
         context.log.warning(message)
     return dg.MaterializeResult(
@@ -47,7 +66,9 @@ def sync_diff(context: dg.AssetExecutionContext, database: Database) -> dg.Mater
             **_ints(counts),
             "sync_run_id": run_id,
             "within_safety_limit": not exceeded,
+            "next_auto_sync": next_auto_sync(settings),
             "changes": dg.MetadataValue.md(table),
+            "change_list": change_table(rows),
             "seconds": round(time.monotonic() - started, 3),
         }
     )
@@ -80,6 +101,7 @@ def app_directory(
         applied = diff.apply_diff(conn, tenant, run_id)
         runs.finish(conn, run_id, "success", counts=_ints(applied))
         table = diff.diff_markdown(conn, tenant, run_id)
+        rows = diff.diff_rows(conn, tenant, run_id)
     context.log.info(f"tenant {tenant}: applied {applied}")
     return dg.MaterializeResult(
         metadata={
@@ -87,6 +109,7 @@ def app_directory(
             "sync_run_id": run_id,
             "diff_reused": not computed,
             "changes": dg.MetadataValue.md(table),
+            "change_list": change_table(rows),
             "seconds": round(time.monotonic() - started, 3),
         }
     )
@@ -101,10 +124,12 @@ def test_sync_report(context: dg.AssetExecutionContext, database: Database) -> d
     with database.engine().begin() as conn:
         run_id = runs.ensure(conn, tenant, context.run.run_id, dry_run=True)
         built = report.build(conn, settings, run_id, dry_run=True)
-    sent_to = ""
+    sent_to, report_file = "", ""
     if settings.admin_email:
         where = mail.send(report.email(built, settings.admin_email))
         sent_to = f"{settings.admin_email} via {where}"
+        if not where.startswith("smtp://"):  # no SMTP configured: an .eml in the outbox
+            report_file = where
         context.log.info(f"test sync report for {tenant} sent to {sent_to}")
     else:
         context.log.warning(f"tenant {tenant} has no admin_email: the report was not emailed")
@@ -118,6 +143,7 @@ def test_sync_report(context: dg.AssetExecutionContext, database: Database) -> d
             "users_left_out": len(built.excluded),
             "warnings": len(built.warnings),
             "sent_to": sent_to or "not sent (no admin_email)",
+            **({"report_file": dg.MetadataValue.path(report_file)} if report_file else {}),
             "report": dg.MetadataValue.md(report.markdown(built)),
         }
     )

@@ -2,6 +2,7 @@
 
 import dagster as dg
 import sqlalchemy as sa
+from pydantic import Field
 
 from sync_pipeline import db, demo, tenants
 from sync_pipeline.graph import CredentialError, GraphClient
@@ -9,9 +10,13 @@ from sync_pipeline.settings import SettingsError, TenantSettings
 
 
 class Database(dg.ConfigurableResource):
-    """Postgres holding staging, sync and app. Empty url: DATABASE_URL, else the embedded one."""
+    """Postgres holding staging, sync and app. The code location sets `url` from the
+    DATABASE_URL variable (dg.EnvVar); empty (tests, scripts): DATABASE_URL, else embedded."""
 
-    url: str = ""
+    url: str = Field(
+        default="",
+        description="SQLAlchemy URL of the Postgres server holding staging.*, sync.* and app.*",
+    )
 
     def engine(self) -> sa.Engine:
         return db.engine(self.url or db.database_url())

@@ -1,0 +1,46 @@
+"""One run per tenant for CLI syncs too.
+
+Runs launched from the UI or the schedule go through the run queue, whose tag limit
+(dagster.yaml: `tenant`, one at a time) holds them while another run of the tenant is in
+progress. `sync-pipeline sync` executes in its own process and bypasses the queue, daemon or
+not, so it asks the instance first and refuses while the tenant has a run queued or going.
+The Postgres advisory lock stays the last guard against two starts in the same instant.
+"""
+
+from __future__ import annotations
+
+import click
+import dagster as dg
+
+# Every status before a run's end: queued (held by the tag limit) counts, as it will run.
+IN_PROGRESS = [
+    dg.DagsterRunStatus.QUEUED,
+    dg.DagsterRunStatus.NOT_STARTED,
+    dg.DagsterRunStatus.STARTING,
+    dg.DagsterRunStatus.STARTED,
+    dg.DagsterRunStatus.CANCELING,
+]
+EXIT_BUSY = 3  # the CLI's "refused" code: nothing ran
+
+
+class TenantBusy(click.ClickException):
+    """Another run of the tenant is queued or in progress; this sync did not start."""
+
+    exit_code = EXIT_BUSY
+
+
+def refuse_if_busy(instance: dg.DagsterInstance, tenant: str) -> None:
+    """Raise TenantBusy when a run of `tenant` is in progress. Runs from the schedule and the
+    CLI carry the `tenant` tag; a materialisation started in the UI carries only the
+    partition tag, so both are asked."""
+    for tags in ({"tenant": tenant}, {"dagster/partition": tenant}):
+        found = instance.get_runs(dg.RunsFilter(tags=tags, statuses=IN_PROGRESS), limit=1)
+        if found:
+            run = found[0]
+            trigger = run.tags.get("trigger", "the UI")
+            raise TenantBusy(
+                f"tenant {tenant} already has a run in progress: Dagster run {run.run_id} "
+                f"({run.job_name}, {run.status.value.lower()}, from {trigger}); one run per "
+                "tenant at a time. Wait for it to end, or cancel it in the UI "
+                "(`sync-pipeline ui`), then sync again."
+            )
