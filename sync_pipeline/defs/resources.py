@@ -1,10 +1,13 @@
 """Resources: the database and the Graph client factory."""
 
+from collections.abc import Iterator
+from contextlib import contextmanager
+
 import dagster as dg
 import sqlalchemy as sa
 
 from sync_pipeline import db, demo, tenants
-from sync_pipeline.graph import CredentialError, GraphClient
+from sync_pipeline.graph import CredentialError, GraphClient, preflight
 from sync_pipeline.settings import SettingsError, TenantSettings
 
 
@@ -12,6 +15,15 @@ class Database(dg.ConfigurableResource):
     """Postgres holding staging, sync and app. Empty url: DATABASE_URL, else the embedded one."""
 
     url: str = ""
+
+    @contextmanager
+    def yield_for_execution(self, context: dg.InitResourceContext) -> Iterator["Database"]:
+        """A run holds its liveness lock while it runs, and first fails the tenant's runs whose
+        process died (defs/liveness.py)."""
+        from sync_pipeline.defs import liveness
+
+        with liveness.run_guard(context, self.engine()):
+            yield self
 
     def engine(self) -> sa.Engine:
         return db.engine(self.url or db.database_url())
@@ -33,7 +45,11 @@ class Graph(dg.ConfigurableResource):
     workers: int = 8
 
     def client(self, settings: TenantSettings) -> GraphClient:
+        """A client for the tenant, after the preflight (graph/preflight.py): a configuration
+        that cannot work fails the step at once, never retried."""
         try:
-            return GraphClient(demo.serving(settings), pool_size=max(16, 2 * self.workers))
+            served = demo.serving(settings)
+            preflight.check(served)
+            return GraphClient(served, pool_size=max(16, 2 * self.workers))
         except CredentialError as exc:
             raise dg.Failure(str(exc), allow_retries=False) from None
