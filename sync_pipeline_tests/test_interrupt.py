@@ -32,6 +32,7 @@ class SyncProcess:
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
             text=True,
+            start_new_session=True,  # its own process group, as a terminal's foreground job
         )
         self.lines: list[str] = []
         self.reader = threading.Thread(target=self._read, daemon=True)
@@ -48,6 +49,10 @@ class SyncProcess:
             assert self.proc.poll() is None, "\n".join(self.lines)
             assert time.monotonic() < deadline, f"never saw {text!r}:\n" + "\n".join(self.lines)
             time.sleep(0.05)
+
+    def ctrl_c(self) -> None:
+        """SIGINT to the whole process group, as a terminal's Ctrl-C: children get it too."""
+        os.killpg(self.proc.pid, signal.SIGINT)
 
     def finish(self, timeout: float = 120) -> tuple[int, str, str]:
         assert self.proc.stdout is not None
@@ -80,7 +85,7 @@ def test_ctrl_c_before_the_apply_stops_and_changes_nothing(
     )
     run.wait_for(f"▶ {stage}")
     time.sleep(0.5)
-    run.proc.send_signal(signal.SIGINT)
+    run.ctrl_c()
     code, out, err = run.finish()
     assert code == 130, err
     assert f"Ctrl-C: stopping the sync of {tenant_slug} at the next step (now: {stage})" in err
@@ -100,7 +105,7 @@ def test_ctrl_c_during_the_apply_waits_for_its_commit(
     )
     run.wait_for("▶ apply")
     time.sleep(0.5)
-    run.proc.send_signal(signal.SIGINT)
+    run.ctrl_c()
     code, out, err = run.finish()
     assert code == 130, err
     assert "Ctrl-C: the apply is committing; waiting" in err
@@ -134,9 +139,9 @@ def test_second_ctrl_c_during_the_apply_leaves_and_says_what_state_the_tenant_is
     run = SyncProcess(tenant_slug, home, database_url, SYNC_PIPELINE_TEST_PAUSE=f"apply:{PAUSE}")
     run.wait_for("▶ apply")
     time.sleep(0.5)
-    run.proc.send_signal(signal.SIGINT)
+    run.ctrl_c()
     run.wait_for("the apply is committing; waiting")
-    run.proc.send_signal(signal.SIGINT)
+    run.ctrl_c()
     code, _, err = run.finish()
     assert code == 130, err
     assert f"Ctrl-C again: {tenant_slug}: leaving now, during the apply" in err

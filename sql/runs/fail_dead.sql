@@ -6,7 +6,6 @@ SET status = 'failed', finished_at = now(), error = :reason
 WHERE r.tenant = :tenant
   AND r.status = 'running'
   AND r.dagster_run_id IS DISTINCT FROM :own
-  AND r.started_at < now() - make_interval(secs => :grace)
   AND NOT EXISTS (
     SELECT 1
     FROM pg_locks

@@ -100,7 +100,6 @@ class SyncRun:
     def __init__(
         self, stored: Any, dry_run: bool, allow_mass_deactivation: bool, full_read: bool
     ) -> None:
-        import dagster as dg
 
         from sync_pipeline.definitions import defs
         from sync_pipeline.defs.extract import FULL_READ_TAG
@@ -122,7 +121,7 @@ class SyncRun:
             }
         if not _verbose():
             logging.getLogger("urllib3").setLevel(logging.ERROR)  # retries show in metadata
-        self.instance = dg.DagsterInstance.get()
+        self.instance = _cli_instance()
         self.run_id = str(uuid.uuid4())  # known before the run starts, so progress can follow it
         self.outcome: dict[str, Any] = {}
         self.progress = Progress()
@@ -188,7 +187,8 @@ class SyncRun:
                     if line:
                         err_console.print(line)
                 seen = len(records)
-                status.update(f"{stage(self.progress.running)}…")
+                running = self.progress.running
+                status.update(f"{stage(running)}…" if running else "syncing…")
                 if self.stop_asked is False and self.handled:
                     self._ask_stop()  # the run did not exist yet at the first Ctrl-C
                 while self.handled < self.interrupts:
@@ -309,6 +309,30 @@ class SyncRun:
 
     def _zone(self) -> ZoneInfo:
         return ZoneInfo(self.stored.settings.timezone)
+
+
+def _cli_instance() -> Any:
+    """The Dagster instance of $DAGSTER_HOME, without capturing the steps' stdout/stderr.
+
+    The default compute log manager tees the process's file descriptors through a child
+    process while steps run: in a terminal that garbles the progress display (the cursor
+    moves arrive late, through the pipe), and the child, in the terminal's process group,
+    prints a KeyboardInterrupt traceback of its own on Ctrl-C. Our steps log through
+    context.log, which the event log keeps anyway; runs from the UI keep their captured logs.
+    """
+    import dagster as dg
+    from dagster._core.instance.ref import InstanceRef
+
+    ref = InstanceRef.from_dir(
+        os.environ["DAGSTER_HOME"],
+        overrides={
+            "compute_logs": {
+                "module": "dagster._core.storage.noop_compute_log_manager",
+                "class": "NoOpComputeLogManager",
+            }
+        },
+    )
+    return dg.DagsterInstance.from_ref(ref)
 
 
 def _verbose() -> bool:

@@ -1,13 +1,14 @@
 """Runs whose process died (SIGKILL, OOM, a lost machine) do not stay "running" forever.
 
 Every run's process holds a Postgres advisory lock named after its Dagster run for as long as
-the run's resources live (the whole run under the in-process executor); Postgres releases it
-when the process dies, however it dies. When a run of a tenant starts, it fails the tenant's
-earlier runs that are still STARTED (or CANCELING) in Dagster, or `running` in sync.runs, but
-whose lock nobody holds: the Dagster run gets a RUN_FAILURE with the reason (and no run
-retry: the starting run supersedes it), the sync.runs row status `failed` with the same
-reason, so `history`, `tenant list` and the UI tell the story. A run's apply marks its row in
-the apply's own transaction, so a row still `running` never committed an apply.
+the run's Graph resource lives (the in-process executor starts a run's resources once, at its
+start, so: the whole run; sensors never use it, so they keep plain resources). Postgres
+releases it when the process dies, however it dies. When a run of a tenant starts, it fails
+the tenant's earlier runs still STARTED (or CANCELING) in Dagster, or `running` in
+sync.runs, whose lock nobody holds: the Dagster run gets a RUN_FAILURE with the reason (and
+no run retry: the starting run supersedes it), the sync.runs row status `failed` with the
+same reason, so `history`, `tenant list` and the UI tell the story. A run's apply marks its
+row in the apply's own transaction, so a row still `running` never committed an apply.
 
 The daemon's run monitoring (dagster.yaml) fails runs no later sync reaps, after
 max_runtime_seconds.
@@ -24,8 +25,9 @@ import sqlalchemy as sa
 
 from sync_pipeline import db
 
-# A run younger than this may not have taken its lock yet (it takes it when its resources
-# start, a moment after Dagster marks it STARTED).
+# A Dagster run younger than this may not have taken its lock yet (it takes it when its
+# resources start, a moment after Dagster marks it STARTED). A sync.runs row needs none: it is
+# written by a step, after the lock was taken.
 GRACE_SECONDS = 5
 DEAD_REASON = (
     "the process running this sync ended before the sync finished (killed, or its machine "
@@ -80,7 +82,7 @@ def reap(instance: dg.DagsterInstance, engine: sa.Engine, tenant: str, own_run_i
             reaped.add(run.run_id)
         rows = conn.execute(
             db.q("runs/fail_dead"),
-            {"tenant": tenant, "own": own_run_id, "reason": reason, "grace": GRACE_SECONDS},
+            {"tenant": tenant, "own": own_run_id, "reason": reason},
         ).all()
     reaped.update(str(r.dagster_run_id) for r in rows)
     return len(reaped)

@@ -16,15 +16,6 @@ class Database(dg.ConfigurableResource):
 
     url: str = ""
 
-    @contextmanager
-    def yield_for_execution(self, context: dg.InitResourceContext) -> Iterator["Database"]:
-        """A run holds its liveness lock while it runs, and first fails the tenant's runs whose
-        process died (defs/liveness.py)."""
-        from sync_pipeline.defs import liveness
-
-        with liveness.run_guard(context, self.engine()):
-            yield self
-
     def engine(self) -> sa.Engine:
         return db.engine(self.url or db.database_url())
 
@@ -43,6 +34,15 @@ class Graph(dg.ConfigurableResource):
     """Builds Graph clients; a fake tenant (the demo) gets its fake Graph started in-process."""
 
     workers: int = 8
+
+    @contextmanager
+    def yield_for_execution(self, context: dg.InitResourceContext) -> Iterator["Graph"]:
+        """The run holds its liveness lock while this resource lives, and first fails the
+        tenant's runs whose process died (defs/liveness.py)."""
+        from sync_pipeline.defs import liveness
+
+        with liveness.run_guard(context, db.engine(db.database_url())):
+            yield self
 
     def client(self, settings: TenantSettings) -> GraphClient:
         """A client for the tenant, after the preflight (graph/preflight.py): a configuration
