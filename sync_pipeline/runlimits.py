@@ -20,7 +20,7 @@ IN_PROGRESS = [
     dg.DagsterRunStatus.STARTED,
     dg.DagsterRunStatus.CANCELING,
 ]
-EXIT_BUSY = 3  # the CLI's "refused" code: nothing ran
+EXIT_BUSY = 4  # nothing ran: another run of the tenant is in progress; try again later
 
 
 class TenantBusy(click.ClickException):

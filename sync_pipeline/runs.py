@@ -32,6 +32,15 @@ def finish(
     )
 
 
+def end_if_running(
+    conn: sa.Connection, tenant: str, dagster_run_id: str, status: str, error: str
+) -> int | None:
+    """Give the run's row an outcome unless it has one (an apply marks success as it commits);
+    `canceled` is a run stopped on request. Returns the row's id when it was changed."""
+    params = {"tenant": tenant, "dagster_run_id": dagster_run_id, "status": status}
+    return conn.execute(db.q("runs/end_if_running"), params | {"error": error}).scalar()
+
+
 def set_planned(conn: sa.Connection, run_id: int, counts: dict[str, int]) -> None:
     """Record the counts of the diff written to sync.diffs for run_id (see `planned`)."""
     conn.execute(db.q("runs/set_planned"), {"id": run_id, "planned": json.dumps(counts)})

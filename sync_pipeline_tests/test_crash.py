@@ -37,7 +37,11 @@ def kill_during_apply(proc: subprocess.Popen, engine: sa.Engine, tenant: str) ->
     """SIGKILL the process while it holds the tenant's apply lock; False if it finished first."""
     with engine.connect() as conn:
         while proc.poll() is None:
-            if conn.execute(db.q("load/apply_lock_held"), {"tenant": tenant}).scalar():
+            # the tenant lock is the extract's too: the apply's comes after the diff's row
+            diffed = conn.execute(
+                sa.text("SELECT count(*) FROM sync.runs WHERE tenant = :t"), {"t": tenant}
+            ).scalar()
+            if diffed and conn.execute(db.q("load/apply_lock_held"), {"tenant": tenant}).scalar():
                 proc.send_signal(signal.SIGKILL)
                 proc.wait()
                 return True
@@ -68,8 +72,34 @@ def test_killed_mid_apply_leaves_app_before_or_after_and_next_sync_completes(
         held = conn.execute(db.q("load/apply_lock_held"), {"tenant": tenant}).scalar()
     assert not held
 
+    with engine.connect() as conn:
+        killed_run = conn.execute(
+            sa.text("SELECT id, dagster_run_id, status FROM sync.runs WHERE tenant = :t"),
+            {"t": tenant},
+        ).one()
+    assert killed_run.status == "running"  # nobody was left to say otherwise
+
     again = sync_process(tenant, str(tmp_path / "home"), database_url)
     assert again.wait(timeout=300) == 0, again.stderr.read().decode()
+    # The next sync found the killed run's process gone and failed it, with the reason, in
+    # sync.runs and in Dagster (and promised no retry of it).
+    with engine.connect() as conn:
+        row = conn.execute(
+            sa.text("SELECT status, error FROM sync.runs WHERE id = :id"), {"id": killed_run.id}
+        ).one()
+        dagster_status = conn.execute(
+            sa.text("SELECT status FROM runs WHERE run_id = :r"),
+            {"r": killed_run.dagster_run_id},
+        ).scalar_one()
+    assert row.status == "failed" and "ended before the sync finished" in row.error
+    assert dagster_status == "FAILURE"
+    env = {**os.environ, "SYNC_PIPELINE_HOME": str(tmp_path / "home"), "DATABASE_URL": database_url}
+    history = subprocess.run(
+        [sys.executable, "-m", "sync_pipeline.cli", "history", tenant, "--limit", "1"],
+        env=env, capture_output=True, text=True, check=True,
+    )  # fmt: skip
+    assert f"sync run {killed_run.id} (" in history.stdout
+    assert "failed: the process running this sync ended" in history.stdout
     final = snapshot(engine, tenant)
     assert final["app.users"] and final["app.group_members"]
     repeat = sync_process(tenant, str(tmp_path / "home"), database_url)

@@ -1,7 +1,11 @@
 """The `sync-pipeline` command.
 
 Exit codes scripts can trust: 0 success; 1 the sync ran and failed; 2 bad input (arguments,
-settings, an unknown tenant); 3 the sync was refused by the deactivation safety limit.
+settings, an unknown tenant, a configuration the sync's preflight refuses: an unset secret,
+a CA file or certificate that does not load, a Graph host that cannot be reached); 3 the sync
+was refused by the deactivation safety limit; 4 the tenant already has a run in progress
+(nothing ran); 130 the sync was stopped by Ctrl-C (it says
+what was applied).
 """
 
 from __future__ import annotations

@@ -22,6 +22,15 @@ def _doc(value: object) -> str:
     return json.dumps(value, ensure_ascii=False, default=str)
 
 
+def _print_unfinished(tenant: str, rows: list, zone: ZoneInfo) -> None:
+    """The latest runs that applied nothing because they failed, were stopped or died."""
+    for r in rows:
+        when = r.started_at.astimezone(zone).strftime("%Y-%m-%d %H:%M:%S %Z")
+        kind = "test sync" if r.dry_run else "sync"
+        reason = f": {r.error}" if r.error else ""
+        console.print(f"{tenant}: {kind} run {r.id} ({when}) {r.status}{reason}", soft_wrap=True)
+
+
 @click.command("history")
 @click.argument("tenant")
 @click.option("--user", "email", metavar="EMAIL", help="Only changes to this person (any case).")
@@ -44,7 +53,13 @@ def history_command(tenant: str, email: str | None, run_id: int | None, limit: i
     with db.engine().connect() as conn:
         settings = tenants.get(conn, tenant).settings
         rows = audit.history(conn, tenant, email=email, run_id=run_id, limit=limit)
+        unfinished = (
+            []
+            if run_id or email
+            else conn.execute(db.q("runs/unfinished"), {"tenant": tenant, "limit": 10}).all()
+        )
     zone = ZoneInfo(settings.timezone)
+    _print_unfinished(tenant, unfinished, zone)
     scope = " ".join(
         part
         for part in (f"for {email}" if email else "", f"in run {run_id}" if run_id else "")

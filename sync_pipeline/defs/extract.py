@@ -16,6 +16,7 @@ import dagster as dg
 from sync_pipeline import db
 from sync_pipeline.defs.partitions import tenant_partitions
 from sync_pipeline.defs.resources import Database, Graph
+from sync_pipeline.defs.stopping import stop_checker, stop_if_asked, test_pause
 from sync_pipeline.extraction import extract
 from sync_pipeline.graph import CredentialError, GraphAuthError, GraphError
 from sync_pipeline.staging import COLUMNS, GraphDataError
@@ -88,6 +89,7 @@ def graph_directory(
 ) -> Iterator[dg.MaterializeResult]:
     """The tenant's directory read from Graph into staging.*: users, groups, memberships,
     subscribed SKUs and managers, incrementally through delta queries when a link is kept."""
+    stop_if_asked(context)
     tenant, started = context.partition_key, time.monotonic()
     full = context.run.tags.get(FULL_READ_TAG, "").lower() == "true"
     with graph_failures():
@@ -95,7 +97,10 @@ def graph_directory(
         if client.delegated is not None:
             client.delegated.engine = database.engine()
         with database.engine().begin() as conn, db.tenant_lock(conn, tenant):
-            result = extract(client, conn, tenant, full=full, workers=graph.workers)
+            test_pause("extract")
+            # A stop request ends the read between pages: it rolls back, nothing is kept.
+            stop = stop_checker(context)
+            result = extract(client, conn, tenant, full=full, workers=graph.workers, on_event=stop)
     maintenance = db.vacuum_after_load(database.engine(), [f"staging.{t}" for t in COLUMNS])
     stats = client.stats.as_metadata()
     common = {

@@ -14,9 +14,14 @@ def record_failure(context: dg.HookContext) -> None:
     if not tenant:
         return
     error = str(context.op_exception or "failed")[:2000]
+    status = "failed"
+    if run is not None and run.status == dg.DagsterRunStatus.CANCELING:
+        # Asked to stop (Ctrl-C, the UI's Terminate): the step ended on the request, not on
+        # an error (a step with a RetryPolicy reports the interrupt as exhausted retries).
+        status, error = "canceled", "stopped on request before it finished"
     with context.resources.database.engine().begin() as conn:
         run_id = runs.ensure(conn, tenant, context.run_id, dry_run=context.job_name in DRY_RUN_JOBS)
-        runs.finish(conn, run_id, "failed", error=f"{context.op.name}: {error}")
+        runs.finish(conn, run_id, status, error=f"{context.op.name}: {error}")
 
 
 sync_job = dg.define_asset_job(

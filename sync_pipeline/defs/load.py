@@ -9,6 +9,7 @@ from pydantic import Field
 from sync_pipeline import db, diff, mail, report, runs, schedule
 from sync_pipeline.defs.partitions import tenant_partitions
 from sync_pipeline.defs.resources import Database
+from sync_pipeline.defs.stopping import stop_if_asked, test_pause
 from sync_pipeline.defs.transform import SNAPSHOT_GROUPS, SNAPSHOT_MEMBERSHIPS, SNAPSHOT_USERS
 from sync_pipeline.settings import TenantSettings
 
@@ -51,10 +52,12 @@ def change_table(rows: list[dict]) -> dg.TableMetadataValue:
 def sync_diff(context: dg.AssetExecutionContext, database: Database) -> dg.MaterializeResult:
     """The changes that would make app.* match the snapshot: user creates, adoptions,
     updates, reactivations and deactivations, group, membership and manager changes."""
+    stop_if_asked(context)
     tenant, started = context.partition_key, time.monotonic()
     settings = database.tenant_settings(tenant)
     with database.engine().begin() as conn:
         run_id = runs.ensure(conn, tenant, context.run.run_id, dry_run=is_dry_run(context))
+        test_pause("diff")
         counts = diff.compute_diff(conn, tenant, run_id, settings)
         exceeded, message = diff.safety_check(counts, settings)
         table = diff.diff_markdown(conn, tenant, run_id)
@@ -80,10 +83,12 @@ def app_directory(
 ) -> dg.MaterializeResult:
     """The app's users, groups and memberships for the tenant (app.*), brought in line with
     the snapshot in one transaction: deactivated, never deleted."""
+    stop_if_asked(context)  # the last boundary: once the apply starts, it commits whole
     tenant, started = context.partition_key, time.monotonic()
     settings = database.tenant_settings(tenant)
     with database.engine().begin() as conn, db.tenant_lock(conn, tenant):
         run_id = runs.ensure(conn, tenant, context.run.run_id, dry_run=False)
+        test_pause("apply")
         # The diff sync_diff wrote in this run (and the blocking checks passed) is applied as
         # it is; computed here only when this run has none.
         planned, computed = diff.planned_diff(conn, tenant, run_id, settings)
@@ -119,6 +124,7 @@ def app_directory(
 def test_sync_report(context: dg.AssetExecutionContext, database: Database) -> dg.MaterializeResult:
     """The test sync's report — every change a sync would make, who is left out and why,
     warnings such as the safety limit — emailed to the tenant's admin; app.* untouched."""
+    stop_if_asked(context)
     tenant = context.partition_key
     settings = database.tenant_settings(tenant)
     with database.engine().begin() as conn:

@@ -1,11 +1,14 @@
 """Resources: the database and the Graph client factory."""
 
+from collections.abc import Iterator
+from contextlib import contextmanager
+
 import dagster as dg
 import sqlalchemy as sa
 from pydantic import Field
 
 from sync_pipeline import db, demo, tenants
-from sync_pipeline.graph import CredentialError, GraphClient
+from sync_pipeline.graph import CredentialError, GraphClient, preflight
 from sync_pipeline.settings import SettingsError, TenantSettings
 
 
@@ -37,8 +40,21 @@ class Graph(dg.ConfigurableResource):
 
     workers: int = 8
 
+    @contextmanager
+    def yield_for_execution(self, context: dg.InitResourceContext) -> Iterator["Graph"]:
+        """The run holds its liveness lock while this resource lives, and first fails the
+        tenant's runs whose process died (defs/liveness.py)."""
+        from sync_pipeline.defs import liveness
+
+        with liveness.run_guard(context, db.engine(db.database_url())):
+            yield self
+
     def client(self, settings: TenantSettings) -> GraphClient:
+        """A client for the tenant, after the preflight (graph/preflight.py): a configuration
+        that cannot work fails the step at once, never retried."""
         try:
-            return GraphClient(demo.serving(settings), pool_size=max(16, 2 * self.workers))
+            served = demo.serving(settings)
+            preflight.check(served)
+            return GraphClient(served, pool_size=max(16, 2 * self.workers))
         except CredentialError as exc:
             raise dg.Failure(str(exc), allow_retries=False) from None

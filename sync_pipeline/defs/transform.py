@@ -8,6 +8,7 @@ from sync_pipeline import db, rules, tenants, unreadable
 from sync_pipeline.defs.extract import extract_assets
 from sync_pipeline.defs.partitions import tenant_partitions
 from sync_pipeline.defs.resources import Database
+from sync_pipeline.defs.stopping import stop_if_asked, test_pause
 from sync_pipeline.settings import SettingsError
 
 SNAPSHOT_USERS = dg.AssetKey("snapshot_users")
@@ -47,9 +48,11 @@ SNAPSHOT_MEMBERSHIPS = dg.AssetKey("snapshot_memberships")
 )
 def directory_snapshot(context: dg.AssetExecutionContext, database: Database):
     """Apply the tenant's settings to the latest extraction, set-wise, in one transaction."""
+    stop_if_asked(context)
     tenant, started = context.partition_key, time.monotonic()
     settings = database.tenant_settings(tenant)
     with database.engine().begin() as conn:
+        test_pause("transform")
         try:
             # Group ids the settings name must exist in this very extraction.
             tenants.check_before_run(conn, settings)

@@ -86,7 +86,15 @@ class GraphAuthError(GraphError):
 
 
 class CredentialError(RuntimeError):
-    """The tenant's credential is not available (unset variable, unreadable certificate)."""
+    """The tenant's credential is not available (unset variable, unreadable certificate).
+
+    Also the base of every configuration error the preflight finds before a run: no retry
+    can fix one, so runs fail at once and the CLI exits 2."""
+
+
+class GraphUnreachable(CredentialError):
+    """The Graph or sign-in host cannot be reached from here (refused, unknown, silent, or its
+    TLS certificate is not trusted): a configuration or network problem, found before the run."""
 
 
 def auth_hint(error: str, description: str) -> str:
