@@ -778,7 +778,7 @@ def extract(
         result.unreadable.setdefault(row.group_id, {})["name"] = row.display_name  # metadata
     for entity, rows in result.staged.items():
         writer.w.record(entity, rows, client.stats.requests)
-    db.analyze_if_stale(conn, [f"staging.{table}" for table in COLUMNS])
+    db.analyze_if_stale(conn, [f"staging.{table}" for table in COLUMNS], tenant)
     return result
 
 

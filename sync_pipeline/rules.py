@@ -123,5 +123,5 @@ def build_snapshot(conn: sa.Connection, settings: TenantSettings) -> dict[str, i
     counts = {f"excluded_{r}": 0 for r in USER_REASONS}
     counts |= {f"groups_excluded_{r}": 0 for r in GROUP_REASONS}
     counts |= dict(conn.execute(db.q("transform/counts"), params).all())
-    db.analyze_if_stale(conn, list(SNAPSHOT_TABLES))
+    db.analyze_if_stale(conn, list(SNAPSHOT_TABLES), settings.slug)
     return {k: int(v) for k, v in counts.items()}
