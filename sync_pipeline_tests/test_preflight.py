@@ -51,12 +51,17 @@ def test_refusing_graph_host_is_retried_briefly_then_one_line(register, tenant_s
     assert 3 < seconds < 20  # a few seconds of retries, not 87
 
 
-def test_unreadable_ca_and_untrusted_host_are_one_line(register, tenant_slug, tmp_path):
-    register(tenant_slug, ca_bundle=str(tmp_path / "missing.pem"))
+def test_unreadable_ca_and_untrusted_host_are_one_line(
+    register, tenant_slug, tmp_path, fake_graph
+):
+    # registered with a good CA file (settings refuse a bad one up front), which then goes
+    ca = tmp_path / "missing.pem"
+    ca.write_bytes(fake_graph.ca_path.read_bytes())
+    register(tenant_slug, ca_bundle=str(ca))
+    ca.unlink()
     code, lines, _ = sync(tenant_slug)
     assert code == 2 and len(lines) == 1 and "missing.pem' does not exist" in lines[0]
-    (tmp_path / "junk.pem").write_text("not a certificate\n")
-    register(tenant_slug, ca_bundle=str(tmp_path / "junk.pem"))
+    ca.write_text("not a certificate\n")
     code, lines, _ = sync(tenant_slug)
     assert code == 2 and len(lines) == 1 and "holds no PEM certificate" in lines[0]
 

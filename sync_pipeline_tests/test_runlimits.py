@@ -10,6 +10,7 @@ from click.testing import CliRunner
 
 from sync_pipeline import environment
 from sync_pipeline.cli import main
+from sync_pipeline.defs import liveness
 from sync_pipeline.runlimits import EXIT_BUSY
 
 
@@ -26,7 +27,8 @@ def test_a_cli_sync_is_refused_while_the_tenant_has_a_run_in_progress(
                 job_name="sync", run_id=busy, tags=tags, status=dg.DagsterRunStatus.STARTED
             )
         )
-        result = CliRunner().invoke(main, ["sync", tenant_slug])
+        with liveness.hold(engine, busy):  # a live run holds its lock (a dead one is reaped)
+            result = CliRunner().invoke(main, ["sync", tenant_slug])
         assert result.exit_code == EXIT_BUSY, result.output
         flat = " ".join(result.output.split())
         assert f"tenant {tenant_slug} already has a run in progress: Dagster run {busy}" in flat

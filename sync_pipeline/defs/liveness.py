@@ -91,7 +91,7 @@ def reap(instance: dg.DagsterInstance, engine: sa.Engine, tenant: str, own_run_i
 @contextmanager
 def run_guard(context: dg.InitResourceContext, engine: sa.Engine) -> Iterator[None]:
     """For a run's resources: hold the run's lock, then reap the tenant's dead runs."""
-    run = context.dagster_run
+    run = context.run
     tenant = run.tags.get("dagster/partition") if run is not None else None
     if run is None or run.job_name not in JOBS or context.instance is None:
         yield  # a sensor, a schedule or a test outside a run
