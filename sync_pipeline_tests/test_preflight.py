@@ -51,9 +51,7 @@ def test_refusing_graph_host_is_retried_briefly_then_one_line(register, tenant_s
     assert 3 < seconds < 20  # a few seconds of retries, not 87
 
 
-def test_unreadable_ca_and_untrusted_host_are_one_line(
-    register, tenant_slug, tmp_path, fake_graph
-):
+def test_unreadable_ca_and_untrusted_host_are_one_line(register, tenant_slug, tmp_path, fake_graph):
     # registered with a good CA file (settings refuse a bad one up front), which then goes
     ca = tmp_path / "missing.pem"
     ca.write_bytes(fake_graph.ca_path.read_bytes())
