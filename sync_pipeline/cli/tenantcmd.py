@@ -164,7 +164,9 @@ def list_() -> None:
         stored = tenants.list_all(conn)
         last = {r.tenant: r for r in conn.execute(db.q("runs/last_per_tenant"))}
     table = Table("tenant", "tenant id", "auto sync", "next sync", "last sync", "settings")
-    table.columns[0].no_wrap = True  # slugs stay whole (and findable) on a narrow terminal
+    # slugs and times stay whole (and findable) on a narrow terminal; the other columns fold
+    for column in (0, 3, 4):
+        table.columns[column].no_wrap = True
     now = dt.datetime.now(dt.UTC)
     for t in stored:
         s = t.settings
