@@ -41,7 +41,12 @@ def kill_during_apply(proc: subprocess.Popen, engine: sa.Engine, tenant: str) ->
             diffed = conn.execute(
                 sa.text("SELECT count(*) FROM sync.runs WHERE tenant = :t"), {"t": tenant}
             ).scalar()
-            if diffed and conn.execute(db.q("load/apply_lock_held"), {"tenant": tenant}).scalar():
+            if (
+                diffed
+                and conn.execute(
+                    db.q("advisory_lock_held"), {"name": f"sync-pipeline:tenant:{tenant}"}
+                ).scalar()
+            ):
                 proc.send_signal(signal.SIGKILL)
                 proc.wait()
                 return True
@@ -69,7 +74,9 @@ def test_killed_mid_apply_leaves_app_before_or_after_and_next_sync_completes(
     after_kill = snapshot(engine, tenant)
     assert after_kill == before  # nothing of the interrupted apply is visible
     with engine.connect() as conn:
-        held = conn.execute(db.q("load/apply_lock_held"), {"tenant": tenant}).scalar()
+        held = conn.execute(
+            db.q("advisory_lock_held"), {"name": f"sync-pipeline:tenant:{tenant}"}
+        ).scalar()
     assert not held
 
     with engine.connect() as conn:

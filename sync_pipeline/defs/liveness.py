@@ -50,7 +50,8 @@ def hold(engine: sa.Engine, dagster_run_id: str) -> Iterator[None]:
 
 
 def alive(conn: sa.Connection, dagster_run_id: str) -> bool:
-    return bool(conn.execute(db.q("runs/alive"), {"dagster_run_id": dagster_run_id}).scalar())
+    name = f"sync-pipeline:run:{dagster_run_id}"  # the key runs/hold_alive locks
+    return bool(conn.execute(db.q("advisory_lock_held"), {"name": name}).scalar())
 
 
 def reap(instance: dg.DagsterInstance, engine: sa.Engine, tenant: str, own_run_id: str) -> int:
