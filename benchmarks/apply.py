@@ -50,9 +50,12 @@ from benchlib import (
     stage_document,
 )
 
-from sync_pipeline import db, diff, rules, staging
+from sync_pipeline.core import db
+from sync_pipeline.core.settings import TenantSettings
+from sync_pipeline.extract import staging
 from sync_pipeline.fakegraph import generate_tenant
-from sync_pipeline.settings import TenantSettings
+from sync_pipeline.load import diff
+from sync_pipeline.transform import rules
 
 TENANT = "bench-apply"
 ZERO = "00000000-0000-0000-0000-000000000000"

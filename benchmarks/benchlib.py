@@ -23,7 +23,8 @@ import psutil
 import requests
 import sqlalchemy as sa
 
-from sync_pipeline import db, staging
+from sync_pipeline.core import db
+from sync_pipeline.extract import staging
 
 STAGED = ("users", "groups", "group_members", "user_managers", "user_licences")
 

@@ -7,7 +7,7 @@ A tenant is generated with `fakegraph.generate_tenant` and COPYed straight into 
 through `staging.StagingWriter` (no Graph calls: the extraction is not what is measured). Then,
 one after the other on this machine: the transform (`rules.build_snapshot`, managers imported,
 a deny list), the diff against an empty app (`diff.compute_diff`), great-expectations' import
-and context, and every suite of `sync_pipeline.expectations` (the code the asset checks run).
+and context, and every suite of `sync_pipeline.checks.expectations` (the code the asset checks run).
 Everything happens in a scratch database `sp_bench_<random>` dropped afterwards (--keep-database
 keeps it; --database NAME reuses a kept one and its staged tenant). Prints the figures and
 writes benchmarks/results/checks.json. The suites run one after the other here; in a sync
@@ -29,10 +29,14 @@ from pathlib import Path
 import sqlalchemy as sa
 from benchlib import RssSampler, drop_database, scratch_database, stage_document
 
-from sync_pipeline import db, diff, expectations, rules, runs
+from sync_pipeline.checks import expectations
+from sync_pipeline.core import db
+from sync_pipeline.core.settings import TenantSettings
+from sync_pipeline.extract.staging import COLUMNS
 from sync_pipeline.fakegraph import generate_tenant
-from sync_pipeline.settings import TenantSettings
-from sync_pipeline.staging import COLUMNS
+from sync_pipeline.load import diff
+from sync_pipeline.registry import runs
+from sync_pipeline.transform import rules
 
 TENANT = "bench-checks"
 ZERO = "00000000-0000-0000-0000-000000000000"
@@ -70,7 +74,7 @@ def run(args: argparse.Namespace, engine: sa.Engine) -> None:
         generated = loaded = 0.0
         with engine.connect() as conn:
             staged = dict(
-                conn.execute(db.q("staging/staged_counts"), {"t": TENANT}).mappings().one()
+                conn.execute(db.q("extract/staged_counts"), {"t": TENANT}).mappings().one()
             )
             upns = conn.execute(
                 sa.text(

@@ -9,7 +9,7 @@ For each size a tenant is generated (`fakegraph.generate_tenant`: ~4 groups per 
 latency and Graph's resource-unit limits for a tenant over 500 users (8,000 RU / 10 s). Each
 measured reader also runs in a process of its own, so its peak RSS is its own:
 
-- `ours full` / `ours incremental`: `sync_pipeline.extraction.extract` into a scratch
+- `ours full` / `ours incremental`: `sync_pipeline.extract.extraction.extract` into a scratch
   Postgres database (staging written, counts reconciled, delta links kept); the incremental
   run follows 1 % churn applied through the fake's admin API (user updates, adds, deletes,
   manager changes, membership adds and removals);
@@ -90,10 +90,10 @@ def _peak_mb() -> float:
 # -- the readers, each in its own process --------------------------------------------------------
 def run_ours(info: dict[str, Any], database_url: str, slug: str, full: bool) -> dict[str, Any]:
     os.environ["SP_BENCH_SECRET"] = SECRET
-    from sync_pipeline import db
-    from sync_pipeline.extraction import extract
+    from sync_pipeline.core import db
+    from sync_pipeline.core.settings import TenantSettings
+    from sync_pipeline.extract.extraction import extract
     from sync_pipeline.graph import GraphClient
-    from sync_pipeline.settings import TenantSettings
 
     settings = TenantSettings(**_settings(info, slug))
     client = GraphClient(settings, pool_size=max(16, 2 * WORKERS))
@@ -414,7 +414,7 @@ def main() -> None:
             "the msgraph-sdk peer is not installed: `.venv/bin/pip install -e '.[bench]'`, "
             "or pass --no-sdk to leave it out"
         )
-    from sync_pipeline import db
+    from sync_pipeline.core import db
 
     server = os.environ.get("DATABASE_URL") or db.database_url()
     name = f"sp_bench_{uuid.uuid4().hex[:6]}"

@@ -47,8 +47,9 @@ from benchlib import FAKE_SECRET, Fake, churn, in_scratch_database
 from rich.console import Console
 from rich.table import Table
 
-from sync_pipeline import db, tenants
-from sync_pipeline.settings import TenantSettings
+from sync_pipeline.core import db
+from sync_pipeline.core.settings import TenantSettings
+from sync_pipeline.registry import tenants
 
 RESULTS = Path(__file__).with_name("results") / "sync.json"
 SECRET = FAKE_SECRET
@@ -222,7 +223,7 @@ def gx_import_seconds(env: dict[str, str]) -> float:
     (what a run process has done when its first check step starts)."""
     code = (
         "import time, sync_pipeline.definitions\n"
-        "from sync_pipeline import expectations\n"
+        "from sync_pipeline.checks import expectations\n"
         "t = time.perf_counter(); expectations._context()\n"
         "print(time.perf_counter() - t)\n"
     )

@@ -42,9 +42,10 @@ from benchlib import (
     stage_document,
 )
 
-from sync_pipeline import db, rules
+from sync_pipeline.core import db
+from sync_pipeline.core.settings import TenantSettings
 from sync_pipeline.fakegraph import generate_tenant
-from sync_pipeline.settings import TenantSettings
+from sync_pipeline.transform import rules
 
 TENANT = "bench-transform"
 ZERO = "00000000-0000-0000-0000-000000000000"

@@ -17,7 +17,7 @@ import pytest
 import sqlalchemy as sa
 from sqlalchemy.engine import make_url
 
-from sync_pipeline import db
+from sync_pipeline.core import db
 
 os.environ.setdefault("GX_ANALYTICS_ENABLED", "False")
 os.environ.setdefault("DAGSTER_DISABLE_TELEMETRY", "1")
@@ -126,7 +126,7 @@ def fake_graph(fake_tenant: dict, tmp_path_factory: pytest.TempPathFactory):
 
 def settings_for(slug: str, doc: dict, fake, **overrides):
     """Tenant settings pointing at the fake Graph, as an admin would register them."""
-    from sync_pipeline.settings import TenantSettings
+    from sync_pipeline.core.settings import TenantSettings
 
     fields = {
         "slug": slug,
@@ -143,7 +143,7 @@ def settings_for(slug: str, doc: dict, fake, **overrides):
 @pytest.fixture
 def register(engine: sa.Engine, fake_tenant: dict, fake_graph):
     """register(slug, **overrides) stores settings for a tenant served by the fake Graph."""
-    from sync_pipeline import tenants
+    from sync_pipeline.registry import tenants
 
     def _register(slug: str, **overrides):
         settings = settings_for(slug, fake_tenant, fake_graph, **overrides)

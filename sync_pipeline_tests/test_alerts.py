@@ -3,13 +3,13 @@
 import dagster as dg
 import sqlalchemy as sa
 
-from sync_pipeline import mail
 from sync_pipeline.definitions import defs
 from sync_pipeline.defs.alerts import sync_failure_alerts
 from sync_pipeline.defs.automation import quarantined
 from sync_pipeline.defs.extract import extract_assets
 from sync_pipeline.defs.partitions import TENANT_PARTITIONS
 from sync_pipeline.defs.resources import Database
+from sync_pipeline.report import mail
 
 
 def failing_sync(instance, tenant: str):

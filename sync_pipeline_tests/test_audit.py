@@ -18,7 +18,11 @@ import pytest
 import sqlalchemy as sa
 from click.testing import CliRunner
 
-from sync_pipeline import audit, db, diff, rules, tenants
+from sync_pipeline.audit import changes as audit
+from sync_pipeline.core import db
+from sync_pipeline.load import diff
+from sync_pipeline.registry import tenants
+from sync_pipeline.transform import rules
 from sync_pipeline_tests.test_diff import (
     BASE,
     E,

@@ -13,10 +13,10 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 from cryptography.x509.oid import NameOID
 
-from sync_pipeline import tenants
-from sync_pipeline.extraction import extract
+from sync_pipeline.extract.extraction import extract
 from sync_pipeline.graph import CredentialError, GraphAuthError, GraphClient
 from sync_pipeline.graph.auth import SECRET_KEY_ENV, connect
+from sync_pipeline.registry import tenants
 from sync_pipeline_tests.conftest import settings_for
 
 

@@ -16,7 +16,8 @@ import pytest
 import redis
 import sqlalchemy as sa
 
-from sync_pipeline import environment, tenants
+from sync_pipeline.core import environment
+from sync_pipeline.registry import tenants
 
 BROKER = os.environ.get("SYNC_PIPELINE_TEST_REDIS", "redis://127.0.0.1:6379/7")
 SLUGS = ["celery-one", "celery-two", "celery-three"]

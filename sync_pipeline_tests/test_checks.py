@@ -12,12 +12,14 @@ import pandas as pd
 import pytest
 import sqlalchemy as sa
 
-from sync_pipeline import addresses, expectations, tenants
+from sync_pipeline.checks import expectations
+from sync_pipeline.core.settings import TenantSettings
 from sync_pipeline.definitions import defs
 from sync_pipeline.defs.partitions import TENANT_PARTITIONS
 from sync_pipeline.defs.resources import Database, Graph
 from sync_pipeline.fakegraph import generate_tenant
-from sync_pipeline.settings import TenantSettings
+from sync_pipeline.registry import tenants
+from sync_pipeline.transform import addresses
 from sync_pipeline_tests.conftest import settings_for, start_fake
 
 SCENARIOS = ("good", "collision", "cycle", "ghost", "count", "blank", "drift", "mass")

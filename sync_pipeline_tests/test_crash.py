@@ -8,7 +8,7 @@ import time
 
 import sqlalchemy as sa
 
-from sync_pipeline import db
+from sync_pipeline.core import db
 
 APP = ("app.users", "app.groups", "app.group_members")
 
@@ -44,7 +44,7 @@ def kill_during_apply(proc: subprocess.Popen, engine: sa.Engine, tenant: str) ->
             if (
                 diffed
                 and conn.execute(
-                    db.q("advisory_lock_held"), {"name": f"sync-pipeline:tenant:{tenant}"}
+                    db.q("core/advisory_lock_held"), {"name": f"sync-pipeline:tenant:{tenant}"}
                 ).scalar()
             ):
                 proc.send_signal(signal.SIGKILL)
@@ -75,7 +75,7 @@ def test_killed_mid_apply_leaves_app_before_or_after_and_next_sync_completes(
     assert after_kill == before  # nothing of the interrupted apply is visible
     with engine.connect() as conn:
         held = conn.execute(
-            db.q("advisory_lock_held"), {"name": f"sync-pipeline:tenant:{tenant}"}
+            db.q("core/advisory_lock_held"), {"name": f"sync-pipeline:tenant:{tenant}"}
         ).scalar()
     assert not held
 

@@ -12,10 +12,17 @@ from concurrent.futures import ThreadPoolExecutor
 import pytest
 import sqlalchemy as sa
 
-from sync_pipeline.extraction import GROUPS_MEMBERS, USERS_LINK, extract
-from sync_pipeline.graph import GraphClient, reader
+from sync_pipeline.extract import pager
+from sync_pipeline.extract.extraction import GROUPS_MEMBERS, USERS_LINK, extract
+from sync_pipeline.extract.staging import (
+    PROPERTIES,
+    StagingWriter,
+    group_row,
+    staged_objects,
+    user_row,
+)
+from sync_pipeline.graph import GraphClient
 from sync_pipeline.graph.delta import DeltaExpired, DeltaRound, latest_link
-from sync_pipeline.staging import PROPERTIES, StagingWriter, group_row, staged_objects, user_row
 from sync_pipeline_tests.conftest import settings_for, start_fake
 
 USER_TYPE = "#microsoft.graph.user"
@@ -119,15 +126,15 @@ def test_fake_latest_link_then_only_later_changes_with_minimal_properties(tailsp
     tid = doc["tenant_id"]
     client = GraphClient(settings_for(tenant_slug, doc, fake))
     now = fake.tenant(tid)
-    select = reader.USER_SELECT.split(",")
+    select = pager.USER_SELECT.split(",")
     # u[1]: a user with a property never set (Graph leaves it out of a plain delta item)
     u = [x["id"] for x in sorted(now["users"], key=lambda x: None not in map(x.get, select))]
     members = now["members"]
     g_add, g_out, g_renamed = (g["id"] for g in now["groups"][:3])
     fake.update_user(tid, u[0], jobTitle="Before the link")  # not reported: made before
-    user_link = latest_link(client, "/users/delta", reader.USER_DELTA_SELECT)
-    no_manager_link = latest_link(client, "/users/delta", reader.USER_SELECT)
-    group_link = latest_link(client, "/groups/delta", f"{reader.GROUP_SELECT},members")
+    user_link = latest_link(client, "/users/delta", pager.USER_DELTA_SELECT)
+    no_manager_link = latest_link(client, "/users/delta", pager.USER_SELECT)
+    group_link = latest_link(client, "/groups/delta", f"{pager.GROUP_SELECT},members")
     assert list(DeltaRound(client, user_link)) == [[]]  # nothing changed since
 
     fake.update_user(tid, u[1], jobTitle="After the link", department=None)

@@ -11,7 +11,10 @@ from typing import Any
 import pytest
 import sqlalchemy as sa
 
-from sync_pipeline import audit, db, diff, rules
+from sync_pipeline.audit import changes as audit
+from sync_pipeline.core import db
+from sync_pipeline.load import diff
+from sync_pipeline.transform import rules
 from sync_pipeline_tests.test_rules import group, make_settings, stage, user
 
 

@@ -6,8 +6,10 @@ import pytest
 import sqlalchemy as sa
 from click.testing import CliRunner
 
-from sync_pipeline import explain, rules, tenants
 from sync_pipeline.cli import main
+from sync_pipeline.explain import lookup as explain
+from sync_pipeline.registry import tenants
+from sync_pipeline.transform import rules
 from sync_pipeline_tests.test_rules import group, make_settings, stage, user
 
 STAGED = {

@@ -10,9 +10,10 @@ import sqlalchemy as sa
 from sync_pipeline.defs.extract import FULL_READ_TAG, extract_assets
 from sync_pipeline.defs.partitions import TENANT_PARTITIONS
 from sync_pipeline.defs.resources import Database, Graph
-from sync_pipeline.extraction import extract
-from sync_pipeline.graph import GraphClient, reader
-from sync_pipeline.staging import GraphDataError
+from sync_pipeline.extract import pager
+from sync_pipeline.extract.extraction import extract
+from sync_pipeline.extract.staging import GraphDataError
+from sync_pipeline.graph import GraphClient
 from sync_pipeline_tests.conftest import settings_for, start_fake
 
 TYPE = {"#microsoft.graph.user": "user", "#microsoft.graph.group": "group"}
@@ -94,7 +95,7 @@ def test_full_read_is_exact_despite_throttling_and_faults(
     engine, faulty, tenant_slug, members_in_delta, monkeypatch
 ):
     fake, doc = faulty
-    monkeypatch.setattr(reader, "DELTA_MEMBERS_MAX_USERS", 10**9 if members_in_delta else 0)
+    monkeypatch.setattr(pager, "DELTA_MEMBERS_MAX_USERS", 10**9 if members_in_delta else 0)
     fake.reset_stats()
     settings = settings_for(tenant_slug, doc, fake)
     result, stats = run(engine, settings)
@@ -113,7 +114,7 @@ def test_delta_sees_exactly_the_changes_then_expired_token_rereads_everything(
     engine, faulty, tenant_slug, members_in_delta, monkeypatch
 ):
     fake, doc = faulty
-    monkeypatch.setattr(reader, "DELTA_MEMBERS_MAX_USERS", 10**9 if members_in_delta else 0)
+    monkeypatch.setattr(pager, "DELTA_MEMBERS_MAX_USERS", 10**9 if members_in_delta else 0)
     tid = doc["tenant_id"]
     settings = settings_for(tenant_slug, doc, fake)
     run(engine, settings)

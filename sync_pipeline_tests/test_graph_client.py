@@ -9,10 +9,10 @@ from concurrent.futures import ThreadPoolExecutor
 import pytest
 import requests
 
+from sync_pipeline.extract.pager import manager_change, members_batch, objects_batch
 from sync_pipeline.fakegraph.server import _cost as fake_cost
 from sync_pipeline.graph import GraphClient
 from sync_pipeline.graph.budget import Budget, cost, tenant_limit
-from sync_pipeline.graph.reader import manager_change, members_batch, objects_batch
 from sync_pipeline_tests.conftest import settings_for, start_fake
 
 

@@ -17,9 +17,9 @@ from typing import Any
 import pytest
 import sqlalchemy as sa
 
-from sync_pipeline.extraction import extract
+from sync_pipeline.extract.extraction import extract
+from sync_pipeline.extract.staging import GraphDataError
 from sync_pipeline.graph import GraphClient
-from sync_pipeline.staging import GraphDataError
 from sync_pipeline_tests.conftest import settings_for, start_fake
 
 USER = "#microsoft.graph.user"

@@ -12,9 +12,9 @@ import secrets
 import pytest
 import sqlalchemy as sa
 
-from sync_pipeline import tenants
+from sync_pipeline.extract import pager
 from sync_pipeline.fakegraph import generate_tenant
-from sync_pipeline.graph import reader
+from sync_pipeline.registry import tenants
 from sync_pipeline_tests.conftest import settings_for, start_fake
 from sync_pipeline_tests.test_checks import app_state, run_sync
 
@@ -142,7 +142,7 @@ def test_a_count_off_by_three_passes_and_off_by_a_quarter_fails_keeping_app_unch
 def test_throttled_batches_answered_424_converge(
     instance, database_url, engine, directory, monkeypatch
 ):
-    monkeypatch.setattr(reader, "DELTA_MEMBERS_MAX_USERS", 0)  # members read in $batches
+    monkeypatch.setattr(pager, "DELTA_MEMBERS_MAX_USERS", 0)  # members read in $batches
     doc, fake = directory(fail_every_nth_429=4, fault_retry_after=0.05)
     slug = register(engine, doc, fake)
     synced(instance, database_url, slug)

@@ -13,12 +13,13 @@ import pytest
 import requests
 import sqlalchemy as sa
 
-from sync_pipeline import explain, tenants
 from sync_pipeline.defs.extract import FULL_READ_TAG
-from sync_pipeline.extraction import extract
+from sync_pipeline.explain import lookup as explain
+from sync_pipeline.extract.extraction import extract
 from sync_pipeline.fakegraph import generate_tenant
 from sync_pipeline.graph import GraphClient, GraphError
 from sync_pipeline.graph.delta import DeltaRound
+from sync_pipeline.registry import tenants
 from sync_pipeline_tests.conftest import settings_for, start_fake
 from sync_pipeline_tests.test_checks import run_sync
 

@@ -8,9 +8,9 @@ import sqlalchemy as sa
 import yaml
 from click.testing import CliRunner
 
-from sync_pipeline import tenants
 from sync_pipeline.cli import main
-from sync_pipeline.settings import TenantSettings
+from sync_pipeline.core.settings import TenantSettings
+from sync_pipeline.registry import tenants
 
 ZERO = "00000000-0000-0000-0000-000000000000"
 BASE = {"tenant_id": ZERO, "client_id": ZERO, "client_secret_env": "SP_INPUTS_SECRET"}

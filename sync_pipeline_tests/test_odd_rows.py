@@ -15,8 +15,10 @@ import dagster as dg
 import pytest
 import sqlalchemy as sa
 
-from sync_pipeline import explain, report, tenants
+from sync_pipeline.explain import lookup as explain
 from sync_pipeline.fakegraph import bundled_tenant, generate_tenant
+from sync_pipeline.registry import tenants
+from sync_pipeline.report import build as report
 from sync_pipeline_tests.conftest import settings_for, start_fake
 from sync_pipeline_tests.test_checks import evaluations, run_sync
 

@@ -13,11 +13,11 @@ import pytest
 import requests
 import sqlalchemy as sa
 
-from sync_pipeline import tenants
 from sync_pipeline.definitions import defs
 from sync_pipeline.defs.partitions import TENANT_PARTITIONS
 from sync_pipeline.defs.resources import Database, Graph
 from sync_pipeline.fakegraph import FakeGraph, generate_tenant
+from sync_pipeline.registry import tenants
 from sync_pipeline_tests.conftest import FAKE_SECRET, settings_for, start_fake
 
 STATE = {

@@ -11,7 +11,7 @@ from sync_pipeline.defs.load import app_directory, sync_diff
 from sync_pipeline.defs.partitions import TENANT_PARTITIONS
 from sync_pipeline.defs.resources import Database, Graph
 from sync_pipeline.defs.transform import directory_snapshot
-from sync_pipeline.staging import COLUMNS
+from sync_pipeline.extract.staging import COLUMNS
 
 ALL_ASSETS = [*extract_assets, directory_snapshot, sync_diff, app_directory]
 
@@ -197,7 +197,8 @@ def test_the_apply_uses_the_diff_its_run_planned_and_checked(
 def test_a_planned_diff_lost_in_a_crash_is_computed_again(engine, register, tenant_slug):
     """sync.diffs is unlogged: a server crash empties it, and the apply must not then read
     the planned counts over an empty table as 'nothing to do'."""
-    from sync_pipeline import diff, runs
+    from sync_pipeline.load import diff
+    from sync_pipeline.registry import runs
 
     settings = register(tenant_slug)
     with engine.begin() as conn:  # a snapshot to diff against: two users, no app rows yet

@@ -12,8 +12,8 @@ from typing import Any
 import pytest
 import sqlalchemy as sa
 
-from sync_pipeline import rules
-from sync_pipeline.settings import TenantSettings
+from sync_pipeline.core.settings import TenantSettings
+from sync_pipeline.transform import rules
 
 ZERO = "00000000-0000-0000-0000-000000000000"
 

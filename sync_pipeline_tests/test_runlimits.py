@@ -8,10 +8,10 @@ import dagster as dg
 import sqlalchemy as sa
 from click.testing import CliRunner
 
-from sync_pipeline import environment
 from sync_pipeline.cli import main
+from sync_pipeline.core import environment
 from sync_pipeline.defs import liveness
-from sync_pipeline.runlimits import EXIT_BUSY
+from sync_pipeline.registry.runlimits import EXIT_BUSY
 
 
 def test_a_cli_sync_is_refused_while_the_tenant_has_a_run_in_progress(

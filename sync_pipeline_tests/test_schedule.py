@@ -6,12 +6,12 @@ import dagster as dg
 import pytest
 import sqlalchemy as sa
 
-from sync_pipeline import runs, schedule, tenants
+from sync_pipeline.core.settings import TenantSettings, default_sync_time
 from sync_pipeline.definitions import defs
 from sync_pipeline.defs.automation import daily_tenant_syncs, tenant_partitions_sensor
 from sync_pipeline.defs.partitions import TENANT_PARTITIONS
 from sync_pipeline.defs.resources import Database
-from sync_pipeline.settings import TenantSettings, default_sync_time
+from sync_pipeline.registry import runs, schedule, tenants
 
 UTC = dt.UTC
 

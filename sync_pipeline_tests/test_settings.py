@@ -8,9 +8,10 @@ import pytest
 import sqlalchemy as sa
 from click.testing import CliRunner
 
-from sync_pipeline import settings, tenants
 from sync_pipeline.cli import main
-from sync_pipeline.settings import SettingsError, TenantSettings
+from sync_pipeline.core import settings
+from sync_pipeline.core.settings import SettingsError, TenantSettings
+from sync_pipeline.registry import tenants
 
 ZERO = "00000000-0000-0000-0000-000000000000"
 BASE = {"tenant_id": ZERO, "client_id": ZERO, "client_secret_env": "X_SECRET"}

@@ -6,8 +6,8 @@ from collections.abc import Iterator
 import pytest
 import sqlalchemy as sa
 
-from sync_pipeline import db
-from sync_pipeline.staging import GraphDataError, StagingWriter, member_rows, user_row
+from sync_pipeline.core import db
+from sync_pipeline.extract.staging import GraphDataError, StagingWriter, member_rows, user_row
 
 
 def staged_ids(engine: sa.Engine, tenant: str) -> list[str]:

@@ -16,7 +16,7 @@ import pytest
 import sqlalchemy as sa
 from sqlalchemy.engine import make_url
 
-from sync_pipeline import db
+from sync_pipeline.core import db
 
 CHECKOUT = Path(__file__).resolve().parents[1]
 
@@ -159,7 +159,10 @@ def copy_checkout(dest: Path, *, with_sql: bool = True) -> Path:
     """The package as installed elsewhere: a copy of sync_pipeline/ and dagster.yaml, with
     or without the sql/ folder (a non-editable install has none)."""
     ignore = shutil.ignore_patterns("__pycache__")
-    shutil.copytree(CHECKOUT / "sync_pipeline", dest / "sync_pipeline", ignore=ignore)
+    # symlinks kept: sync_pipeline/sql and sync_pipeline/dagster.yaml then reach the copy's own
+    shutil.copytree(
+        CHECKOUT / "sync_pipeline", dest / "sync_pipeline", ignore=ignore, symlinks=True
+    )
     shutil.copy(CHECKOUT / "dagster.yaml", dest / "dagster.yaml")
     if with_sql:
         shutil.copytree(CHECKOUT / "sql", dest / "sql", ignore=ignore)

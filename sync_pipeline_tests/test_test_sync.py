@@ -106,7 +106,7 @@ def test_a_report_too_large_to_email_counts_memberships_per_group(
     """A first load plans a change per membership (1.4 M for 100k users): over the attachment
     limit the email carries every other change and the memberships per group, and
     `sync-pipeline report` writes the complete list."""
-    from sync_pipeline import report
+    from sync_pipeline.report import build as report
     from sync_pipeline_tests.test_cli import run_cli
 
     monkeypatch.setenv("SYNC_PIPELINE_REPORT_MAX_MB", "0.002")  # 2 KB
@@ -169,7 +169,7 @@ def test_a_report_too_large_to_email_counts_memberships_per_group(
 
 
 def test_a_large_csv_is_zipped_whole(register, tenant_slug, smtp_server, monkeypatch):
-    from sync_pipeline import report
+    from sync_pipeline.report import build as report
 
     monkeypatch.setattr(report, "CSV_PLAIN_MAX", 512)
     register(tenant_slug, admin_email="admin@fabrikam.test")

@@ -18,9 +18,10 @@ from typing import Any
 import pytest
 import sqlalchemy as sa
 
-from sync_pipeline import addresses, rules, staging
+from sync_pipeline.core.settings import TenantSettings
+from sync_pipeline.extract import staging
 from sync_pipeline.fakegraph import generate_tenant
-from sync_pipeline.settings import TenantSettings
+from sync_pipeline.transform import addresses, rules
 
 ZERO = "00000000-0000-0000-0000-000000000000"
 ADDRESS = re.compile(rules.ADDRESS_RE)

@@ -8,9 +8,9 @@ import pytest
 import sqlalchemy as sa
 from click.testing import CliRunner
 
-from sync_pipeline import tenants
 from sync_pipeline.cli import main
 from sync_pipeline.cli.wizard import STEPS, draft_path
+from sync_pipeline.registry import tenants
 from sync_pipeline_tests.conftest import FAKE_SECRET
 
 

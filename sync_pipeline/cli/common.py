@@ -11,10 +11,10 @@ import click
 from rich.console import Console
 from rich.markup import escape
 
-from sync_pipeline.db import DatabaseError, DatabaseURLError
+from sync_pipeline.core.db import DatabaseError, DatabaseURLError
+from sync_pipeline.core.settings import SettingsError
 from sync_pipeline.graph import CredentialError
-from sync_pipeline.settings import SettingsError
-from sync_pipeline.tenants import UnknownTenantError
+from sync_pipeline.registry.tenants import UnknownTenantError
 
 console = Console(stderr=False, highlight=False)
 err_console = Console(stderr=True, highlight=False)
@@ -59,7 +59,7 @@ def handle_errors(fn: F) -> F:
 
 
 def prepare() -> str:
-    from sync_pipeline import environment
+    from sync_pipeline.core import environment
 
     with err_console.status("Preparing the database…"):
         return environment.prepare()

@@ -12,8 +12,9 @@ from typing import Any
 
 import click
 
-from sync_pipeline import db, demo, tenants
 from sync_pipeline.cli.common import EXIT_FAILED, console, err_console, fail, handle_errors, prepare
+from sync_pipeline.core import db
+from sync_pipeline.registry import demo, tenants
 
 
 @click.command("connect")

@@ -6,8 +6,8 @@ import os
 
 import click
 
-from sync_pipeline import db
 from sync_pipeline.cli.common import console, handle_errors, prepare
+from sync_pipeline.core import db
 
 
 @click.group("db")

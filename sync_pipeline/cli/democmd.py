@@ -9,8 +9,9 @@ from __future__ import annotations
 
 import click
 
-from sync_pipeline import db, settings, tenants
 from sync_pipeline.cli.common import EXIT_BAD_INPUT, console, fail, handle_errors, prepare
+from sync_pipeline.core import db, settings
+from sync_pipeline.registry import tenants
 
 
 @click.command("demo")

@@ -8,8 +8,10 @@ import click
 from rich.markup import escape
 from rich.panel import Panel
 
-from sync_pipeline import db, explain, tenants
 from sync_pipeline.cli.common import console, fail, handle_errors, prepare
+from sync_pipeline.core import db
+from sync_pipeline.explain import lookup as explain
+from sync_pipeline.registry import tenants
 
 
 def _render(x: explain.Explanation) -> Panel:

@@ -47,7 +47,7 @@ def serve(
     secret_env: str,
 ) -> None:
     """Serve one fake tenant until interrupted: --tenant-file F, or --users N [--seed S]."""
-    from sync_pipeline import db
+    from sync_pipeline.core import db
     from sync_pipeline.fakegraph import generate_tenant, load_tenant_file
     from sync_pipeline.fakegraph.server import serve_forever
 

@@ -6,8 +6,11 @@ from pathlib import Path
 
 import click
 
-from sync_pipeline import db, diff, report, tenants
 from sync_pipeline.cli.common import console, fail, handle_errors, prepare
+from sync_pipeline.core import db
+from sync_pipeline.load import diff
+from sync_pipeline.registry import tenants
+from sync_pipeline.report import build as report
 
 
 @click.command("report")

@@ -20,7 +20,6 @@ import click
 import sqlalchemy as sa
 from rich.table import Table
 
-from sync_pipeline import db, runlimits, runs, tenants
 from sync_pipeline.cli.common import (
     EXIT_BAD_INPUT,
     EXIT_FAILED,
@@ -31,7 +30,9 @@ from sync_pipeline.cli.common import (
     prepare,
 )
 from sync_pipeline.cli.progress import APPLY_STEP, Progress, stage
+from sync_pipeline.core import db
 from sync_pipeline.graph import CredentialError, preflight
+from sync_pipeline.registry import runlimits, runs, tenants
 
 EXIT_INTERRUPTED = 130  # 128 + SIGINT, as shells report a command stopped by Ctrl-C
 
@@ -73,8 +74,8 @@ def _launch_prepared(
     tenant: str, dry_run: bool, allow_mass_deactivation: bool, full_read: bool
 ) -> SyncRun:
     prepare()
-    from sync_pipeline import demo
     from sync_pipeline.cli.tenantcmd import _partitions_add
+    from sync_pipeline.registry import demo
 
     with db.engine().connect() as conn:
         stored = tenants.get(conn, tenant)  # validates the settings before anything runs

@@ -17,10 +17,11 @@ import click
 import sqlalchemy as sa
 from rich.table import Table
 
-from sync_pipeline import db, schedule, settings, tenants
 from sync_pipeline.cli.common import console, err_console, fail, handle_errors, prepare
+from sync_pipeline.core import db, settings
+from sync_pipeline.core.settings import SettingsError, TenantSettings
 from sync_pipeline.graph import CredentialError, GraphError
-from sync_pipeline.settings import SettingsError, TenantSettings
+from sync_pipeline.registry import schedule, tenants
 
 NO_GRAPH_CHECK = click.option(
     "--no-graph-check",

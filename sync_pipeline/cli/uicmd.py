@@ -12,13 +12,13 @@ import os
 import signal
 import subprocess
 import sys
-from pathlib import Path
 
 import click
 
 from sync_pipeline.cli.common import console, handle_errors, prepare
 
-WORKSPACE = Path(__file__).resolve().parents[2] / "workspace.yaml"
+# The code location by module, so the installed package needs no workspace file of its own.
+LOCATION = ["-m", "sync_pipeline.definitions"]
 SHUTDOWN_SECONDS = 30  # dagster dev waits up to 10 s per service before killing it
 
 
@@ -46,7 +46,7 @@ def ui_command(host: str, port: int) -> None:
     console.print(f"Dagster UI on http://{host}:{port} (instance in {os.environ['DAGSTER_HOME']})")
     cmd = [
         sys.executable, "-m", "dagster", "dev",
-        "-w", str(WORKSPACE), "--host", host, "--port", str(port),
+        *LOCATION, "--host", host, "--port", str(port),
     ]  # fmt: skip
     dev = subprocess.Popen(cmd, start_new_session=True)
     stopping: list[int] = []

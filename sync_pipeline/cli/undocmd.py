@@ -7,8 +7,10 @@ from zoneinfo import ZoneInfo
 import click
 from rich.table import Table
 
-from sync_pipeline import audit, db, tenants
+from sync_pipeline.audit import changes as audit
 from sync_pipeline.cli.common import EXIT_FAILED, console, err_console, fail, handle_errors, prepare
+from sync_pipeline.core import db
+from sync_pipeline.registry import tenants
 
 
 def _counts_table(title: str, counts: dict[str, int]) -> Table:

@@ -20,10 +20,11 @@ from typing import Any
 import click
 from rich.table import Table
 
-from sync_pipeline import db, settings, tenants
 from sync_pipeline.cli.common import EXIT_FAILED, console, fail, prepare
+from sync_pipeline.core import db, settings
+from sync_pipeline.core.settings import SettingsError, TenantSettings
 from sync_pipeline.graph import CredentialError, GraphError
-from sync_pipeline.settings import SettingsError, TenantSettings
+from sync_pipeline.registry import tenants
 
 STEPS = (
     "auth",
@@ -190,8 +191,8 @@ class Wizard:
     def sign_in(self) -> bool:
         """Delegated: the device-code sign-in (`tenant connect`); the admin's address becomes
         admin_email unless one is set."""
-        from sync_pipeline import demo
         from sync_pipeline.graph.auth import connect
+        from sync_pipeline.registry import demo
 
         def show(flow: dict) -> None:
             console.print(

@@ -5,10 +5,12 @@ import os
 
 import dagster as dg
 
-from sync_pipeline import alerts, db, mail, tenants
+from sync_pipeline.core import db
 from sync_pipeline.defs.automation import quarantine_after
 from sync_pipeline.defs.jobs import sync_job, test_sync_job
 from sync_pipeline.defs.resources import Database
+from sync_pipeline.registry import tenants
+from sync_pipeline.report import alerts, mail
 
 
 def describe_failure(context: dg.RunFailureSensorContext) -> alerts.FailedSync:

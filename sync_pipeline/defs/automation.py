@@ -5,10 +5,11 @@ import os
 
 import dagster as dg
 
-from sync_pipeline import db, schedule, tenants
+from sync_pipeline.core import db
 from sync_pipeline.defs.jobs import sync_job
 from sync_pipeline.defs.partitions import TENANT_PARTITIONS, tenant_partitions
 from sync_pipeline.defs.resources import Database
+from sync_pipeline.registry import schedule, tenants
 
 TICK_MINUTES = 5
 

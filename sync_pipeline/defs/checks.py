@@ -1,4 +1,4 @@
-"""Asset checks: the great-expectations suites of `sync_pipeline.expectations`, per tenant.
+"""Asset checks: the great-expectations suites of `sync_pipeline.checks.expectations`, per tenant.
 
 Every check but `snapshot_odd_rows` is `blocking`: when it fails with ERROR severity (an
 expectation that guards the engine's invariants or a whole-run risk), Dagster skips
@@ -23,7 +23,7 @@ from typing import Any
 import dagster as dg
 import sqlalchemy as sa
 
-from sync_pipeline import expectations
+from sync_pipeline.checks import expectations
 from sync_pipeline.defs.load import DRY_RUN_JOBS, sync_diff
 from sync_pipeline.defs.partitions import tenant_partitions
 from sync_pipeline.defs.resources import Database

@@ -13,13 +13,13 @@ from contextlib import contextmanager
 
 import dagster as dg
 
-from sync_pipeline import db
+from sync_pipeline.core import db
 from sync_pipeline.defs.partitions import tenant_partitions
 from sync_pipeline.defs.resources import Database, Graph
 from sync_pipeline.defs.stopping import stop_checker, stop_if_asked, test_pause
-from sync_pipeline.extraction import extract
+from sync_pipeline.extract.extraction import extract
+from sync_pipeline.extract.staging import COLUMNS, GraphDataError
 from sync_pipeline.graph import CredentialError, GraphAuthError, GraphError
-from sync_pipeline.staging import COLUMNS, GraphDataError
 
 FULL_READ_TAG = "sync_pipeline/full_read"
 GRAPH_RETRY = dg.RetryPolicy(

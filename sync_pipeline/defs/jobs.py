@@ -2,8 +2,8 @@
 
 import dagster as dg
 
-from sync_pipeline import runs
 from sync_pipeline.defs.load import DRY_RUN_JOBS, app_directory, test_sync_report
+from sync_pipeline.registry import runs
 
 
 @dg.failure_hook(required_resource_keys={"database"})

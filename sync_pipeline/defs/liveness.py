@@ -23,7 +23,7 @@ from contextlib import contextmanager
 import dagster as dg
 import sqlalchemy as sa
 
-from sync_pipeline import db
+from sync_pipeline.core import db
 
 # A Dagster run younger than this may not have taken its lock yet (it takes it when its
 # resources start, a moment after Dagster marks it STARTED). A sync.runs row needs none: it is
@@ -51,7 +51,7 @@ def hold(engine: sa.Engine, dagster_run_id: str) -> Iterator[None]:
 
 def alive(conn: sa.Connection, dagster_run_id: str) -> bool:
     name = f"sync-pipeline:run:{dagster_run_id}"  # the key runs/hold_alive locks
-    return bool(conn.execute(db.q("advisory_lock_held"), {"name": name}).scalar())
+    return bool(conn.execute(db.q("core/advisory_lock_held"), {"name": name}).scalar())
 
 
 def reap(instance: dg.DagsterInstance, engine: sa.Engine, tenant: str, own_run_id: str) -> int:

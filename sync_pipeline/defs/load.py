@@ -6,12 +6,16 @@ import time
 import dagster as dg
 from pydantic import Field
 
-from sync_pipeline import db, diff, mail, report, runs, schedule
+from sync_pipeline.core import db
+from sync_pipeline.core.settings import TenantSettings
 from sync_pipeline.defs.partitions import tenant_partitions
 from sync_pipeline.defs.resources import Database
 from sync_pipeline.defs.stopping import stop_if_asked, test_pause
 from sync_pipeline.defs.transform import SNAPSHOT_GROUPS, SNAPSHOT_MEMBERSHIPS, SNAPSHOT_USERS
-from sync_pipeline.settings import TenantSettings
+from sync_pipeline.load import diff
+from sync_pipeline.registry import runs, schedule
+from sync_pipeline.report import build as report
+from sync_pipeline.report import mail
 
 SNAPSHOTS = [SNAPSHOT_USERS, SNAPSHOT_GROUPS, SNAPSHOT_MEMBERSHIPS]
 DRY_RUN_JOBS = frozenset({"test_sync"})

@@ -7,9 +7,10 @@ import dagster as dg
 import sqlalchemy as sa
 from pydantic import Field
 
-from sync_pipeline import db, demo, tenants
+from sync_pipeline.core import db
+from sync_pipeline.core.settings import SettingsError, TenantSettings
 from sync_pipeline.graph import CredentialError, GraphClient, preflight
-from sync_pipeline.settings import SettingsError, TenantSettings
+from sync_pipeline.registry import demo, tenants
 
 
 class Database(dg.ConfigurableResource):

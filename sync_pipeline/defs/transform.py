@@ -4,12 +4,14 @@ import time
 
 import dagster as dg
 
-from sync_pipeline import db, rules, tenants, unreadable
+from sync_pipeline.core import db
+from sync_pipeline.core.settings import SettingsError
 from sync_pipeline.defs.extract import extract_assets
 from sync_pipeline.defs.partitions import tenant_partitions
 from sync_pipeline.defs.resources import Database
 from sync_pipeline.defs.stopping import stop_if_asked, test_pause
-from sync_pipeline.settings import SettingsError
+from sync_pipeline.registry import tenants
+from sync_pipeline.transform import rules, unreadable
 
 SNAPSHOT_USERS = dg.AssetKey("snapshot_users")
 SNAPSHOT_GROUPS = dg.AssetKey("snapshot_groups")

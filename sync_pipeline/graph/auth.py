@@ -19,9 +19,9 @@ import requests
 import sqlalchemy as sa
 from cryptography.fernet import Fernet, InvalidToken
 
-from sync_pipeline import db
+from sync_pipeline.core import db
+from sync_pipeline.core.settings import TenantSettings
 from sync_pipeline.graph.errors import CredentialError, GraphAuthError, auth_hint
-from sync_pipeline.settings import TenantSettings
 
 SECRET_KEY_ENV = "SYNC_PIPELINE_SECRET_KEY"
 KNOWN_AUTHORITIES = {
@@ -72,7 +72,7 @@ def public_app(
 def load_cache(
     conn: sa.Connection, slug: str
 ) -> tuple[msal.SerializableTokenCache, str | None] | None:
-    row = conn.execute(db.q("staging/load_token_cache"), {"t": slug}).first()
+    row = conn.execute(db.q("graph/load_token_cache"), {"t": slug}).first()
     if row is None:
         return None
     cache = msal.SerializableTokenCache()
@@ -90,7 +90,7 @@ def save_cache(
     conn: sa.Connection, slug: str, cache: msal.SerializableTokenCache, account: str | None
 ) -> None:
     token = fernet().encrypt(cache.serialize().encode())
-    conn.execute(db.q("staging/save_token_cache"), {"t": slug, "account": account, "cache": token})
+    conn.execute(db.q("graph/save_token_cache"), {"t": slug, "account": account, "cache": token})
 
 
 def _fail(settings: TenantSettings, result: dict[str, Any] | None) -> GraphAuthError:

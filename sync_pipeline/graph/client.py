@@ -25,6 +25,7 @@ import requests
 from requests.adapters import HTTPAdapter
 from urllib3.util.retry import Retry
 
+from sync_pipeline.core.settings import TenantSettings
 from sync_pipeline.graph.budget import Budget, cost
 from sync_pipeline.graph.errors import (
     CredentialError,
@@ -33,7 +34,6 @@ from sync_pipeline.graph.errors import (
     auth_hint,
     permission_hint,
 )
-from sync_pipeline.settings import TenantSettings
 
 API_VERSION = "v1.0"
 # Retried on a plain request (urllib3) and on a `$batch` item alike.

@@ -18,9 +18,9 @@ from urllib.parse import urlsplit
 
 import certifi
 
+from sync_pipeline.core.settings import TenantSettings
 from sync_pipeline.graph.client import resolve_credential
 from sync_pipeline.graph.errors import CredentialError, GraphUnreachable
-from sync_pipeline.settings import TenantSettings
 
 REFUSED_RETRY_SECONDS = 4.0  # how long a refusing host is tried again
 CONNECT_TIMEOUT = 5.0

@@ -28,7 +28,7 @@ from pydantic import (
     model_validator,
 )
 
-from sync_pipeline import settings_errors, textfiles
+from sync_pipeline.core import settings_errors, textfiles
 
 GLOBAL_GRAPH = "https://graph.microsoft.com"
 GLOBAL_LOGIN = "https://login.microsoftonline.com"

@@ -14,8 +14,9 @@ from typing import Any
 
 import sqlalchemy as sa
 
-from sync_pipeline import addresses, db, unreadable
-from sync_pipeline.settings import TenantSettings
+from sync_pipeline.core import db
+from sync_pipeline.core.settings import TenantSettings
+from sync_pipeline.transform import addresses, unreadable
 
 
 @dataclass(frozen=True)

@@ -15,7 +15,7 @@ import orjson
 import psycopg
 import sqlalchemy as sa
 
-from sync_pipeline import db
+from sync_pipeline.core import db
 
 # Table and column names are constants of this module, never data: COPY takes no parameters.
 COLUMNS: dict[str, tuple[str, ...]] = {
@@ -185,12 +185,12 @@ class StagingWriter:
     def delete(self, statement: str, ids: list[str]) -> None:
         """Run a staging/delete_* statement for these ids (no-op for none)."""
         if ids:
-            self.conn.execute(db.q(f"staging/{statement}"), {"t": self.tenant, "ids": ids})
+            self.conn.execute(db.q(f"extract/{statement}"), {"t": self.tenant, "ids": ids})
 
     def delete_pairs(self, pairs: list[tuple[str, str]]) -> None:
         if pairs:
             self.conn.execute(
-                db.q("staging/delete_memberships"),
+                db.q("extract/delete_memberships"),
                 {
                     "t": self.tenant,
                     "group_ids": [g for g, _ in pairs],
@@ -200,6 +200,6 @@ class StagingWriter:
 
     def record(self, entity: str, rows: int, requests: int) -> None:
         self.conn.execute(
-            db.q("staging/record_extraction"),
+            db.q("extract/record_extraction"),
             {"tenant": self.tenant, "entity": entity, "rows": rows, "requests": requests},
         )

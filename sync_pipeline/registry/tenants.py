@@ -10,8 +10,8 @@ from typing import Any
 
 import sqlalchemy as sa
 
-from sync_pipeline import db
-from sync_pipeline.settings import SettingsError, TenantSettings, parse_settings
+from sync_pipeline.core import db
+from sync_pipeline.core.settings import SettingsError, TenantSettings, parse_settings
 
 DEMO_SLUG = "contoso-demo"
 DEMO_SECRET_ENV = "SYNC_PIPELINE_DEMO_SECRET"
@@ -140,8 +140,8 @@ def _refuse_missing(settings: TenantSettings, missing: Iterable[tuple[str, str]]
 
 def graph_groups(settings: TenantSettings) -> list[dict[str, Any]]:
     """The tenant's groups as Graph lists them now (fake tenants through the bundled fake)."""
-    from sync_pipeline import demo
     from sync_pipeline.graph import GraphClient
+    from sync_pipeline.registry import demo
 
     client = GraphClient(demo.serving(settings), pool_size=4)
     select = "id,displayName,groupTypes,mailEnabled,securityEnabled"

@@ -12,7 +12,7 @@ import tempfile
 import threading
 from pathlib import Path
 
-from sync_pipeline.settings import TenantSettings
+from sync_pipeline.core.settings import TenantSettings
 
 DEFAULT_DEMO_SECRET = "demo-client-secret"  # not a secret: the bundled fake accepts it
 

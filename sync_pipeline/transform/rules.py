@@ -27,8 +27,9 @@ import re
 
 import sqlalchemy as sa
 
-from sync_pipeline import addresses, db
-from sync_pipeline.settings import TenantSettings
+from sync_pipeline.core import db
+from sync_pipeline.core.settings import TenantSettings
+from sync_pipeline.transform import addresses
 
 USER_REASONS = (
     "out_of_scope",

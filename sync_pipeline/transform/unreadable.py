@@ -20,8 +20,8 @@ from dataclasses import dataclass
 
 import sqlalchemy as sa
 
-from sync_pipeline import db
-from sync_pipeline.settings import TenantSettings
+from sync_pipeline.core import db
+from sync_pipeline.core.settings import TenantSettings
 
 
 @dataclass(frozen=True)
@@ -48,13 +48,13 @@ def _groups(rows: sa.CursorResult) -> list[UnreadableGroup]:
 
 def listed(conn: sa.Connection, tenant: str) -> list[UnreadableGroup]:
     """Every group the latest extraction could not read."""
-    return _groups(conn.execute(db.q("unreadable/listed"), {"tenant": tenant}))
+    return _groups(conn.execute(db.q("transform/unreadable/listed"), {"tenant": tenant}))
 
 
 def of_user(conn: sa.Connection, tenant: str, user_id: str) -> list[UnreadableGroup]:
     """The unreadable groups this Graph user is in as last read (directly or nested)."""
     params = {"tenant": tenant, "user_id": user_id}
-    return _groups(conn.execute(db.q("unreadable/of_user"), params))
+    return _groups(conn.execute(db.q("transform/unreadable/of_user"), params))
 
 
 def check_scope(conn: sa.Connection, settings: TenantSettings) -> None:
@@ -62,7 +62,7 @@ def check_scope(conn: sa.Connection, settings: TenantSettings) -> None:
     if settings.user_scope != "selected_groups":
         return
     params = {"tenant": settings.slug, "scope_group_ids": list(settings.scope_group_ids)}
-    found = _groups(conn.execute(db.q("unreadable/in_scope"), params))
+    found = _groups(conn.execute(db.q("transform/unreadable/in_scope"), params))
     if found:
         names = "; ".join(g.sentence.replace("; memberships kept as last read", "") for g in found)
         raise ScopeUnreadable(

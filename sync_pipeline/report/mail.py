@@ -19,7 +19,7 @@ from email.message import EmailMessage
 from email.utils import make_msgid
 from pathlib import Path
 
-from sync_pipeline import db
+from sync_pipeline.core import db
 
 TRUE = {"1", "true", "yes", "on"}
 

@@ -13,7 +13,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from zoneinfo import ZoneInfo
 
-from sync_pipeline.settings import TenantSettings
+from sync_pipeline.core.settings import TenantSettings
 
 
 @dataclass(frozen=True)

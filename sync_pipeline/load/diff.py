@@ -16,9 +16,10 @@ import logging
 
 import sqlalchemy as sa
 
-from sync_pipeline import db, runs
-from sync_pipeline.rules import run_script
-from sync_pipeline.settings import TenantSettings
+from sync_pipeline.core import db
+from sync_pipeline.core.settings import TenantSettings
+from sync_pipeline.registry import runs
+from sync_pipeline.transform.rules import run_script
 
 log = logging.getLogger(__name__)
 

@@ -15,7 +15,7 @@ import os
 from dagster._serdes import ConfigurableClassData
 from dagster_postgres import DagsterPostgresStorage
 
-from sync_pipeline import db
+from sync_pipeline.core import db
 
 URL_ENV = "SYNC_PIPELINE_DAGSTER_PG_URL"
 _BY_ENV = f"postgres_url:\n  env: {URL_ENV}\n"

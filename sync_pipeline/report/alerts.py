@@ -6,7 +6,7 @@ import os
 from dataclasses import dataclass
 from email.message import EmailMessage
 
-from sync_pipeline import mail
+from sync_pipeline.report import mail
 
 
 @dataclass(frozen=True)

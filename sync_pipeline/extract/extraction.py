@@ -39,14 +39,11 @@ from typing import Any
 
 import sqlalchemy as sa
 
-from sync_pipeline import db
-from sync_pipeline.graph import reader
-from sync_pipeline.graph.client import GraphClient
-from sync_pipeline.graph.delta import DeltaExpired, latest_link, removed
-from sync_pipeline.graph.errors import MEMBER_READ_HIDDEN, GraphError
-from sync_pipeline.graph.reader import manager_change
-from sync_pipeline.settings import TenantSettings
-from sync_pipeline.staging import (
+from sync_pipeline.core import db
+from sync_pipeline.core.settings import TenantSettings
+from sync_pipeline.extract import pager
+from sync_pipeline.extract.pager import manager_change
+from sync_pipeline.extract.staging import (
     COLUMNS,
     GraphDataError,
     StagingWriter,
@@ -57,6 +54,9 @@ from sync_pipeline.staging import (
     staged_objects,
     user_row,
 )
+from sync_pipeline.graph.client import GraphClient
+from sync_pipeline.graph.delta import DeltaExpired, latest_link, removed
+from sync_pipeline.graph.errors import MEMBER_READ_HIDDEN, GraphError
 
 USERS, GROUPS = "users", "groups"  # entity families; GROUPS is also a links key (below)
 MEMBERS = "members"  # a whole read of groups' members
@@ -168,7 +168,7 @@ class _Readers:
     def _users_read(self, link: str | None) -> None:
         incremental = link is not None
         self.pipe.put("mode" if incremental else "reset", USERS, "incremental")
-        rnd = reader.users_delta(self.client, link)
+        rnd = pager.users_delta(self.client, link)
         for page in rnd:
             self.pipe.put("users", page, incremental)
         self.pipe.put("link", USERS_LINK, rnd.link)
@@ -176,11 +176,11 @@ class _Readers:
     def whole(self, kind: str, ids: list[str], seq: int) -> None:
         """Read these users or groups whole (the writer asks: restored or new in a round;
         run on the pool, not bounded by `slots`: the writer thread asks, and never blocks)."""
-        for chunk in reader.chunks(ids):
+        for chunk in pager.chunks(ids):
             if kind == MEMBERS:
                 self._members_of(chunk, {})
             else:
-                self.pipe.put("whole", kind, reader.objects_batch(self.client, kind, chunk), seq)
+                self.pipe.put("whole", kind, pager.objects_batch(self.client, kind, chunk), seq)
 
     # -- groups and memberships
     def groups(self, links: dict[str, str]) -> None:
@@ -198,7 +198,7 @@ class _Readers:
         # one chain of pages: minutes), and the link for the next round is Graph's "sync from
         # now", taken BEFORE reading: a change made during the read comes again next round
         # (harmless: applying an item twice changes nothing); one taken after could miss it.
-        since = latest_link(self.client, "/groups/delta", f"{reader.GROUP_SELECT},members")
+        since = latest_link(self.client, "/groups/delta", f"{pager.GROUP_SELECT},members")
         self._groups_batched(since)
 
     def _groups_read(self, link: str | None) -> None:
@@ -208,7 +208,7 @@ class _Readers:
             self.pipe.put("keep_hidden")
         self.pipe.put("mode" if incremental else "reset", GROUPS, "incremental")
         hidden = set(self.hidden) if incremental else set()
-        rnd = reader.groups_delta(self.client, link, members=True)
+        rnd = pager.groups_delta(self.client, link, members=True)
         for page in rnd:
             # A group's entry repeats over pages (its members split): merge, never append.
             self.pipe.put("groups", page, {})
@@ -237,7 +237,7 @@ class _Readers:
         live: set[str] = set()
         hidden: set[str] = set()
         try:
-            for page in reader.groups_delta(self.client, None, members=False):
+            for page in pager.groups_delta(self.client, None, members=False):
                 _note_hidden(page, hidden)
                 fresh: dict[str, int] = {}
                 for g in page:
@@ -251,7 +251,7 @@ class _Readers:
                 self.pipe.put("groups", page, fresh)
                 futures.extend(
                     self._submit(lambda c=chunk, f=fresh: self._members_of(c, f))
-                    for chunk in reader.chunks(list(fresh))
+                    for chunk in pager.chunks(list(fresh))
                 )
         finally:
             self._wait(futures)
@@ -259,7 +259,7 @@ class _Readers:
         self.pipe.put("link", GROUPS_MEMBERS, members_link)
 
     def _members_of(self, group_ids: list[str], generation: dict[str, int]) -> None:
-        for gid, members, first in reader.members_batch(self.client, group_ids):
+        for gid, members, first in pager.members_batch(self.client, group_ids):
             self.pipe.put("members", gid, members, generation.get(gid, 0), first)
 
     def _read_hidden(self, group_ids: set[str]) -> None:
@@ -270,15 +270,15 @@ class _Readers:
             self.pipe.put("unreadable", gid, MEMBER_READ_HIDDEN, error)
 
         def read(chunk: list[str]) -> None:
-            for gid, members, first in reader.members_batch(self.client, chunk, denied):
+            for gid, members, first in pager.members_batch(self.client, chunk, denied):
                 self.pipe.put("hidden_members", gid, members, first)
 
         self._wait(
-            [self._submit(lambda c=chunk: read(c)) for chunk in reader.chunks(sorted(group_ids))]
+            [self._submit(lambda c=chunk: read(c)) for chunk in pager.chunks(sorted(group_ids))]
         )
 
     def skus(self) -> None:
-        self.pipe.put("skus", reader.subscribed_skus(self.client))
+        self.pipe.put("skus", pager.subscribed_skus(self.client))
 
 
 class _BufferedWriter(StagingWriter):
@@ -354,7 +354,7 @@ class _BufferedWriter(StagingWriter):
     def run(self, statement: str, **params: Any) -> sa.CursorResult[Any]:
         """A staging/* statement over what is staged so far (the buffer flushed first)."""
         self.flush()
-        return self.conn.execute(db.q(f"staging/{statement}"), {"t": self.tenant, **params})
+        return self.conn.execute(db.q(f"extract/{statement}"), {"t": self.tenant, **params})
 
 
 _USER_TABLES = {
@@ -622,8 +622,8 @@ class _Writer:
         that may turn out unreadable, so that a refusal keeps them as last read."""
         self.w.flush()
         params = {"t": self.tenant, "ids": self.hidden_before}
-        self.w.conn.execute(db.q("staging/drop_kept_members"))
-        self.w.conn.execute(db.q("staging/keep_hidden_members"), params)
+        self.w.conn.execute(db.q("extract/drop_kept_members"))
+        self.w.conn.execute(db.q("extract/keep_hidden_members"), params)
         self.kept = True
 
     def _on_hidden_members(self, gid: str, members: list[dict[str, Any]], first: bool) -> None:
@@ -639,9 +639,9 @@ class _Writer:
         info["request_id"] = error.request_id
         self.result.unreadable[gid] = info
         params = {"t": self.tenant, "g": gid, **info}
-        self.w.conn.execute(db.q("staging/save_unreadable_group"), params)
+        self.w.conn.execute(db.q("extract/save_unreadable_group"), params)
         if self.kept:
-            self.w.conn.execute(db.q("staging/restore_kept_members"), params)
+            self.w.conn.execute(db.q("extract/restore_kept_members"), params)
 
     def _on_skus(self, skus: list[dict[str, Any]]) -> None:
         self.w.clear("subscribed_skus")
@@ -668,7 +668,7 @@ def _note_hidden(page: list[dict[str, Any]], hidden: set[str]) -> None:
         if removed(g) is not None:
             hidden.discard(gid)
         elif "visibility" in g:
-            (hidden.add if reader.is_hidden(g) else hidden.discard)(gid)
+            (hidden.add if pager.is_hidden(g) else hidden.discard)(gid)
 
 
 def _fold(page: list[dict[str, Any]]) -> list[dict[str, Any]]:
@@ -687,7 +687,7 @@ def _fold(page: list[dict[str, Any]]) -> list[dict[str, Any]]:
 
 
 def stored_links(conn: sa.Connection, tenant: str) -> dict[str, str]:
-    return dict(conn.execute(db.q("staging/delta_links"), {"t": tenant}).all())
+    return dict(conn.execute(db.q("extract/delta_links"), {"t": tenant}).all())
 
 
 def extract(
@@ -702,7 +702,7 @@ def extract(
 ) -> Extraction:
     """Read the tenant's directory into staging inside `conn`'s transaction (see module doc).
 
-    `delta_members_max_users` (default reader.DELTA_MEMBERS_MAX_USERS): up to this many users
+    `delta_members_max_users` (default pager.DELTA_MEMBERS_MAX_USERS): up to this many users
     a full read takes the members in the groups delta round, above it in batches."""
     result = Extraction()
     links = {} if full else stored_links(conn, tenant)
@@ -712,11 +712,11 @@ def extract(
         client.budget.resize(users)
     # hidden-membership groups of the last read (and those it could not read): their members
     # are read again whole; the unreadable list is this extraction's alone
-    hidden = [r[0] for r in conn.execute(db.q("staging/hidden_groups"), {"t": tenant})]
-    conn.execute(db.q("staging/clear_unreadable_groups"), {"t": tenant})
+    hidden = [r[0] for r in conn.execute(db.q("extract/hidden_groups"), {"t": tenant})]
+    conn.execute(db.q("extract/clear_unreadable_groups"), {"t": tenant})
     pipe = _Pipe()
     if delta_members_max_users is None:
-        delta_members_max_users = reader.DELTA_MEMBERS_MAX_USERS
+        delta_members_max_users = pager.DELTA_MEMBERS_MAX_USERS
     readers = _Readers(
         client,
         pipe,
@@ -771,10 +771,10 @@ def extract(
     if {USERS_LINK, GROUPS_MEMBERS} - set(writer.links):
         raise GraphDataError(f"tenant {tenant}: a delta round gave no link")  # unreachable
     for entity, link in writer.links.items():
-        conn.execute(db.q("staging/save_delta_link"), {"t": tenant, "entity": entity, "link": link})
+        conn.execute(db.q("extract/save_delta_link"), {"t": tenant, "entity": entity, "link": link})
     for legacy in LEGACY_LINKS:
-        conn.execute(db.q("staging/delete_delta_link"), {"t": tenant, "entity": legacy})
-    for row in conn.execute(db.q("staging/unreadable_groups"), {"t": tenant}):
+        conn.execute(db.q("extract/delete_delta_link"), {"t": tenant, "entity": legacy})
+    for row in conn.execute(db.q("extract/unreadable_groups"), {"t": tenant}):
         result.unreadable.setdefault(row.group_id, {})["name"] = row.display_name  # metadata
     for entity, rows in result.staged.items():
         writer.w.record(entity, rows, client.stats.requests)
@@ -803,7 +803,7 @@ def _reconcile(
     is exact. Beyond them by more than the tolerance, pages were lost. Where the tenant does
     not support `$count` (Azure AD B2C), completeness rests on the paging protocol and the
     drift and safety guards: said in the metadata, never a failure."""
-    staged = conn.execute(db.q("staging/staged_counts"), {"t": tenant}).mappings().one()
+    staged = conn.execute(db.q("extract/staged_counts"), {"t": tenant}).mappings().one()
     result.staged = {k: int(v) for k, v in staged.items()}
     for entity in (USERS, GROUPS):
         after = client.count(f"/{entity}")

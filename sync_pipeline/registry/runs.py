@@ -7,7 +7,7 @@ from typing import Any
 
 import sqlalchemy as sa
 
-from sync_pipeline import db
+from sync_pipeline.core import db
 
 
 def ensure(conn: sa.Connection, tenant: str, dagster_run_id: str, *, dry_run: bool) -> int:

@@ -23,8 +23,9 @@ from typing import Any
 
 import sqlalchemy as sa
 
-from sync_pipeline import db, runs
-from sync_pipeline.rules import run_script
+from sync_pipeline.core import db
+from sync_pipeline.registry import runs
+from sync_pipeline.transform.rules import run_script
 
 UNDO_STEPS = (
     ("audit/undo_address_release", {}),

@@ -32,8 +32,12 @@ from zoneinfo import ZoneInfo
 
 import sqlalchemy as sa
 
-from sync_pipeline import db, diff, explain, mail, unreadable
-from sync_pipeline.settings import TenantSettings
+from sync_pipeline.core import db
+from sync_pipeline.core.settings import TenantSettings
+from sync_pipeline.explain import lookup as explain
+from sync_pipeline.load import diff
+from sync_pipeline.report import mail
+from sync_pipeline.transform import unreadable
 
 SHOWN = 200  # changes and exclusions shown inline; the CSV carries them all
 CSV_PLAIN_MAX = 2 * 2**20  # a CSV up to this size is attached as it is, a larger one zipped

@@ -38,8 +38,10 @@ import numpy as np
 import pandas as pd
 import sqlalchemy as sa
 
-from sync_pipeline import addresses, db, diff
-from sync_pipeline.settings import TenantSettings
+from sync_pipeline.core import db
+from sync_pipeline.core.settings import TenantSettings
+from sync_pipeline.load import diff
+from sync_pipeline.transform import addresses
 
 if TYPE_CHECKING:
     import great_expectations as gx

@@ -19,6 +19,8 @@ import time
 import warnings
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
+from importlib import resources
+from importlib.resources.abc import Traversable
 from pathlib import Path
 
 import platformdirs
@@ -27,8 +29,11 @@ from sqlalchemy.engine import make_url
 
 log = logging.getLogger(__name__)
 
-SQL_DIR = Path(__file__).resolve().parent.parent / "sql"
-MIGRATIONS_DIR = SQL_DIR / "migrations"
+# The statements ship inside the package (the wheel carries the repository's sql/ folder as
+# sync_pipeline/sql, see pyproject.toml), so they are found as package resources wherever the
+# package is installed, never by walking up from this file.
+SQL_DIR: Traversable = resources.files("sync_pipeline") / "sql"
+MIGRATIONS_DIR: Traversable = SQL_DIR / "migrations"
 
 
 class DatabaseError(RuntimeError):
@@ -207,7 +212,7 @@ def analyze_if_stale(
     conn: sa.Connection, tables: list[str], tenant: str | None = None
 ) -> list[str]:
     """ANALYZE those of `tables` the planner has no or stale statistics for (see
-    sql/stale_stats.sql); returns them. Inside the caller's transaction, so its own new rows
+    sql/core/stale_stats.sql); returns them. Inside the caller's transaction, so its own new rows
     count. Autovacuum gets there too, but a minute or more later: a tenant's first load would
     otherwise be checked and diffed with plans made for empty tables (a scan of a million
     memberships estimated at a few thousand rows: no parallel plan, nested loops).
@@ -217,7 +222,7 @@ def analyze_if_stale(
     the planner, taking it for a row or two, joins its thousands of rows by nested loops
     (a check ran for minutes that way). The estimate is read from the plan, and the rows
     counted only up to ten times it: a bounded index scan, no full count."""
-    stale = list(conn.execute(q("stale_stats"), {"tables": tables}).scalars())
+    stale = list(conn.execute(q("core/stale_stats"), {"tables": tables}).scalars())
     if tenant is not None:
         for name in (t for t in tables if t not in stale):
             # names are this project's constants, never data
@@ -246,7 +251,7 @@ VACUUM_MAX_PAGES = 131_072
 
 
 def vacuum_if_needed(eng: sa.Engine, tables: list[str]) -> list[str]:
-    """VACUUM those of `tables` that need it right after a load (sql/vacuum_needed.sql);
+    """VACUUM those of `tables` that need it right after a load (sql/core/vacuum_needed.sql);
     returns those vacuumed. Call it once the load committed: VACUUM cannot run in a transaction.
 
     - After a bulk load (a tenant's first sync) no page is all-visible, and the checks and
@@ -266,7 +271,7 @@ def vacuum_if_needed(eng: sa.Engine, tables: list[str]) -> list[str]:
     maintenance must not fail the sync."""
     params = {"tables": tables, "max_pages": VACUUM_MAX_PAGES}
     with eng.connect() as conn:
-        needed = list(conn.execute(q("vacuum_needed"), params).scalars())
+        needed = list(conn.execute(q("core/vacuum_needed"), params).scalars())
     done: list[str] = []
     if needed:
         with eng.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
@@ -291,8 +296,15 @@ def vacuum_after_load(eng: sa.Engine, tables: list[str]) -> dict[str, object]:
     }
 
 
-def migration_files() -> list[Path]:
-    return sorted(MIGRATIONS_DIR.glob("[0-9][0-9][0-9]_*.sql"))
+def migration_files() -> list[Traversable]:
+    """The numbered migration files, in order (`NNN_name.sql`)."""
+    if not MIGRATIONS_DIR.is_dir():
+        return []
+    found = [f for f in MIGRATIONS_DIR.iterdir() if _MIGRATION_NAME.fullmatch(f.name)]
+    return sorted(found, key=lambda f: f.name)
+
+
+_MIGRATION_NAME = re.compile(r"[0-9]{3}_[^/]*\.sql")
 
 
 def _checksum(body: str) -> str:
@@ -368,8 +380,8 @@ def upgrade(eng: sa.Engine | None = None, *, reapply: Iterable[str] = ()) -> lis
     return applied
 
 
-def _changed_message(path: Path, applied_at: object) -> str:
-    rel = path.relative_to(SQL_DIR.parent) if path.is_relative_to(SQL_DIR.parent) else path
+def _changed_message(path: Traversable, applied_at: object) -> str:
+    rel = f"sql/migrations/{path.name}"
     return (
         f"migration {path.name} was applied to this database on {applied_at:%Y-%m-%d %H:%M %Z} "
         f"and {rel} has changed since; an applied migration is never re-applied silently. "

@@ -13,12 +13,13 @@ a DATABASE_URL server gets it only from `sync-pipeline demo`, asked for by name.
 from __future__ import annotations
 
 import os
-import shutil
+from importlib import resources
 from pathlib import Path
 
-from sync_pipeline import db
+from sync_pipeline.core import db
 
-INSTANCE_TEMPLATE = Path(__file__).resolve().parent.parent / "dagster.yaml"
+# The instance template ships inside the package (pyproject.toml carries it into the wheel).
+INSTANCE_TEMPLATE = resources.files("sync_pipeline") / "dagster.yaml"
 
 
 def prepare(*, migrate: bool = True) -> str:
@@ -37,10 +38,10 @@ def prepare(*, migrate: bool = True) -> str:
     # Ours is kept in step with the template; a DAGSTER_HOME the user chose keeps their file.
     stale = not target.exists() or target.read_bytes() != INSTANCE_TEMPLATE.read_bytes()
     if not target.exists() or (stale and not user_home):
-        shutil.copyfile(INSTANCE_TEMPLATE, target)
+        target.write_bytes(INSTANCE_TEMPLATE.read_bytes())
     os.environ["DAGSTER_HOME"] = str(dagster_home)
     if migrate:
-        from sync_pipeline import tenants
+        from sync_pipeline.registry import tenants
 
         db.upgrade()
         if embedded:
