@@ -11,9 +11,11 @@ import click
 from rich.console import Console
 from rich.markup import escape
 
+from sync_pipeline.core import db
 from sync_pipeline.core.db import DatabaseError, DatabaseURLError
 from sync_pipeline.core.settings import SettingsError
 from sync_pipeline.graph import CredentialError
+from sync_pipeline.registry import tenants
 from sync_pipeline.registry.tenants import UnknownTenantError
 
 console = Console(stderr=False, highlight=False)
@@ -59,7 +61,13 @@ def handle_errors(fn: F) -> F:
 
 
 def prepare() -> str:
+    """Start or find the database, migrate it, point Dagster at it; returns the database URL.
+    On this machine's embedded server the demo tenant is registered on first use."""
     from sync_pipeline.core import environment
 
     with err_console.status("Preparing the database…"):
-        return environment.prepare()
+        prepared = environment.prepare()
+        if prepared.embedded:
+            with db.engine().begin() as conn:
+                tenants.ensure_demo(conn)
+        return prepared.url

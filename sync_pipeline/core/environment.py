@@ -5,14 +5,16 @@ Dagster storage (psycopg2 driver: dagster-postgres cannot use psycopg 3), and, f
 processes (the UI's run workers), DATABASE_URL when the embedded server is in use and the
 absolute state folder.
 
-The demo tenant is registered here only on the embedded server of this machine's state
-folder, so that the quick start's `sync-pipeline sync contoso-demo` works on a fresh machine;
-a DATABASE_URL server gets it only from `sync-pipeline demo`, asked for by name.
+The demo tenant is registered by the CLI (not here: the registry is a floor above) only on
+the embedded server of this machine's state folder, so that the quick start's
+`sync-pipeline sync contoso-demo` works on a fresh machine; a DATABASE_URL server gets it
+only from `sync-pipeline demo`, asked for by name.
 """
 
 from __future__ import annotations
 
 import os
+from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
 
@@ -22,8 +24,8 @@ from sync_pipeline.core import db
 INSTANCE_TEMPLATE = resources.files("sync_pipeline") / "dagster.yaml"
 
 
-def prepare(*, migrate: bool = True) -> str:
-    """Start/locate the database, migrate it, point Dagster at it. Returns the database URL."""
+def prepare(*, migrate: bool = True) -> Prepared:
+    """Start/locate the database, migrate it, point Dagster at it."""
     embedded = db.using_embedded()  # decided before DATABASE_URL is set for the children
     url = db.database_url()
     os.environ["SYNC_PIPELINE_HOME"] = str(db.home())
@@ -41,10 +43,14 @@ def prepare(*, migrate: bool = True) -> str:
         target.write_bytes(INSTANCE_TEMPLATE.read_bytes())
     os.environ["DAGSTER_HOME"] = str(dagster_home)
     if migrate:
-        from sync_pipeline.registry import tenants
-
         db.upgrade()
-        if embedded:
-            with db.engine().begin() as conn:
-                tenants.ensure_demo(conn)
-    return url
+    return Prepared(url=url, embedded=embedded)
+
+
+@dataclass(frozen=True)
+class Prepared:
+    """What `prepare` set up: the database URL, and whether it is this machine's embedded
+    server (where the demo tenant is registered on first use; see the registry)."""
+
+    url: str
+    embedded: bool

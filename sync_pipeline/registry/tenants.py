@@ -219,7 +219,7 @@ def demo_settings(*, auto_sync: bool = False) -> TenantSettings:
 
 
 def ensure_demo(conn: sa.Connection) -> bool:
-    """Register the demo tenant out of the box on the embedded server (environment.prepare),
+    """Register the demo tenant out of the box on the embedded server (the CLI's prepare),
     unless it was registered before (and maybe removed on purpose: then it stays removed)."""
     if conn.execute(db.q("tenants/ever_registered"), {"slug": DEMO_SLUG}).scalar():
         return False
