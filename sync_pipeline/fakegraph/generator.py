@@ -335,7 +335,7 @@ def generate_tenant(
                 disabled = [rng.choice(plan_ids)] if rng.random() < 0.1 else []
                 licences.append({"skuId": sku, "disabledPlans": disabled})
             emp_counter += 1
-            user = {
+            user: dict[str, Any] = {
                 "id": uid,
                 "userPrincipalName": upn,
                 "mail": mail,
