@@ -3,17 +3,46 @@
 A tenant document is plain JSON: users and groups as Graph returns them, direct memberships
 per group, non-user directory objects, managers and subscribed SKUs. Everything comes from
 one `random.Random(seed)`, so the same arguments always give the same document.
+
+A tenant's users, managers, directory objects and SKUs are made here; its groups in
+`groups.py`, from word lists in `names.py`; reading tenant files in `tenantfile.py`.
 """
 
 from __future__ import annotations
 
-import datetime as dt
-import json
 import random
-import re
-import uuid
-from pathlib import Path
 from typing import Any
+
+from sync_pipeline.fakegraph.groups import _groups, _hidden_groups
+from sync_pipeline.fakegraph.names import (
+    _DEPARTMENTS,
+    _DEPT_NAMES,
+    _DEPT_WEIGHTS,
+    _EXTERNAL_DOMAINS,
+    _FIRST,
+    _GROUP_TOPICS,
+    _LAST,
+    _OFFICES,
+    _PLANS,
+    SKUS,
+    _ascii,
+    _slug,
+    _timestamp,
+    _uuid,
+)
+from sync_pipeline.fakegraph.tenantfile import bundled_tenant, load_tenant_file
+
+# bundled_tenant and load_tenant_file: re-exported, they were defined here
+__all__ = [
+    "GROUP_KEYS",
+    "GROUP_TYPE",
+    "SKUS",
+    "USER_KEYS",
+    "USER_TYPE",
+    "bundled_tenant",
+    "generate_tenant",
+    "load_tenant_file",
+]
 
 USER_KEYS = (
     "id",
@@ -51,207 +80,6 @@ GROUP_KEYS = (
 
 USER_TYPE = "#microsoft.graph.user"
 GROUP_TYPE = "#microsoft.graph.group"
-
-_FIRST = (
-    "James Mary Robert Patricia John Jennifer Michael Linda David Elizabeth William Barbara "
-    "Richard Susan Joseph Jessica Thomas Sarah Charles Karen Christopher Lisa Daniel Nancy "
-    "Matthew Betty Anthony Sandra Mark Margaret Donald Ashley Steven Kimberly Andrew Emily "
-    "Paul Donna Joshua Michelle Kenneth Carol Kevin Amanda Brian Melissa George Deborah "
-    "Timothy Stephanie Ronald Rebecca Jason Sharon Edward Laura Jeffrey Cynthia Ryan Amy "
-    "Jacob Kathleen Gary Angela Nicholas Shirley Eric Brenda Jonathan Emma Stephen Anna "
-    "Larry Pamela Justin Nicole Scott Samantha Brandon Katherine Benjamin Christine Samuel "
-    "Helen Gregory Debra Alexander Rachel Patrick Carolyn Frank Janet Raymond Maria Jack "
-    "Olivia Dennis Heather Jerry Diane Tyler Julie Aaron Joyce Jose Victoria Adam Ruth "
-    "Nathan Virginia Henry Lauren Zachary Kelly Douglas Christina Peter Joan Kyle Evelyn "
-    "Noah Judith Ethan Andrea Jeremy Hannah Walter Megan Christian Cheryl Keith Jacqueline "
-    "Roger Martha Terry Madison Austin Teresa Sean Gloria Gerald Sara Carl Janice Harold "
-    "Ann Dylan Kathryn Arthur Abigail Lawrence Sophia Jordan Frances Jesse Jean Bryan Alice "
-    "Billy Judy Bruce Isabella Gabriel Julia Joe Grace Logan Amber Alan Denise Juan Danielle "
-    "Wayne Marilyn Roy Beverly Ralph Charlotte Randy Natalie Eugene Theresa Vincent Diana "
-    "Russell Brittany Louis Doris Philip Kayla Bobby Alexis Johnny Lori Bradley Marie "
-    "Aisha Chen Wei Yuki Priya Arjun Fatima Omar Sofia Mateo Lucia Hiro Ingrid Lars Zoe "
-    "Noor Kofi Amara Dmitri Olga Sven Freya Rafael Camila Tariq Leila Kenji Mei Ravi Ananya"
-).split()
-
-_LAST = (
-    "Smith Johnson Williams Brown Jones Garcia Miller Davis Rodriguez Martinez Hernandez "
-    "Lopez Gonzalez Wilson Anderson Thomas Taylor Moore Jackson Martin Lee Perez Thompson "
-    "White Harris Sanchez Clark Ramirez Lewis Robinson Walker Young Allen King Wright Scott "
-    "Torres Nguyen Hill Flores Green Adams Nelson Baker Hall Rivera Campbell Mitchell Carter "
-    "Roberts Gomez Phillips Evans Turner Diaz Parker Cruz Edwards Collins Reyes Stewart "
-    "Morris Morales Murphy Cook Rogers Gutierrez Ortiz Morgan Cooper Peterson Bailey Reed "
-    "Kelly Howard Ramos Kim Cox Ward Richardson Watson Brooks Chavez Wood James Bennett Gray "
-    "Mendoza Ruiz Hughes Price Alvarez Castillo Sanders Patel Myers Long Ross Foster Jimenez "
-    "Powell Jenkins Perry Russell Sullivan Bell Coleman Butler Henderson Barnes Gonzales "
-    "Fisher Vasquez Simmons Romero Jordan Patterson Alexander Hamilton Graham Reynolds "
-    "Griffin Wallace Moreno West Cole Hayes Bryant Herrera Gibson Ellis Tran Medina Aguilar "
-    "Stevens Murray Ford Castro Marshall Owens Harrison Fernandez McDonald Woods Washington "
-    "Kennedy Wells Vargas Henry Chen Freeman Webb Tucker Guzman Burns Crawford Olson Simpson "
-    "Porter Hunter Gordon Mendez Silva Shaw Snyder Mason Dixon Munoz Hunt Hicks Holmes "
-    "Palmer Wagner Black Robertson Boyd Rose Stone Salazar Fox Warren Mills Meyer Rice "
-    "Schmidt Garza Daniels Ferguson Nichols Stephens Soto Weaver Ryan Gardner Payne Grant "
-    "Okafor Nakamura Tanaka Singh Kumar Haddad Johansson Lindqvist Novak Kowalski Rossi "
-    "Bianchi Muller Schneider Dubois Moreau Costa Santos Yilmaz Ivanova Petrov Osei Mensah"
-).split()
-
-_DEPARTMENTS = {
-    "Engineering": (
-        "Software Engineer",
-        "Senior Software Engineer",
-        "Engineering Manager",
-        "Site Reliability Engineer",
-        "QA Engineer",
-        "Principal Engineer",
-    ),
-    "Sales": (
-        "Account Executive",
-        "Sales Development Rep",
-        "Sales Manager",
-        "Regional Sales Director",
-    ),
-    "Marketing": (
-        "Marketing Specialist",
-        "Content Strategist",
-        "Marketing Manager",
-        "Brand Designer",
-    ),
-    "Finance": ("Accountant", "Financial Analyst", "Finance Manager", "Controller"),
-    "Human Resources": ("HR Generalist", "Recruiter", "HR Business Partner", "HR Manager"),
-    "IT": ("IT Support Specialist", "Systems Administrator", "IT Manager", "Security Analyst"),
-    "Operations": ("Operations Analyst", "Operations Manager", "Facilities Coordinator"),
-    "Customer Success": ("Customer Success Manager", "Support Engineer", "Support Lead"),
-    "Legal": ("Legal Counsel", "Paralegal", "Compliance Officer"),
-    "Product": ("Product Manager", "Product Designer", "UX Researcher"),
-}
-_DEPT_NAMES = tuple(_DEPARTMENTS)
-_DEPT_WEIGHTS = (22, 16, 8, 7, 5, 7, 8, 10, 3, 6)
-_OFFICES = (
-    "London",
-    "Seattle",
-    "New York",
-    "Berlin",
-    "Singapore",
-    "Sydney",
-    "Remote",
-    "Paris",
-    "Toronto",
-    "Dublin",
-)
-_EXTERNAL_DOMAINS = (
-    "fabrikam.com",
-    "northwindtraders.com",
-    "adatum.com",
-    "gmail.com",
-    "outlook.com",
-    "litware.com",
-    "tailspintoys.com",
-    "wingtiptoys.com",
-)
-_GROUP_WORDS = (
-    "Project",
-    "Team",
-    "Committee",
-    "Guild",
-    "Working Group",
-    "Squad",
-    "Council",
-    "Club",
-    "Network",
-    "Taskforce",
-)
-_GROUP_TOPICS = (
-    "Apollo",
-    "Falcon",
-    "Orion",
-    "Phoenix",
-    "Atlas",
-    "Nova",
-    "Zephyr",
-    "Titan",
-    "Aurora",
-    "Helix",
-    "Quasar",
-    "Summit",
-    "Harbor",
-    "Cascade",
-    "Meridian",
-    "Pioneer",
-    "Horizon",
-    "Catalyst",
-    "Beacon",
-    "Vertex",
-    "Wellbeing",
-    "Diversity",
-    "Sustainability",
-    "Innovation",
-    "Onboarding",
-    "Security Champions",
-    "Agile",
-    "Data",
-    "Cloud",
-    "Mobile",
-    "Analytics",
-    "Partnerships",
-    "Events",
-    "Social",
-)
-
-# Service plans (real ids) and the three SKUs the generated tenants subscribe to.
-_PLANS = {
-    "EXCHANGE_S_ENTERPRISE": "efb87545-963c-4e0d-99df-69c6916d9eb0",
-    "EXCHANGE_S_STANDARD": "9aaf7827-d63c-4b61-89c3-182f06f82e5c",
-    "SHAREPOINTENTERPRISE": "5dbe027f-2339-4123-9542-606e4d348a72",
-    "TEAMS1": "57ff2da0-773e-42df-b2af-ffb7a2317929",
-    "OFFICESUBSCRIPTION": "43de0ff5-c92c-492b-9116-175376d08c38",
-    "MCOSTANDARD": "0feaeb32-d00e-4d66-bd5a-43b5b83db82c",
-    "YAMMER_ENTERPRISE": "7547a3fe-08ee-4ccb-b430-5077c5041653",
-}
-SKUS = (
-    (
-        "6fd2c87f-b296-42f0-b197-1e91e994b900",
-        "ENTERPRISEPACK",
-        (
-            "EXCHANGE_S_ENTERPRISE",
-            "SHAREPOINTENTERPRISE",
-            "TEAMS1",
-            "OFFICESUBSCRIPTION",
-            "MCOSTANDARD",
-            "YAMMER_ENTERPRISE",
-        ),
-    ),
-    (
-        "06ebc4ee-1bb5-47dd-8120-11324bc54e06",
-        "SPE_E5",
-        (
-            "EXCHANGE_S_ENTERPRISE",
-            "SHAREPOINTENTERPRISE",
-            "TEAMS1",
-            "OFFICESUBSCRIPTION",
-            "MCOSTANDARD",
-        ),
-    ),
-    ("4b9405b0-7788-4568-add1-99614e613b69", "EXCHANGESTANDARD", ("EXCHANGE_S_STANDARD",)),
-)
-
-_EPOCH = dt.datetime(2015, 1, 1, tzinfo=dt.UTC)
-_SPAN_SECONDS = int((dt.datetime(2025, 6, 1, tzinfo=dt.UTC) - _EPOCH).total_seconds())
-
-
-def _uuid(rng: random.Random) -> str:
-    return str(uuid.UUID(int=rng.getrandbits(128), version=4))
-
-
-def _timestamp(rng: random.Random) -> str:
-    moment = _EPOCH + dt.timedelta(seconds=rng.randrange(_SPAN_SECONDS))
-    return moment.strftime("%Y-%m-%dT%H:%M:%SZ")
-
-
-def _slug(text: str) -> str:
-    return re.sub(r"[^a-z0-9]+", "", text.lower()) or "tenant"
-
-
-def _ascii(text: str) -> str:
-    return re.sub(r"[^A-Za-z0-9]+", "", text)
 
 
 def generate_tenant(
@@ -335,7 +163,7 @@ def generate_tenant(
                 disabled = [rng.choice(plan_ids)] if rng.random() < 0.1 else []
                 licences.append({"skuId": sku, "disabledPlans": disabled})
             emp_counter += 1
-            user = {
+            user: dict[str, Any] = {
                 "id": uid,
                 "userPrincipalName": upn,
                 "mail": mail,
@@ -536,166 +364,3 @@ def _manager_cycle(users: list[dict], member_idx: list[int], managers: dict[str,
         return
     ids = [users[i]["id"] for i in ring]
     managers.update(zip(ids, ids[1:] + ids[:1], strict=True))
-
-
-def _groups(
-    rng: random.Random,
-    users: list[dict],
-    kinds: list[str],
-    member_idx: list[int],
-    domain: str,
-    contacts: list[str],
-    devices: list[str],
-    sps: list[str],
-) -> tuple[list[dict], dict[str, list[str]]]:
-    n_users = len(users)
-    member_ids = [users[i]["id"] for i in member_idx] or [u["id"] for u in users]
-    all_ids = [u["id"] for u in users]
-    groups: list[dict] = []
-    members: dict[str, list[str]] = {}
-    nicks: set[str] = set()
-
-    def add(name: str, kind: str, desc: str, ids: list[str], rule: str | None = None) -> str:
-        nick = _ascii(name) or "group"
-        base, k = nick, 1
-        while nick.lower() in nicks:
-            k += 1
-            nick = f"{base}{k}"
-        nicks.add(nick.lower())
-        group_types = {"m365": ["Unified"], "sec": [], "mailsec": [], "dl": []}[kind]
-        if rule is not None:
-            group_types = [*group_types, "DynamicMembership"]
-        mail_enabled = kind in ("m365", "mailsec", "dl")
-        security = kind in ("sec", "mailsec") or (kind == "m365" and rng.random() < 0.25)
-        gid = _uuid(rng)
-        groups.append(
-            {
-                "id": gid,
-                "displayName": name,
-                "description": desc,
-                "groupTypes": group_types,
-                "mailEnabled": mail_enabled,
-                "securityEnabled": security,
-                "mail": f"{nick.lower()}@{domain}" if mail_enabled else None,
-                "mailNickname": nick,
-                "createdDateTime": _timestamp(rng),
-                "membershipRule": rule,
-            }
-        )
-        members[gid] = ids
-        return gid
-
-    def sample(pool: list[str], k: int) -> list[str]:
-        return rng.sample(pool, max(0, min(k, len(pool))))
-
-    enabled_members = [users[i]["id"] for i in member_idx if users[i]["accountEnabled"]]
-    add("All Staff", "m365", "Everyone in the company", enabled_members or member_ids)
-    sales = [users[i]["id"] for i in member_idx if users[i]["department"] == "Sales"]
-    add(
-        "Sales (dynamic)",
-        "sec",
-        "Everyone in Sales, by rule",
-        sales,
-        rule='(user.department -eq "Sales")',
-    )
-    small = max(2, min(40, n_users // 20))
-    sre = add("Engineering - Platform - SRE", "sec", "On-call engineers", sample(member_ids, small))
-    platform = add(
-        "Engineering - Platform", "sec", "Platform team", [*sample(member_ids, small), sre]
-    )
-    eng = [users[i]["id"] for i in member_idx if users[i]["department"] == "Engineering"]
-    add("Engineering", "sec", "All engineers", [*eng[: max(1, len(eng) // 2)], platform])
-    # A nesting cycle, A -> B -> A, as real tenants sometimes have.
-    cycle_a = add("Project Falcon", "m365", "Falcon programme", sample(member_ids, small))
-    cycle_b = add(
-        "Project Falcon Core", "sec", "Falcon core team", [*sample(member_ids, small), cycle_a]
-    )
-    members[cycle_a].append(cycle_b)
-    add("Archived Project", "m365", "No members left", [])
-    add(
-        "Company Newsletter",
-        "dl",
-        "Distribution list for the newsletter",
-        [*sample(all_ids, small), *contacts[:3]],
-    )
-    add(
-        "Finance Approvers",
-        "mailsec",
-        "Mail-enabled security group for approvals",
-        sample(member_ids, max(1, small // 2)),
-    )
-    add("Managed Laptops", "sec", "Devices and service principals", [*devices[:5], *sps[:2]])
-    add(
-        "External Partners",
-        "m365",
-        "Guests and contacts",
-        [*(users[i]["id"] for i in range(n_users) if kinds[i] == "guest"), *contacts[3:6]],
-    )
-
-    target = max(len(groups) + 4, round(n_users * 0.04))
-    per_user = 14.0 if n_users >= 10_000 else 2.0 + 11.0 * n_users / 10_000
-    remaining = max(0, int(per_user * n_users) - sum(len(v) for v in members.values()))
-    n_regular = target - len(groups)
-    weights = [rng.random() ** 3 + 0.01 for _ in range(n_regular)]
-    total_w = sum(weights)
-    kinds_cycle = ("m365",) * 9 + ("sec",) * 7 + ("mailsec",) * 2 + ("dl",) * 2
-    for j, w in enumerate(weights):
-        kind = rng.choice(kinds_cycle)
-        topic = rng.choice(_GROUP_TOPICS)
-        word = rng.choice(_GROUP_WORDS)
-        name = f"{word} {topic}" if j < 40 else f"{word} {topic} {j}"
-        size = max(1, min(len(member_ids), round(remaining * w / total_w)))
-        ids = sample(member_ids, size)
-        if kind == "dl" and contacts and rng.random() < 0.3:
-            ids.append(rng.choice(contacts))
-        add(name, kind, f"{word} for {topic}", ids)
-    return groups, members
-
-
-def _hidden_groups(
-    rng: random.Random, n: int, users: list[dict], groups: list[dict], members: dict, domain: str
-) -> None:
-    """Microsoft 365 groups whose membership is hidden (a board, an HR case team), each with
-    a few enabled members."""
-    enabled = [u["id"] for u in users if u.get("accountEnabled")] or [u["id"] for u in users]
-    for i in range(n):
-        gid = _uuid(rng)
-        nick = f"confidential{i + 1}"
-        groups.append(
-            {
-                "id": gid,
-                "displayName": f"Confidential Board {i + 1}" if n > 1 else "Confidential Board",
-                "description": "Members hidden from everyone outside the group",
-                "groupTypes": ["Unified"],
-                "mailEnabled": True,
-                "securityEnabled": False,
-                "mail": f"{nick}@{domain}",
-                "mailNickname": nick,
-                "createdDateTime": _timestamp(rng),
-                "membershipRule": None,
-                "visibility": "HiddenMembership",
-            }
-        )
-        members[gid] = rng.sample(enabled, max(1, min(5, len(enabled))))
-
-
-def load_tenant_file(path: str | Path) -> dict:
-    """Read a tenant document (the `--tenant-file` format) and check its shape."""
-    with open(path, encoding="utf-8") as fh:
-        doc = json.load(fh)
-    missing = [k for k in ("tenant_id", "client_id", "users", "groups", "members") if k not in doc]
-    if missing:
-        raise ValueError(f"tenant file {path}: missing keys {', '.join(missing)}")
-    for key, default in (("other_objects", []), ("managers", {}), ("subscribedSkus", [])):
-        doc.setdefault(key, default)
-    doc.setdefault("name", Path(path).stem)
-    doc.setdefault("domain", None)
-    return doc
-
-
-def bundled_tenant(name: str = "contoso-demo") -> dict:
-    """One of the tenant documents shipped with the package (`fakegraph/tenants/*.json`)."""
-    path = Path(__file__).with_name("tenants") / f"{name}.json"
-    if not path.is_file():
-        raise FileNotFoundError(f"no bundled tenant {name!r} at {path}")
-    return load_tenant_file(path)
