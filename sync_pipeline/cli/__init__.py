@@ -15,7 +15,7 @@ import os
 
 import click
 
-from sync_pipeline.cli.common import console
+from sync_pipeline.cli import common
 from sync_pipeline.cli.connectcmd import connect_command
 from sync_pipeline.cli.dbcmd import db_group
 from sync_pipeline.cli.democmd import demo_command
@@ -27,6 +27,7 @@ from sync_pipeline.cli.synccmd import sync_command
 from sync_pipeline.cli.tenantcmd import tenant_group
 from sync_pipeline.cli.uicmd import ui_command
 from sync_pipeline.cli.undocmd import undo_command
+from sync_pipeline.cli.wizard import setup_command
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -41,7 +42,7 @@ def main(verbose: bool) -> None:
     """
     logging.basicConfig(level=logging.INFO if verbose else logging.WARNING)
     os.environ.setdefault("DAGSTER_DISABLE_TELEMETRY", "1")
-    console.verbose = verbose  # type: ignore[attr-defined]
+    common.options.verbose = verbose
 
 
 main.add_command(sync_command)
@@ -55,3 +56,4 @@ main.add_command(history_command)
 main.add_command(report_command)
 main.add_command(undo_command)
 tenant_group.add_command(connect_command)
+tenant_group.add_command(setup_command)

@@ -1,11 +1,14 @@
-"""Shared CLI pieces: the console, error handling with exit codes, environment preparation."""
+"""Shared CLI pieces: the console, error handling with exit codes, the GUID parameter type,
+environment preparation."""
 
 from __future__ import annotations
 
 import functools
 import sys
+import uuid
 from collections.abc import Callable
-from typing import Any, TypeVar
+from dataclasses import dataclass
+from typing import Any, NoReturn, ParamSpec, TypeVar
 
 import click
 from rich.console import Console
@@ -24,11 +27,23 @@ err_console = Console(stderr=True, highlight=False)
 EXIT_FAILED = 1
 EXIT_BAD_INPUT = 2
 EXIT_REFUSED = 3
+EXIT_INTERRUPTED = 130  # 128 + SIGINT, as shells report a command stopped by Ctrl-C
 
-F = TypeVar("F", bound=Callable[..., Any])
+P = ParamSpec("P")
+R = TypeVar("R")
 
 
-def fail(message: str, code: int = EXIT_BAD_INPUT) -> None:
+@dataclass
+class Options:
+    """The top-level options every command may consult."""
+
+    verbose: bool = False  # -v: Dagster's own log lines too
+
+
+options = Options()
+
+
+def fail(message: str, code: int = EXIT_BAD_INPUT) -> NoReturn:
     # Escaped: a message may hold [brackets] (a YAML list) that rich would read as markup;
     # soft-wrapped: one line however narrow the terminal, so it can be grepped and copied.
     err_console.print(f"[bold red]error:[/] {escape(message)}", soft_wrap=True)
@@ -43,11 +58,11 @@ def message_of(exc: BaseException) -> str:
     return str(exc)
 
 
-def handle_errors(fn: F) -> F:
+def handle_errors(fn: Callable[P, R]) -> Callable[P, R]:
     """Turn the project's expected errors into one clear line and the right exit code."""
 
     @functools.wraps(fn)
-    def wrapper(*args: Any, **kwargs: Any) -> Any:
+    def wrapper(*args: P.args, **kwargs: P.kwargs) -> R:
         try:
             return fn(*args, **kwargs)
         except (SettingsError, UnknownTenantError, CredentialError, DatabaseURLError) as exc:
@@ -57,7 +72,19 @@ def handle_errors(fn: F) -> F:
         except click.ClickException:
             raise
 
-    return wrapper  # type: ignore[return-value]
+    return wrapper
+
+
+class Guid(click.ParamType):
+    """A GUID, normalised; prompts re-ask until one is given."""
+
+    name = "guid"
+
+    def convert(self, value: Any, param: Any, ctx: Any) -> str:
+        try:
+            return str(uuid.UUID(str(value).strip()))
+        except ValueError:
+            self.fail(f"{value!r} is not a GUID such as 00000000-0000-0000-0000-000000000000")
 
 
 def prepare() -> str:

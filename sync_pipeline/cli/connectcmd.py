@@ -45,7 +45,6 @@ def connect_command(tenant: str) -> None:
         address = connect(demo.serving(settings), db.engine(), show)
     except GraphAuthError as exc:
         fail(str(exc), EXIT_FAILED)
-        return
     if address and not settings.admin_email:
         with db.engine().begin() as conn:
             tenants.save(conn, settings.model_copy(update={"admin_email": address}))

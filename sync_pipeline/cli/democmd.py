@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import click
 
+from sync_pipeline.cli.actions import store
 from sync_pipeline.cli.common import EXIT_BAD_INPUT, console, fail, handle_errors, prepare
 from sync_pipeline.core import db, settings
 from sync_pipeline.registry import tenants
@@ -33,7 +34,6 @@ def demo_command(auto_sync: bool, allow_database_url: bool) -> None:
     Its daily schedule stays off unless --auto-sync. Refused when DATABASE_URL is set, unless
     --allow-database-url: that server may be production.
     """
-    from sync_pipeline.cli.tenantcmd import store
     from sync_pipeline.fakegraph import bundled_tenant
 
     users = len(bundled_tenant(tenants.DEMO_SLUG)["users"])

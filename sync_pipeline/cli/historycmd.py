@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
+from typing import Any
 from zoneinfo import ZoneInfo
 
 import click
@@ -11,7 +13,7 @@ from rich.table import Table
 from sync_pipeline.audit import changes as audit
 from sync_pipeline.cli.common import console, handle_errors, prepare
 from sync_pipeline.core import db
-from sync_pipeline.registry import tenants
+from sync_pipeline.registry import runs, tenants
 
 
 def _doc(value: object) -> str:
@@ -24,7 +26,7 @@ def _doc(value: object) -> str:
     return json.dumps(value, ensure_ascii=False, default=str)
 
 
-def _print_unfinished(tenant: str, rows: list, zone: ZoneInfo) -> None:
+def _print_unfinished(tenant: str, rows: Sequence[Any], zone: ZoneInfo) -> None:
     """The latest runs that applied nothing because they failed, were stopped or died."""
     for r in rows:
         when = r.started_at.astimezone(zone).strftime("%Y-%m-%d %H:%M:%S %Z")
@@ -55,11 +57,7 @@ def history_command(tenant: str, email: str | None, run_id: int | None, limit: i
     with db.engine().connect() as conn:
         settings = tenants.get(conn, tenant).settings
         rows = audit.history(conn, tenant, email=email, run_id=run_id, limit=limit)
-        unfinished = (
-            []
-            if run_id or email
-            else conn.execute(db.q("runs/unfinished"), {"tenant": tenant, "limit": 10}).all()
-        )
+        unfinished = [] if run_id or email else runs.unfinished(conn, tenant, limit=10)
     zone = ZoneInfo(settings.timezone)
     _print_unfinished(tenant, unfinished, zone)
     scope = " ".join(

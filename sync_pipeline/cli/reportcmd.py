@@ -34,7 +34,7 @@ def report_command(tenant: str, run_id: int, path: Path) -> None:
     prepare()
     with db.engine().connect() as conn:
         tenants.get(conn, tenant)  # an unknown tenant is a clear error
-        run = conn.execute(db.q("report/run_planned"), {"tenant": tenant, "run_id": run_id}).first()
+        run = report.planned_run(conn, tenant, run_id)
         if run is None:
             fail(
                 f"tenant {tenant} has no sync run {run_id}; `sync-pipeline history {tenant}` "
@@ -48,12 +48,12 @@ def report_command(tenant: str, run_id: int, path: Path) -> None:
                 f"{run_id}` shows what it applied"
             )
         if str(path) == "-":
-            out = click.get_binary_stream("stdout")
-            rows = report.write_changes_csv(conn, tenant, run_id, out)
-            out.flush()
+            with click.open_file("-", "wb") as out:  # standard output, left open
+                report.write_changes_csv(conn, tenant, run_id, out)
+                out.flush()
             return
         partial = path.with_name(path.name + ".partial")
-        with partial.open("wb") as out:
-            rows = report.write_changes_csv(conn, tenant, run_id, out)
+        with partial.open("wb") as file:
+            rows = report.write_changes_csv(conn, tenant, run_id, file)
         partial.replace(path)  # never a half-written file under the name asked for
     console.print(f"{tenant}: {rows} change(s) of run {run_id} written to {path}")

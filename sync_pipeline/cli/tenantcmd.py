@@ -1,4 +1,5 @@
-"""`sync-pipeline tenant ...`: add, set, import, export, list, show and remove tenants.
+"""`sync-pipeline tenant ...`: add, set, import, export, list, show and remove tenants
+(`tenant setup` is the wizard's, `tenant connect` connectcmd's).
 
 Every change is validated before anything is written: the settings model, mapping targets
 against the app's groups, and group ids new to this version against the tenant's Graph.
@@ -7,108 +8,24 @@ against the app's groups, and group ids new to this version against the tenant's
 from __future__ import annotations
 
 import datetime as dt
-import os
-import uuid
 from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo
 
 import click
-import sqlalchemy as sa
 from rich.table import Table
 
-from sync_pipeline.cli.common import console, err_console, fail, handle_errors, prepare
+from sync_pipeline.cli.actions import default_env, store, stored_or_none
+from sync_pipeline.cli.common import Guid, console, fail, handle_errors, prepare
 from sync_pipeline.core import db, settings
 from sync_pipeline.core.settings import SettingsError, TenantSettings
-from sync_pipeline.graph import CredentialError, GraphError
-from sync_pipeline.registry import schedule, tenants
+from sync_pipeline.registry import runs, schedule, tenants
 
 NO_GRAPH_CHECK = click.option(
     "--no-graph-check",
     is_flag=True,
     help="Do not read the tenant's groups from Graph to check group ids (the run checks them).",
 )
-
-
-class Guid(click.ParamType):
-    """A GUID, normalised; prompts re-ask until one is given."""
-
-    name = "guid"
-
-    def convert(self, value: Any, param: Any, ctx: Any) -> str:
-        try:
-            return str(uuid.UUID(str(value).strip()))
-        except ValueError:
-            self.fail(f"{value!r} is not a GUID such as 00000000-0000-0000-0000-000000000000")
-
-
-def _stored_or_none(conn: sa.Connection, slug: str) -> TenantSettings | None:
-    try:
-        return tenants.get(conn, slug).settings
-    except (tenants.UnknownTenantError, SettingsError):
-        return None
-
-
-def check_graph(new: TenantSettings, before: TenantSettings | None) -> None:
-    """Group ids new in this version must exist in the tenant's Graph."""
-    ids = tenants.new_group_ids(before, new)
-    if not ids:
-        return
-    try:
-        tenants.validate_against_graph(new, only=ids)
-    except (GraphError, CredentialError) as exc:
-        raise SettingsError(
-            f"tenant {new.slug}: cannot read the tenant's groups to check "
-            f"{', '.join(sorted(ids))}: {exc}. Fix the sign-in settings, or pass "
-            "--no-graph-check (the run checks the ids again)"
-        ) from None
-
-
-def store(new: list[TenantSettings], *, graph_check: bool) -> dict[str, int | None]:
-    """Validate every tenant against the app (and Graph), then save all in one transaction."""
-    with db.engine().connect() as conn:
-        before = {t.slug: _stored_or_none(conn, t.slug) for t in new}
-        for t in new:
-            tenants.validate_against_app(conn, t)
-    if graph_check:
-        for t in new:
-            check_graph(t, before[t.slug])
-    with db.engine().begin() as conn:
-        versions = {t.slug: tenants.save(conn, t) for t in new}
-    _partitions_add([t.slug for t in new])
-    for t in new:
-        warn_unset_secret(t)
-    return versions
-
-
-def warn_unset_secret(s: TenantSettings) -> None:
-    """Saved, but say so when the secret's variable is unset here: every process that syncs
-    (this CLI, the UI's run workers, the daemon's schedules) reads it from its own environment.
-    """
-    env = s.client_secret_env
-    if s.fake_tenant or s.auth_mode != "application" or not env or os.environ.get(env):
-        return
-    err_console.print(
-        f"[yellow]warning:[/] tenant {s.slug}: client_secret_env {env} is not set in this "
-        f"environment; export {env} here to sync from this shell, and set it in the "
-        "environments of the UI, the daemon and the run workers too (.env.example)",
-        soft_wrap=True,
-        markup=True,
-        highlight=False,
-    )
-
-
-def _partitions_add(slugs: list[str]) -> None:
-    """Keep Dagster's tenant partitions in step, so the UI can launch syncs at once."""
-    import dagster as dg
-
-    from sync_pipeline.defs.partitions import TENANT_PARTITIONS
-
-    instance = dg.DagsterInstance.get()
-    known = set(instance.get_dynamic_partitions(TENANT_PARTITIONS))
-    new = [s for s in slugs if s not in known]
-    if new:
-        instance.add_dynamic_partitions(TENANT_PARTITIONS, new)
 
 
 @click.group("tenant")
@@ -163,7 +80,7 @@ def list_() -> None:
     prepare()
     with db.engine().connect() as conn:
         stored = tenants.list_all(conn)
-        last = {r.tenant: r for r in conn.execute(db.q("runs/last_per_tenant"))}
+        last = runs.last_per_tenant(conn)
     table = Table("tenant", "tenant id", "auto sync", "next sync", "last sync", "settings")
     # slugs and times stay whole (and findable) on a narrow terminal; the other columns fold
     for column in (0, 3, 4):
@@ -217,10 +134,6 @@ def show(slug: str, with_history: bool) -> None:
     console.print(table)
 
 
-def _default_env(slug: str) -> str:
-    return slug.upper().replace("-", "_") + "_GRAPH_SECRET"
-
-
 @tenant_group.command("add")
 @click.argument("slug")
 @click.argument("assignments", nargs=-1, metavar="[KEY=VALUE]...")
@@ -250,7 +163,7 @@ def add(
     """
     prepare()
     with db.engine().connect() as conn:
-        if _stored_or_none(conn, slug) is not None:
+        if stored_or_none(conn, slug) is not None:
             fail(f"tenant {slug} is already registered; change it with `tenant set {slug} ...`")
     doc: dict[str, Any] = {"slug": slug}
     if fake_tenant:
@@ -258,7 +171,7 @@ def add(
     doc["tenant_id"] = tenant_id or click.prompt("Directory (tenant) id", type=Guid())
     doc["client_id"] = client_id or click.prompt("Application (client) id", type=Guid())
     doc["client_secret_env"] = client_secret_env or click.prompt(
-        "Environment variable holding the client secret", default=_default_env(slug)
+        "Environment variable holding the client secret", default=default_env(slug)
     )
     if admin_email:
         doc["admin_email"] = admin_email
@@ -336,18 +249,3 @@ def remove(slug: str, yes: bool) -> None:
         if not tenants.remove(conn, slug):  # removed meanwhile by someone else
             fail(f"no tenant {slug!r} is registered")
     console.print(f"{slug}: removed; its app data is kept")
-
-
-@tenant_group.command("setup")
-@click.argument("slug")
-@click.pass_context
-@handle_errors
-def setup(ctx: click.Context, slug: str) -> None:
-    """The setup wizard for tenant SLUG: every setting, step by step, explained.
-
-    Shows the tenant's groups read from Graph to choose and map, checks each answer, saves,
-    and offers a test sync. Answers can be piped on stdin, one per line.
-    """
-    from sync_pipeline.cli import wizard
-
-    wizard.run(ctx, slug)

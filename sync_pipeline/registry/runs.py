@@ -50,3 +50,37 @@ def planned(conn: sa.Connection, run_id: int) -> dict[str, int] | None:
     """The counts of the diff computed for run_id, or None when none was computed."""
     value = conn.execute(db.q("runs/planned"), {"id": run_id}).scalar_one_or_none()
     return None if value is None else {k: int(v) for k, v in value.items()}
+
+
+def by_dagster_run(conn: sa.Connection, tenant: str, dagster_run_id: str) -> sa.Row[Any] | None:
+    """The tenant's sync.runs row of a Dagster run (id, status, times, counts, error, dry_run),
+    or None when the run recorded none."""
+    params = {"tenant": tenant, "dagster_run_id": dagster_run_id}
+    return conn.execute(db.q("runs/by_dagster_run"), params).first()
+
+
+def change_counts(conn: sa.Connection, run_id: int) -> dict[str, int]:
+    """How many changes of each kind ("user_create", "membership_add", ...) sync.diffs holds
+    for run_id."""
+    rows = conn.execute(db.q("runs/diff_counts"), {"run_id": run_id})
+    return {f"{r.entity}_{r.action}": int(r.n) for r in rows}
+
+
+def unfinished(conn: sa.Connection, tenant: str, limit: int) -> list[sa.Row[Any]]:
+    """The tenant's latest runs that did not succeed (failed, canceled, running), newest first."""
+    return list(conn.execute(db.q("runs/unfinished"), {"tenant": tenant, "limit": limit}))
+
+
+def last_per_tenant(conn: sa.Connection) -> dict[str, sa.Row[Any]]:
+    """Each tenant's latest run (status, started_at, dry_run), by tenant slug."""
+    return {r.tenant: r for r in conn.execute(db.q("runs/last_per_tenant"))}
+
+
+def end_if_running_without_waiting(
+    conn: sa.Connection, tenant: str, dagster_run_id: str, status: str, error: str
+) -> int | None:
+    """end_if_running, giving up after a second when the row is locked (by a run still
+    writing it) instead of waiting: for callers about to leave. The rest of conn's
+    transaction keeps the short lock timeout."""
+    conn.execute(db.q("runs/wait_briefly_for_locks"))
+    return end_if_running(conn, tenant, dagster_run_id, status, error)

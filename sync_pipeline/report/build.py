@@ -354,3 +354,9 @@ def email(report: Report, to: str) -> EmailMessage:
         html=_html(report),
         attachments=[(a.filename, a.payload, a.mime) for a in [report.attachment] if a],
     )
+
+
+def planned_run(conn: sa.Connection, tenant: str, run_id: int) -> sa.Row[Any] | None:
+    """Run run_id of the tenant (id, dry_run, status, planned counts) with `rows`, how many of
+    its planned changes sync.diffs still holds; None when the tenant has no such run."""
+    return conn.execute(db.q("report/run_planned"), {"tenant": tenant, "run_id": run_id}).first()

@@ -1,0 +1,80 @@
+"""What `sync` says when a run ends: why it failed (a refusing check first), and the summary
+table of the changes it made or would make, read from sync.runs and sync.diffs."""
+
+from __future__ import annotations
+
+from typing import Any
+from zoneinfo import ZoneInfo
+
+from rich.table import Table
+
+from sync_pipeline.cli.common import console
+from sync_pipeline.core import db
+from sync_pipeline.registry import runs
+
+SAFETY_CHECK = "sync_diff_within_safety_limit"
+# Checks that refuse a sync for being too big a change; --allow-mass-deactivation lifts them.
+REFUSING_CHECKS = (SAFETY_CHECK, "snapshot_users_drift")
+
+
+def failure_message(result: Any) -> tuple[str | None, str]:
+    """What stopped the run: a failed blocking check first (its description says why and what
+    to do), else the first failed step's own error."""
+    import dagster as dg
+
+    failed_checks = [
+        e
+        for e in result.get_asset_check_evaluations()
+        if not e.passed and e.severity == dg.AssetCheckSeverity.ERROR
+    ]
+    failed_checks.sort(key=lambda e: e.check_name not in REFUSING_CHECKS)
+    if failed_checks:
+        lines = [
+            f"check {e.asset_key.to_user_string()}:{e.check_name} failed: "
+            f"{e.description or 'see the UI for the failed expectations'}"
+            for e in failed_checks
+        ]
+        if any(e.check_name in REFUSING_CHECKS for e in failed_checks):
+            tenant = result.dagster_run.tags.get("dagster/partition", "TENANT")
+            lines.append(
+                "Nothing was changed in the app. If this change is expected, run "
+                f"`sync-pipeline sync {tenant} --allow-mass-deactivation`."
+            )
+        return None, "\n".join(lines)
+    for event in result.all_events:
+        if event.is_step_failure:
+            error = event.step_failure_data.error
+            if error is None:
+                continue
+            # A dg.Failure carries our message; other errors carry their innermost cause.
+            while error.cause is not None and "Failure" not in error.cls_name:
+                error = error.cause
+            text = error.message.strip()
+            # Dagster's message starts with the exception's class: the operator needs the text.
+            prefix = f"{error.cls_name}: "
+            text = text.split(prefix, 1)[1] if prefix in text else text.split(": ", 1)[-1]
+            return event.step_key, " ".join(text.split())
+    return None, "the run failed; open it in the UI (`sync-pipeline ui`) for the details"
+
+
+def print_summary(tenant: str, run_id: str, dry_run: bool, zone: ZoneInfo) -> None:
+    """The run's changes by kind, as a table, then the user counts in one line."""
+    with db.engine().connect() as conn:
+        row = runs.by_dagster_run(conn, tenant, run_id)
+        counts = runs.change_counts(conn, row.id) if row else {}
+    verb = ("would change" if dry_run else "changed") if counts else "nothing to change"
+    when = row.started_at.astimezone(zone).strftime("%Y-%m-%d %H:%M %Z") if row else ""
+    table = Table(title=f"{tenant}: {verb} (sync run {row.id if row else '?'}, {when})")
+    table.add_column("change")
+    table.add_column("count", justify="right")
+    for key in sorted(counts):
+        table.add_row(key.replace("_", " "), str(counts[key]))
+    if not counts:
+        table.add_row("nothing to change", "0")
+    console.print(table)
+    created, updated = counts.get("user_create", 0), counts.get("user_update", 0)
+    deactivated = counts.get("user_deactivate", 0)
+    console.print(
+        f"users: {created} created, {updated} updated, {deactivated} deactivated"
+        + (" (dry run: app unchanged)" if dry_run else "")
+    )
