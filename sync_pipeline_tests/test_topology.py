@@ -41,7 +41,7 @@ from sync_pipeline_tests.test_pipeline import expected_in_scope
 VENV = os.environ.get("SYNC_PIPELINE_DEPLOY_VENV")
 if not VENV:
     if os.environ.get("SYNC_PIPELINE_REQUIRE_DEPLOY") == "1":
-        raise RuntimeError("SYNC_PIPELINE_DEPLOY_VENV is unset: .ci/run sets it to the wheel's venv")
+        raise RuntimeError("SYNC_PIPELINE_DEPLOY_VENV is unset: .ci/run sets it (the wheel's venv)")
     pytest.skip(
         "SYNC_PIPELINE_DEPLOY_VENV is unset (a venv with the built wheel installed; see the "
         "module docstring)",
@@ -221,13 +221,15 @@ def test_the_daemon_schedules_a_sync_through_the_code_server_and_it_converges(
         "SYNC_PIPELINE_CODE_SERVER_PORT": str(code_port),
         "DAGSTER_DISABLE_TELEMETRY": "1",
         "GX_ANALYTICS_ENABLED": "False",
-        FAKE_SECRET_ENV: FAKE_SECRET,  # the tenant's client secret, for the run workers
     }
+    # Runs execute in the code server's process tree (the default run launcher): the tenant's
+    # client secret is needed there and by the CLI only, as deploy/compose.yaml has it.
+    code_env = env | {FAKE_SECRET_ENV: FAKE_SECRET}
 
     def cli(*args: str) -> subprocess.CompletedProcess:
         done = subprocess.run(
             [str(BIN / "sync-pipeline"), *args],
-            env=env, cwd=work, capture_output=True, text=True, timeout=300,
+            env=code_env, cwd=work, capture_output=True, text=True, timeout=300,
         )  # fmt: skip
         assert done.returncode == 0, f"sync-pipeline {' '.join(args)}:\n{done.stderr}"
         return done
@@ -247,7 +249,7 @@ def test_the_daemon_schedules_a_sync_through_the_code_server_and_it_converges(
             "code-server",
             [str(BIN / "dagster"), "code-server", "start", "-m", "sync_pipeline.definitions",
              "-h", "127.0.0.1", "-p", str(code_port), "--location-name", LOCATION],
-            env, work,
+            code_env, work,
         )  # fmt: skip
         services.append(code)
         health = [str(BIN / "dagster"), "api", "grpc-health-check"]
