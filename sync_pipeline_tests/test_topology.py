@@ -79,7 +79,7 @@ class Service:
 
     def __init__(self, name: str, args: list[str], env: dict[str, str], cwd: Path) -> None:
         self.name = name
-        self.log = cwd / f"{name}.log"
+        self.log = cwd.parent / f"{name}.log"  # beside the empty working folder, not in it
         with open(self.log, "wb") as out:
             self.proc = subprocess.Popen(
                 args, env=env, cwd=cwd, stdout=out, stderr=subprocess.STDOUT,
