@@ -24,10 +24,11 @@ import dagster as dg
 import sqlalchemy as sa
 
 from sync_pipeline.checks import expectations
-from sync_pipeline.defs.load import DRY_RUN_JOBS, sync_diff
+from sync_pipeline.defs.load import sync_diff
 from sync_pipeline.defs.partitions import tenant_partitions
 from sync_pipeline.defs.resources import Database
 from sync_pipeline.defs.transform import SNAPSHOT_GROUPS, SNAPSHOT_MEMBERSHIPS, SNAPSHOT_USERS
+from sync_pipeline.load import runmode
 
 # One result per tenant partition needs `partitions_def` on the check, which Dagster 1.13 marks
 # as preview; silence that one warning rather than every definitions load printing it.
@@ -75,12 +76,14 @@ def _table(outcome: expectations.Outcome) -> str:
 
 
 def _guarding(context: dg.AssetCheckExecutionContext) -> bool:
-    """Whether big changes block this run: not in a test sync (nothing is applied), nor when
-    the operator launched it with app_directory's allow_mass_deactivation."""
+    """Whether big changes block this run (`runmode.guards_the_load`), from its job and
+    app_directory's allow_mass_deactivation in its run config."""
     ops = (context.run.run_config or {}).get("ops") or {}
     config = (ops.get("app_directory") or {}).get("config") or {}
-    allowed = bool(config.get("allow_mass_deactivation", False))
-    return context.job_def.name not in DRY_RUN_JOBS and not allowed
+    return runmode.guards_the_load(
+        dry_run=runmode.is_dry_run(context.job_def.name),
+        allow_mass_deactivation=bool(config.get("allow_mass_deactivation", False)),
+    )
 
 
 def check_result(
