@@ -16,7 +16,7 @@ to the instance), a fifth of what the checks themselves take on a 100k-user tena
 
 import time
 import warnings
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
@@ -78,11 +78,12 @@ def _table(outcome: expectations.Outcome) -> str:
 def _guarding(context: dg.AssetCheckExecutionContext) -> bool:
     """Whether big changes block this run (`runmode.guards_the_load`), from its job and
     app_directory's allow_mass_deactivation in its run config."""
-    ops = (context.run.run_config or {}).get("ops") or {}
-    config = (ops.get("app_directory") or {}).get("config") or {}
+    ops = (context.run.run_config or {}).get("ops")
+    step = ops.get("app_directory") if isinstance(ops, Mapping) else None
+    config = step.get("config") if isinstance(step, Mapping) else None
+    allowed = isinstance(config, Mapping) and bool(config.get("allow_mass_deactivation", False))
     return runmode.guards_the_load(
-        dry_run=runmode.is_dry_run(context.job_def.name),
-        allow_mass_deactivation=bool(config.get("allow_mass_deactivation", False)),
+        dry_run=runmode.is_dry_run(context.job_def.name), allow_mass_deactivation=allowed
     )
 
 
