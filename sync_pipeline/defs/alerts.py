@@ -1,15 +1,14 @@
-"""Alerts: a failed sync emails ops; a tenant failing N syncs in a row is quarantined and its
-admin is told what to fix (the daily schedule skips quarantined tenants)."""
+"""Alerts: a failed sync emails ops; a tenant entering quarantine (its rule:
+`sync_pipeline.registry.quarantine`) has its admin told what to fix."""
 
 import os
 
 import dagster as dg
 
-from sync_pipeline.core import db
-from sync_pipeline.defs.automation import quarantine_after
 from sync_pipeline.defs.jobs import sync_job, test_sync_job
 from sync_pipeline.defs.resources import Database
-from sync_pipeline.registry import tenants
+from sync_pipeline.load import runmode
+from sync_pipeline.registry import quarantine, tenants
 from sync_pipeline.report import alerts, mail
 
 
@@ -50,17 +49,15 @@ def sync_failure_alerts(context: dg.RunFailureSensorContext, database: Database)
         context.log.info(f"alert for {failure.tenant} sent to {where}")
     else:
         context.log.warning("OPS_ALERT_EMAIL is not set: failure alert not emailed")
-    if failure.job != sync_job.name or failure.tenant == "?":
+    if not runmode.counts_toward_quarantine(failure.job) or failure.tenant == "?":
         return
     with database.engine().connect() as conn:
-        failures = conn.execute(
-            db.q("runs/consecutive_failures"), {"tenant": failure.tenant}
-        ).scalar_one()
+        failures = quarantine.entered(conn, failure.tenant)
         try:
             admin = tenants.get(conn, failure.tenant).settings.admin_email
         except tenants.UnknownTenantError:
             admin = None
-    if failures == quarantine_after():  # exactly at entry: one notice, not one per skip
+    if failures is not None:
         context.log.warning(f"tenant {failure.tenant} quarantined after {failures} failures")
         if admin:
             mail.send(alerts.quarantine_notice(failure, admin, failures))

@@ -1,28 +1,22 @@
 """Automation: tenant partitions kept in step with the registry, and the daily syncs."""
 
 import datetime as dt
-import os
 
 import dagster as dg
 
-from sync_pipeline.core import db
 from sync_pipeline.defs.jobs import sync_job
 from sync_pipeline.defs.partitions import TENANT_PARTITIONS, tenant_partitions
 from sync_pipeline.defs.resources import Database
-from sync_pipeline.registry import schedule, tenants
+from sync_pipeline.registry import quarantine, schedule, tenants
 
 TICK_MINUTES = 5
 
 
-def quarantine_after() -> int:
-    """Consecutive failed syncs after which the schedule skips a tenant."""
-    return int(os.environ.get("SYNC_PIPELINE_QUARANTINE_AFTER", "3"))
-
-
 def quarantined(database: Database) -> dict[str, str]:
+    """The tenants the schedule skips (`sync_pipeline.registry.quarantine`), with their last
+    error."""
     with database.engine().connect() as conn:
-        rows = conn.execute(db.q("runs/quarantined"), {"failures": quarantine_after()})
-        return {r.tenant: r.last_error or "" for r in rows}
+        return quarantine.quarantined(conn)
 
 
 @dg.sensor(
@@ -57,7 +51,9 @@ def tenant_partitions_sensor(
     description="Each tenant with auto_sync is synced once a day at its sync_time in its own "
     "time zone; quarantined tenants are skipped.",
 )
-def daily_tenant_syncs(context: dg.ScheduleEvaluationContext, database: Database):
+def daily_tenant_syncs(
+    context: dg.ScheduleEvaluationContext, database: Database
+) -> dg.SkipReason | list[dg.RunRequest]:
     end = context.scheduled_execution_time
     if end is None:
         end = dt.datetime.now(dt.UTC)
@@ -66,36 +62,25 @@ def daily_tenant_syncs(context: dg.ScheduleEvaluationContext, database: Database
     start = end - dt.timedelta(minutes=TICK_MINUTES)
     with database.engine().connect() as conn:
         registered = [t.settings for t in tenants.list_all(conn)]
-    held = quarantined(database)
-    partitions = set(context.instance.get_dynamic_partitions(TENANT_PARTITIONS))
-    requests, skipped, pending = [], [], []
-    for due in schedule.due_between(registered, start, end):
-        if due.slug in held:
-            skipped.append(due.slug)
-            continue
-        if due.slug not in partitions:  # registered a moment ago: the sensor adds it next
-            pending.append(due.slug)
-            continue
-        requests.append(
-            dg.RunRequest(
-                run_key=due.run_key,
-                partition_key=due.slug,
-                tags={"tenant": due.slug, "trigger": "schedule"},
-            )
+        held = quarantine.quarantined(conn)
+    tick = schedule.plan_tick(
+        registered,
+        start,
+        end,
+        quarantined=held,
+        ready=context.instance.get_dynamic_partitions(TENANT_PARTITIONS),
+    )
+    if tick.quarantined:
+        context.log.warning(f"quarantined, not synced: {', '.join(tick.quarantined)}")
+    if tick.pending:
+        context.log.warning(f"no partition yet, not synced this tick: {', '.join(tick.pending)}")
+    if not tick.requests:
+        return dg.SkipReason(tick.skip_reason())
+    return [
+        dg.RunRequest(
+            run_key=due.run_key,
+            partition_key=due.slug,
+            tags={"tenant": due.slug, "trigger": "schedule"},
         )
-    if skipped:
-        context.log.warning(f"quarantined, not synced: {', '.join(skipped)}")
-    if pending:
-        context.log.warning(f"no partition yet, not synced this tick: {', '.join(pending)}")
-    if not requests:
-        reason = f"no tenant due between {start:%H:%M} and {end:%H:%M} UTC"
-        if skipped:
-            reason += f"; quarantined: {', '.join(skipped)}"
-        if pending:
-            reason += f"; waiting for their partition: {', '.join(pending)}"
-        upcoming = [(slug, at) for slug, at in schedule.next_syncs(registered, end, 4)]
-        upcoming = [(slug, at) for slug, at in upcoming if slug not in held][:3]
-        if upcoming:  # what the operator looks for on a quiet tick: when the next ones run
-            reason += "; next: " + ", ".join(f"{s} {at:%Y-%m-%d %H:%M} UTC" for s, at in upcoming)
-        return dg.SkipReason(reason)
-    return requests
+        for due in tick.requests
+    ]

@@ -16,7 +16,7 @@ to the instance), a fifth of what the checks themselves take on a 100k-user tena
 
 import time
 import warnings
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
@@ -24,10 +24,11 @@ import dagster as dg
 import sqlalchemy as sa
 
 from sync_pipeline.checks import expectations
-from sync_pipeline.defs.load import DRY_RUN_JOBS, sync_diff
+from sync_pipeline.defs.load import sync_diff
 from sync_pipeline.defs.partitions import tenant_partitions
 from sync_pipeline.defs.resources import Database
 from sync_pipeline.defs.transform import SNAPSHOT_GROUPS, SNAPSHOT_MEMBERSHIPS, SNAPSHOT_USERS
+from sync_pipeline.load import runmode
 
 # One result per tenant partition needs `partitions_def` on the check, which Dagster 1.13 marks
 # as preview; silence that one warning rather than every definitions load printing it.
@@ -75,12 +76,15 @@ def _table(outcome: expectations.Outcome) -> str:
 
 
 def _guarding(context: dg.AssetCheckExecutionContext) -> bool:
-    """Whether big changes block this run: not in a test sync (nothing is applied), nor when
-    the operator launched it with app_directory's allow_mass_deactivation."""
-    ops = (context.run.run_config or {}).get("ops") or {}
-    config = (ops.get("app_directory") or {}).get("config") or {}
-    allowed = bool(config.get("allow_mass_deactivation", False))
-    return context.job_def.name not in DRY_RUN_JOBS and not allowed
+    """Whether big changes block this run (`runmode.guards_the_load`), from its job and
+    app_directory's allow_mass_deactivation in its run config."""
+    ops = (context.run.run_config or {}).get("ops")
+    step = ops.get("app_directory") if isinstance(ops, Mapping) else None
+    config = step.get("config") if isinstance(step, Mapping) else None
+    allowed = isinstance(config, Mapping) and bool(config.get("allow_mass_deactivation", False))
+    return runmode.guards_the_load(
+        dry_run=runmode.is_dry_run(context.job_def.name), allow_mass_deactivation=allowed
+    )
 
 
 def check_result(

@@ -14,6 +14,7 @@ from contextlib import contextmanager
 import dagster as dg
 
 from sync_pipeline.core import db
+from sync_pipeline.defs import metadata
 from sync_pipeline.defs.partitions import tenant_partitions
 from sync_pipeline.defs.resources import Database, Graph
 from sync_pipeline.defs.stopping import stop_checker, stop_if_asked, test_pause
@@ -26,8 +27,8 @@ GRAPH_RETRY = dg.RetryPolicy(
     max_retries=2, delay=5, backoff=dg.Backoff.EXPONENTIAL, jitter=dg.Jitter.PLUS_MINUS
 )
 SPECS = {
-    "graph_users": "Every user of the tenant's directory (the properties GRAPH.md lists), with "
-    "licence assignments, in staging.users and staging.user_licences.",
+    "graph_users": "Every user of the tenant's directory (every property the product needs, "
+    "docs/extraction.md), with licence assignments, in staging.users and staging.user_licences.",
     "graph_groups": "Every group with its type fields (groupTypes, mailEnabled, "
     "securityEnabled), in staging.groups.",
     "graph_group_members": "Direct members of every group (users, nested groups and other "
@@ -101,16 +102,18 @@ def graph_directory(
             # A stop request ends the read between pages: it rolls back, nothing is kept.
             stop = stop_checker(context)
             result = extract(client, conn, tenant, full=full, workers=graph.workers, on_event=stop)
-    maintenance = db.vacuum_after_load(database.engine(), [f"staging.{t}" for t in COLUMNS])
+    maintenance = metadata.plain(
+        db.vacuum_after_load(database.engine(), [f"staging.{t}" for t in COLUMNS])
+    )
     stats = client.stats.as_metadata()
-    common = {
+    common: metadata.Metadata = {
         **{f"mode_{k}": v for k, v in result.mode.items()},
         **stats,
         "seconds": round(time.monotonic() - started, 3),
         **maintenance,
     }
     context.log.info(f"extract {tenant}: {result.mode} {dict(result.changes)} {stats}")
-    unreadable: dict[str, object] = {"unreadable_groups": len(result.unreadable)}
+    unreadable: metadata.Metadata = {"unreadable_groups": len(result.unreadable)}
     if result.unreadable:
         lines = unreadable_lines(result.unreadable)
         unreadable["unreadable_groups_list"] = dg.MetadataValue.md(
@@ -119,7 +122,7 @@ def graph_directory(
         for line in lines:
             context.log.warning(f"extract {tenant}: {line}")
     for key, tables in TABLES.items():
-        meta: dict[str, object] = {t: result.staged.get(t, 0) for t in tables}
+        meta: metadata.Metadata = {t: result.staged.get(t, 0) for t in tables}
         if key == "graph_users":
             meta |= {f"graph_count_{k}": v for k, v in result.graph_counts.items()}
             meta |= {f"count_check_{k}": v for k, v in result.count_check.items()}

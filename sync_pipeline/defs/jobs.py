@@ -2,7 +2,8 @@
 
 import dagster as dg
 
-from sync_pipeline.defs.load import DRY_RUN_JOBS, app_directory, test_sync_report
+from sync_pipeline.defs.load import app_directory, test_sync_report
+from sync_pipeline.load import runmode
 from sync_pipeline.registry import runs
 
 
@@ -20,19 +21,21 @@ def record_failure(context: dg.HookContext) -> None:
         # an error (a step with a RetryPolicy reports the interrupt as exhausted retries).
         status, error = "canceled", "stopped on request before it finished"
     with context.resources.database.engine().begin() as conn:
-        run_id = runs.ensure(conn, tenant, context.run_id, dry_run=context.job_name in DRY_RUN_JOBS)
+        run_id = runs.ensure(
+            conn, tenant, context.run_id, dry_run=runmode.is_dry_run(context.job_name)
+        )
         runs.finish(conn, run_id, status, error=f"{context.op.name}: {error}")
 
 
 sync_job = dg.define_asset_job(
-    "sync",
+    runmode.SYNC_JOB,
     selection=dg.AssetSelection.all() - dg.AssetSelection.assets(test_sync_report),
     description="Sync one tenant: read Graph, apply the settings, load the changes into app.*.",
     hooks={record_failure},
 )
 
 test_sync_job = dg.define_asset_job(
-    "test_sync",
+    runmode.TEST_SYNC_JOB,
     selection=dg.AssetSelection.all() - dg.AssetSelection.assets(app_directory),
     description="Dry run: everything up to the diff and a report; app.* is never touched.",
     hooks={record_failure},

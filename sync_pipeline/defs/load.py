@@ -12,13 +12,12 @@ from sync_pipeline.defs.partitions import tenant_partitions
 from sync_pipeline.defs.resources import Database
 from sync_pipeline.defs.stopping import stop_if_asked, test_pause
 from sync_pipeline.defs.transform import SNAPSHOT_GROUPS, SNAPSHOT_MEMBERSHIPS, SNAPSHOT_USERS
-from sync_pipeline.load import diff
+from sync_pipeline.load import diff, runmode
 from sync_pipeline.registry import runs, schedule
 from sync_pipeline.report import build as report
 from sync_pipeline.report import mail
 
 SNAPSHOTS = [SNAPSHOT_USERS, SNAPSHOT_GROUPS, SNAPSHOT_MEMBERSHIPS]
-DRY_RUN_JOBS = frozenset({"test_sync"})
 
 
 class ApplyConfig(dg.Config):
@@ -29,7 +28,8 @@ class ApplyConfig(dg.Config):
 
 
 def is_dry_run(context: dg.AssetExecutionContext) -> bool:
-    return context.job_def.name in DRY_RUN_JOBS
+    """Whether this run is a test sync (`sync_pipeline.load.runmode`)."""
+    return runmode.is_dry_run(context.job_def.name)
 
 
 def _ints(counts: dict[str, int]) -> dict[str, int]:

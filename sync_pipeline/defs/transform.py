@@ -6,6 +6,7 @@ import dagster as dg
 
 from sync_pipeline.core import db
 from sync_pipeline.core.settings import SettingsError
+from sync_pipeline.defs import metadata
 from sync_pipeline.defs.extract import extract_assets
 from sync_pipeline.defs.partitions import tenant_partitions
 from sync_pipeline.defs.resources import Database
@@ -63,7 +64,9 @@ def directory_snapshot(context: dg.AssetExecutionContext, database: Database):
         except (SettingsError, unreadable.ScopeUnreadable) as exc:
             raise dg.Failure(str(exc), allow_retries=False) from None
         counts = rules.build_snapshot(conn, settings)
-    maintenance = db.vacuum_after_load(database.engine(), list(rules.SNAPSHOT_TABLES))
+    maintenance = metadata.plain(
+        db.vacuum_after_load(database.engine(), list(rules.SNAPSHOT_TABLES))
+    )
     seconds = round(time.monotonic() - started, 3)
     user_meta = {k: v for k, v in counts.items() if k.startswith(("users_", "excluded_"))}
     user_meta |= {k: v for k, v in counts.items() if k.startswith("managers")}

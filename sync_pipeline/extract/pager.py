@@ -3,7 +3,7 @@
 - users: a users delta round (`$select` of every property the product needs); it is also the
   full read, and it yields the link for the next incremental read;
 - managers: `manager` is in the users delta `$select`, so every item carries `manager@delta`
-  (GRAPH.md: only selected properties trigger a delta item; without it a manager reassignment
+  (only selected properties trigger a delta item; without it a manager reassignment
   never reaches an incremental read); no call of its own (docs/extraction.md);
 - restored and new objects of an incremental round: read whole by id (`$batch`es of
   `/users/{id}` and `/groups/{id}`), never staged from a `return=minimal` fragment;

@@ -165,6 +165,8 @@ class StagingWriter:
         """COPY rows into staging.<table>; duplicates fail with the key named."""
         cols = COLUMNS[table]
         raw = self.conn.connection.driver_connection
+        if raw is None:  # only a closed connection has none; a transaction holds this one
+            raise RuntimeError("staging writer: the connection is closed")
         n = 0
         try:
             with (

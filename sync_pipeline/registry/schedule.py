@@ -76,3 +76,57 @@ def next_syncs(
     """The soonest daily syncs after `after` (slug, slot in UTC), for the tick's skip reason."""
     slots = [(next_slot(s, after).astimezone(dt.UTC), s.slug) for s in tenants if s.auto_sync]
     return [(slug, at) for at, slug in sorted(slots)[:limit]]
+
+
+@dataclass(frozen=True)
+class Tick:
+    """What one tick of the daily schedule does: the syncs it requests, and the due tenants it
+    leaves out (quarantined ones, and ones whose partition the sensor has not added yet)."""
+
+    start: dt.datetime
+    end: dt.datetime
+    requests: list[DueSync]
+    quarantined: list[str]
+    pending: list[str]
+    tenants: list[TenantSettings]
+    held: frozenset[str]
+
+    def skip_reason(self) -> str:
+        """Why the tick requests nothing, with what the operator looks for on a quiet tick:
+        when the next syncs run."""
+        reason = f"no tenant due between {self.start:%H:%M} and {self.end:%H:%M} UTC"
+        if self.quarantined:
+            reason += f"; quarantined: {', '.join(self.quarantined)}"
+        if self.pending:
+            reason += f"; waiting for their partition: {', '.join(self.pending)}"
+        upcoming = [(s, at) for s, at in next_syncs(self.tenants, self.end, 4)]
+        upcoming = [(s, at) for s, at in upcoming if s not in self.held][:3]
+        if upcoming:
+            reason += "; next: " + ", ".join(f"{s} {at:%Y-%m-%d %H:%M} UTC" for s, at in upcoming)
+        return reason
+
+
+def plan_tick(
+    tenants: Iterable[TenantSettings],
+    start: dt.datetime,
+    end: dt.datetime,
+    *,
+    quarantined: Iterable[str],
+    ready: Iterable[str],
+) -> Tick:
+    """The tick for (start, end]: each tenant due then is synced, unless it is quarantined
+    (`registry.quarantine`: skipped until a sync succeeds) or not `ready` (registered a moment
+    ago: its partition comes with the next sensor tick, and its sync with a later one)."""
+    registered = list(tenants)
+    held, known = frozenset(quarantined), frozenset(ready)
+    requests: list[DueSync] = []
+    skipped: list[str] = []
+    pending: list[str] = []
+    for due in due_between(registered, start, end):
+        if due.slug in held:
+            skipped.append(due.slug)
+        elif due.slug not in known:
+            pending.append(due.slug)
+        else:
+            requests.append(due)
+    return Tick(start, end, requests, skipped, pending, registered, held)

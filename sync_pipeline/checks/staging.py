@@ -1,0 +1,63 @@
+"""The staging suites: users, groups and memberships as the extraction staged them, against
+the counts it recorded."""
+
+from __future__ import annotations
+
+import pandas as pd
+import sqlalchemy as sa
+
+from sync_pipeline.checks.frames import load
+from sync_pipeline.checks.gxrun import validate
+from sync_pipeline.checks.outcome import Outcome
+from sync_pipeline.core import db
+
+# Directory objects Graph lists as group members that we do not stage, and that are fine.
+OTHER_MEMBER_TYPES = ("orgContact", "device", "servicePrincipal")
+
+
+def _extracted(conn: sa.Connection, tenant: str) -> dict[str, int]:
+    rows = conn.execute(db.q("checks/extracted_counts"), {"tenant": tenant}).all()
+    return {entity: int(n) for entity, n in rows}
+
+
+def _with_count(outcome: Outcome, extracted: int | None) -> Outcome:
+    outcome.facts |= {"rows_staged": outcome.rows, "rows_extracted": extracted}
+    return outcome
+
+
+# -- the suites, one function per asset ---------------------------------------------------------
+
+
+def check_staging_users(conn: sa.Connection, tenant: str) -> Outcome:
+    """staging.users: ids, userPrincipalName, accountEnabled, and the extraction's count."""
+    extracted = _extracted(conn, tenant).get("users")
+    frame = load(conn, "staging_users", {"tenant": tenant})
+    params = {"extracted_rows": len(frame) if extracted is None else extracted}
+    return _with_count(validate("staging_users", frame, params), extracted)
+
+
+def check_staging_groups(conn: sa.Connection, tenant: str) -> Outcome:
+    """staging.groups: ids, and the extraction's count."""
+    extracted = _extracted(conn, tenant).get("groups")
+    frame = load(conn, "staging_groups", {"tenant": tenant})
+    params = {"extracted_rows": len(frame) if extracted is None else extracted}
+    return _with_count(validate("staging_groups", frame, params), extracted)
+
+
+def check_staging_members(conn: sa.Connection, tenant: str) -> Outcome:
+    """staging.group_members: known groups and members, and the extraction's count."""
+    extracted = _extracted(conn, tenant).get("group_members")
+    frame = load(
+        conn, "staging_members", {"tenant": tenant, "other_types": list(OTHER_MEMBER_TYPES)}
+    )
+    staged = int(frame["memberships_staged"].iloc[0]) if len(frame) else 0
+    outcome = validate("staging_members", frame.drop(columns="memberships_staged"))
+    count = pd.DataFrame(
+        [{"staged": staged, "extracted": staged if extracted is None else extracted}]
+    )
+    counted = validate("staging_member_count", count)
+    outcome.evaluated += counted.evaluated
+    outcome.failures += counted.failures
+    outcome.seconds = round(outcome.seconds + counted.seconds, 3)
+    outcome.facts |= {"rows_staged": staged, "rows_extracted": extracted}
+    return outcome
