@@ -229,7 +229,7 @@ def analyze_if_stale(
             plan = conn.execute(
                 sa.text(f"EXPLAIN (FORMAT JSON) SELECT 1 FROM {name} WHERE tenant = :t"),
                 {"t": tenant},
-            ).scalar()
+            ).scalar_one()
             estimate = int(plan[0]["Plan"]["Plan Rows"])
             bound = 10 * estimate + 1_000
             have = conn.execute(
@@ -237,7 +237,7 @@ def analyze_if_stale(
                     f"SELECT count(*) FROM (SELECT 1 FROM {name} WHERE tenant = :t LIMIT :n) x"
                 ),
                 {"t": tenant, "n": bound + 1},
-            ).scalar()
+            ).scalar_one()
             if have > bound:
                 stale.append(name)
     for name in stale:  # names come from pg_class or our own constant list

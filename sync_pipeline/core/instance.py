@@ -11,6 +11,8 @@ the same database, and instance references name the variable, never the URL.
 from __future__ import annotations
 
 import os
+from collections.abc import Mapping
+from typing import Any
 
 from dagster._serdes import ConfigurableClassData
 from dagster_postgres import DagsterPostgresStorage
@@ -38,7 +40,9 @@ class ProjectStorage(DagsterPostgresStorage):
         return {}
 
     @classmethod
-    def from_config_value(cls, inst_data, config_value) -> ProjectStorage:  # type: ignore[override]
+    def from_config_value(
+        cls, inst_data: ConfigurableClassData | None, config_value: Mapping[str, Any]
+    ) -> ProjectStorage:
         return cls(inst_data=inst_data, postgres_url=storage_url())
 
     def _part(self, name: str) -> ConfigurableClassData:

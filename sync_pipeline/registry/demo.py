@@ -11,13 +11,17 @@ import os
 import tempfile
 import threading
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from sync_pipeline.core.settings import TenantSettings
+
+if TYPE_CHECKING:  # imported when a fake tenant syncs: the fake's web stack loads only then
+    from sync_pipeline.fakegraph import FakeGraph
 
 DEFAULT_DEMO_SECRET = "demo-client-secret"  # not a secret: the bundled fake accepts it
 
 _lock = threading.Lock()
-_servers: dict[tuple[str, str], object] = {}
+_servers: dict[tuple[str, str], FakeGraph] = {}
 
 
 def serving(settings: TenantSettings) -> TenantSettings:

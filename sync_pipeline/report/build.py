@@ -25,6 +25,7 @@ import shutil
 import tempfile
 import zipfile
 from collections import Counter
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from email.message import EmailMessage
 from typing import IO, Any
@@ -223,7 +224,7 @@ def _write_group_counts(conn: sa.Connection, tenant: str, run_id: int, out: IO[b
     text.detach()
 
 
-def _zip(files: dict[str, IO[bytes]]) -> bytes:
+def _zip(files: Mapping[str, IO[bytes]]) -> bytes:
     buf = io.BytesIO()
     with zipfile.ZipFile(buf, "w", compression=zipfile.ZIP_DEFLATED) as zf:
         for name, f in files.items():
