@@ -28,7 +28,6 @@ from __future__ import annotations
 
 import functools
 import logging
-import os
 import threading
 import time
 from dataclasses import dataclass, field
@@ -38,7 +37,7 @@ import numpy as np
 import pandas as pd
 import sqlalchemy as sa
 
-from sync_pipeline.core import db
+from sync_pipeline.core import config, db
 from sync_pipeline.core.settings import TenantSettings
 from sync_pipeline.load import diff
 from sync_pipeline.transform import addresses
@@ -47,7 +46,7 @@ if TYPE_CHECKING:
     import great_expectations as gx
 
 # No usage statistics leave the process; must be set before GX is imported.
-os.environ.setdefault("GX_ANALYTICS_ENABLED", "False")
+config.export_default(config.GX_ANALYTICS_ENABLED, "False")
 
 # The transform's own pattern (addresses.py): whitespace spelled out, as Postgres reads it too.
 ADDRESS_REGEX = addresses.ADDRESS_RE

@@ -30,7 +30,7 @@ from sync_pipeline.cli.common import (
     prepare,
 )
 from sync_pipeline.cli.progress import APPLY_STEP, Progress, stage
-from sync_pipeline.core import db
+from sync_pipeline.core import config, db
 from sync_pipeline.graph import CredentialError, preflight
 from sync_pipeline.registry import runlimits, runs, tenants
 
@@ -331,7 +331,7 @@ def _cli_instance() -> Any:
     from dagster._core.instance.ref import InstanceRef
 
     ref = InstanceRef.from_dir(
-        os.environ["DAGSTER_HOME"],
+        config.prepared_dagster_home(),
         overrides={
             "compute_logs": {
                 "module": "dagster._core.storage.noop_compute_log_manager",

@@ -7,7 +7,6 @@ against the app's groups, and group ids new to this version against the tenant's
 from __future__ import annotations
 
 import datetime as dt
-import os
 import uuid
 from pathlib import Path
 from typing import Any
@@ -18,7 +17,7 @@ import sqlalchemy as sa
 from rich.table import Table
 
 from sync_pipeline.cli.common import console, err_console, fail, handle_errors, prepare
-from sync_pipeline.core import db, settings
+from sync_pipeline.core import config, db, settings
 from sync_pipeline.core.settings import SettingsError, TenantSettings
 from sync_pipeline.graph import CredentialError, GraphError
 from sync_pipeline.registry import schedule, tenants
@@ -86,7 +85,7 @@ def warn_unset_secret(s: TenantSettings) -> None:
     (this CLI, the UI's run workers, the daemon's schedules) reads it from its own environment.
     """
     env = s.client_secret_env
-    if s.fake_tenant or s.auth_mode != "application" or not env or os.environ.get(env):
+    if s.fake_tenant or s.auth_mode != "application" or not env or config.secret(env):
         return
     err_console.print(
         f"[yellow]warning:[/] tenant {s.slug}: client_secret_env {env} is not set in this "

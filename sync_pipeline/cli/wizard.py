@@ -13,7 +13,6 @@ the admin says so, knowingly, without one).
 from __future__ import annotations
 
 import json
-import os
 from pathlib import Path
 from typing import Any
 
@@ -21,7 +20,7 @@ import click
 from rich.table import Table
 
 from sync_pipeline.cli.common import EXIT_FAILED, console, fail, prepare
-from sync_pipeline.core import db, settings
+from sync_pipeline.core import config, db, settings
 from sync_pipeline.core.settings import SettingsError, TenantSettings
 from sync_pipeline.graph import CredentialError, GraphError
 from sync_pipeline.registry import tenants
@@ -259,7 +258,7 @@ class Wizard:
             s.auth_mode == "application"
             and s.client_secret_env
             and not (s.fake_tenant or s.client_certificate_path)
-            and not os.environ.get(s.client_secret_env)
+            and not config.secret(s.client_secret_env)
         ):
             return s.client_secret_env
         return None

@@ -27,6 +27,8 @@ import platformdirs
 import sqlalchemy as sa
 from sqlalchemy.engine import make_url
 
+from sync_pipeline.core import config
+
 log = logging.getLogger(__name__)
 
 # The statements ship inside the package (the wheel carries the repository's sql/ folder as
@@ -59,7 +61,7 @@ def home() -> Path:
     never the current folder, so a command run from elsewhere finds the same database. The
     command that creates the default folder says where, once, on stderr.
     """
-    chosen = os.environ.get("SYNC_PIPELINE_HOME")
+    chosen = config.home()
     if chosen:
         path = Path(chosen).expanduser().resolve()
     else:
@@ -121,12 +123,12 @@ def _embedded_uri() -> str:
 
 def using_embedded() -> bool:
     """True when no DATABASE_URL is set: the embedded server of this machine's state folder."""
-    return not os.environ.get("DATABASE_URL")
+    return not config.database_url()
 
 
 def database_url() -> str:
     """The configured server's URL, starting the embedded one when DATABASE_URL is unset."""
-    url = os.environ.get("DATABASE_URL")
+    url = config.database_url()
     if url:
         return check_url(url)
     return _embedded_uri()

@@ -1,11 +1,9 @@
 """Alerts: a failed sync emails ops; a tenant failing N syncs in a row is quarantined and its
 admin is told what to fix (the daily schedule skips quarantined tenants)."""
 
-import os
-
 import dagster as dg
 
-from sync_pipeline.core import db
+from sync_pipeline.core import config, db
 from sync_pipeline.defs.automation import quarantine_after
 from sync_pipeline.defs.jobs import sync_job, test_sync_job
 from sync_pipeline.defs.resources import Database
@@ -44,7 +42,7 @@ def describe_failure(context: dg.RunFailureSensorContext) -> alerts.FailedSync:
 )
 def sync_failure_alerts(context: dg.RunFailureSensorContext, database: Database) -> None:
     failure = describe_failure(context)
-    ops = os.environ.get("OPS_ALERT_EMAIL")
+    ops = config.ops_alert_email()
     if ops:
         where = mail.send(alerts.ops_alert(failure, ops))
         context.log.info(f"alert for {failure.tenant} sent to {where}")

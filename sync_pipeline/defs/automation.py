@@ -1,11 +1,10 @@
 """Automation: tenant partitions kept in step with the registry, and the daily syncs."""
 
 import datetime as dt
-import os
 
 import dagster as dg
 
-from sync_pipeline.core import db
+from sync_pipeline.core import config, db
 from sync_pipeline.defs.jobs import sync_job
 from sync_pipeline.defs.partitions import TENANT_PARTITIONS, tenant_partitions
 from sync_pipeline.defs.resources import Database
@@ -16,7 +15,7 @@ TICK_MINUTES = 5
 
 def quarantine_after() -> int:
     """Consecutive failed syncs after which the schedule skips a tenant."""
-    return int(os.environ.get("SYNC_PIPELINE_QUARANTINE_AFTER", "3"))
+    return config.quarantine_after()
 
 
 def quarantined(database: Database) -> dict[str, str]:
