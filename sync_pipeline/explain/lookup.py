@@ -115,8 +115,8 @@ def _sentence(
 
 
 def _group_names(conn: sa.Connection, tenant: str, ids: list[str]) -> list[str]:
-    found = conn.execute(db.q("explain/group_names"), {"tenant": tenant, "ids": ids})
-    names: dict[str, str] = dict(found.tuples().all())
+    found = conn.execute(db.q("explain/group_names"), {"tenant": tenant, "ids": ids}).all()
+    names: dict[str, str] = dict(found)
     return [f"{names[i]!r}" if i in names else f"{i} (not in Graph)" for i in ids]
 
 
