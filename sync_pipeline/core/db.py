@@ -287,7 +287,7 @@ def vacuum_if_needed(eng: sa.Engine, tables: list[str]) -> list[str]:
     return done
 
 
-def vacuum_after_load(eng: sa.Engine, tables: list[str]) -> dict[str, object]:
+def vacuum_after_load(eng: sa.Engine, tables: list[str]) -> dict[str, str | float]:
     """`vacuum_if_needed`, as metadata for the asset that loaded the tables: which tables
     were vacuumed and how long it took (both plot over runs in the UI)."""
     started = time.monotonic()
