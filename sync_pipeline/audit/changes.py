@@ -27,7 +27,7 @@ from sync_pipeline.core import db
 from sync_pipeline.registry import runs
 from sync_pipeline.transform.rules import run_script
 
-UNDO_STEPS = (
+UNDO_STEPS: tuple[tuple[str, dict[str, bool]], ...] = (
     ("audit/undo_address_release", {}),
     ("audit/undo_users", {"deactivating": True}),
     ("audit/undo_users", {"deactivating": False}),

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import functools
 import logging
-import os
 import threading
 import time
 from typing import TYPE_CHECKING, Any
@@ -15,6 +14,7 @@ import pandas as pd
 
 from sync_pipeline.checks.outcome import ERROR, WARN, Failure, Outcome
 from sync_pipeline.checks.suites import ADVISORY_SUITES, SAMPLE_COLUMNS, suite_expectations
+from sync_pipeline.core import config
 
 if TYPE_CHECKING:
     import great_expectations as gx
@@ -24,7 +24,7 @@ if TYPE_CHECKING:
     from great_expectations.datasource.fluent import PandasDatasource
 
 # No usage statistics leave the process; must be set before GX is imported.
-os.environ.setdefault("GX_ANALYTICS_ENABLED", "False")
+config.export_default(config.GX_ANALYTICS_ENABLED, "False")
 
 SAMPLE_ROWS = 5
 DATASOURCE = "sync_pipeline"

@@ -11,7 +11,6 @@ what was applied).
 from __future__ import annotations
 
 import logging
-import os
 
 import click
 
@@ -28,6 +27,7 @@ from sync_pipeline.cli.tenantcmd import tenant_group
 from sync_pipeline.cli.uicmd import ui_command
 from sync_pipeline.cli.undocmd import undo_command
 from sync_pipeline.cli.wizard import setup_command
+from sync_pipeline.core import config
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -41,7 +41,7 @@ def main(verbose: bool) -> None:
     ~/.local/share/sync-pipeline) and reused by later commands, from any folder.
     """
     logging.basicConfig(level=logging.INFO if verbose else logging.WARNING)
-    os.environ.setdefault("DAGSTER_DISABLE_TELEMETRY", "1")
+    config.export_default(config.DAGSTER_DISABLE_TELEMETRY, "1")
     common.options.verbose = verbose
 
 

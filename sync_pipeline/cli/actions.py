@@ -3,8 +3,6 @@ step, and launch a sync. Commands never import each other; they share these acti
 
 from __future__ import annotations
 
-import os
-
 import sqlalchemy as sa
 
 from sync_pipeline.cli.common import (
@@ -14,7 +12,7 @@ from sync_pipeline.cli.common import (
     handle_errors,
     prepare,
 )
-from sync_pipeline.core import db
+from sync_pipeline.core import config, db
 from sync_pipeline.core.settings import SettingsError, TenantSettings
 from sync_pipeline.graph import CredentialError, GraphError, preflight
 from sync_pipeline.registry import tenants
@@ -70,7 +68,7 @@ def warn_unset_secret(s: TenantSettings) -> None:
     (this CLI, the UI's run workers, the daemon's schedules) reads it from its own environment.
     """
     env = s.client_secret_env
-    if s.fake_tenant or s.auth_mode != "application" or not env or os.environ.get(env):
+    if s.fake_tenant or s.auth_mode != "application" or not env or config.secret(env):
         return
     err_console.print(
         f"[yellow]warning:[/] tenant {s.slug}: client_secret_env {env} is not set in this "

@@ -2,12 +2,10 @@
 
 from __future__ import annotations
 
-import os
-
 import click
 
 from sync_pipeline.cli.common import console, handle_errors, prepare
-from sync_pipeline.core import db
+from sync_pipeline.core import config, db
 
 
 @click.group("db")
@@ -42,8 +40,8 @@ def upgrade(reapply: tuple[str, ...]) -> None:
 @handle_errors
 def status() -> None:
     """Which server is in use, and whether the embedded one is running."""
-    if os.environ.get("DATABASE_URL"):
-        console.print(f"DATABASE_URL: {db.redact(os.environ['DATABASE_URL'])}")
+    if url := config.database_url():
+        console.print(f"DATABASE_URL: {db.redact(url)}")
     else:
         state = "running" if db.embedded_running() else "stopped"
         console.print(f"embedded PostgreSQL in {db.home() / 'pgdata'}: {state}")

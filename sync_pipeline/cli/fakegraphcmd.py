@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import click
 
 from sync_pipeline.cli.common import console, handle_errors
+from sync_pipeline.core import config
 
 
 @click.group("fakegraph")
@@ -60,7 +60,7 @@ def serve(
             name=f"generated-{users}", users=users or 0, seed=seed, hidden_groups=hidden_groups
         )
     )
-    secret = os.environ.get(secret_env)
+    secret = config.secret(secret_env)
     if not secret:
         raise click.UsageError(f"set {secret_env} to the client secret the fake should accept")
     console.print(

@@ -26,7 +26,7 @@ from sync_pipeline.cli.common import (
 )
 from sync_pipeline.cli.progress import APPLY_STEP, Progress, stage
 from sync_pipeline.cli.syncoutput import failure_message, print_summary
-from sync_pipeline.core import db
+from sync_pipeline.core import config, db
 from sync_pipeline.registry import runlimits, runs
 from sync_pipeline.registry.tenants import StoredTenant
 
@@ -44,7 +44,7 @@ def cli_instance() -> Any:
     from dagster._core.instance.ref import InstanceRef
 
     ref = InstanceRef.from_dir(
-        os.environ["DAGSTER_HOME"],
+        config.prepared_dagster_home(),
         overrides={
             "compute_logs": {
                 "module": "dagster._core.storage.noop_compute_log_manager",

@@ -16,6 +16,7 @@ import sys
 import click
 
 from sync_pipeline.cli.common import console, handle_errors, prepare
+from sync_pipeline.core import config
 
 # The code location by module, so the installed package needs no workspace file of its own.
 LOCATION = ["-m", "sync_pipeline.definitions"]
@@ -43,7 +44,9 @@ def _stop(dev: subprocess.Popen) -> int:
 def ui_command(host: str, port: int) -> None:
     """Start the Dagster UI (webserver and daemon: schedules and sensors tick)."""
     prepare()
-    console.print(f"Dagster UI on http://{host}:{port} (instance in {os.environ['DAGSTER_HOME']})")
+    console.print(
+        f"Dagster UI on http://{host}:{port} (instance in {config.prepared_dagster_home()})"
+    )
     cmd = [
         sys.executable, "-m", "dagster", "dev",
         *LOCATION, "--host", host, "--port", str(port),

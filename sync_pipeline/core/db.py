@@ -27,6 +27,8 @@ import platformdirs
 import sqlalchemy as sa
 from sqlalchemy.engine import make_url
 
+from sync_pipeline.core import config
+
 log = logging.getLogger(__name__)
 
 # The statements ship inside the package (the wheel carries the repository's sql/ folder as
@@ -59,7 +61,7 @@ def home() -> Path:
     never the current folder, so a command run from elsewhere finds the same database. The
     command that creates the default folder says where, once, on stderr.
     """
-    chosen = os.environ.get("SYNC_PIPELINE_HOME")
+    chosen = config.home()
     if chosen:
         path = Path(chosen).expanduser().resolve()
     else:
@@ -121,12 +123,12 @@ def _embedded_uri() -> str:
 
 def using_embedded() -> bool:
     """True when no DATABASE_URL is set: the embedded server of this machine's state folder."""
-    return not os.environ.get("DATABASE_URL")
+    return not config.database_url()
 
 
 def database_url() -> str:
     """The configured server's URL, starting the embedded one when DATABASE_URL is unset."""
-    url = os.environ.get("DATABASE_URL")
+    url = config.database_url()
     if url:
         return check_url(url)
     return _embedded_uri()
@@ -229,7 +231,7 @@ def analyze_if_stale(
             plan = conn.execute(
                 sa.text(f"EXPLAIN (FORMAT JSON) SELECT 1 FROM {name} WHERE tenant = :t"),
                 {"t": tenant},
-            ).scalar()
+            ).scalar_one()
             estimate = int(plan[0]["Plan"]["Plan Rows"])
             bound = 10 * estimate + 1_000
             have = conn.execute(
@@ -237,7 +239,7 @@ def analyze_if_stale(
                     f"SELECT count(*) FROM (SELECT 1 FROM {name} WHERE tenant = :t LIMIT :n) x"
                 ),
                 {"t": tenant, "n": bound + 1},
-            ).scalar()
+            ).scalar_one()
             if have > bound:
                 stale.append(name)
     for name in stale:  # names come from pg_class or our own constant list
@@ -285,7 +287,7 @@ def vacuum_if_needed(eng: sa.Engine, tables: list[str]) -> list[str]:
     return done
 
 
-def vacuum_after_load(eng: sa.Engine, tables: list[str]) -> dict[str, object]:
+def vacuum_after_load(eng: sa.Engine, tables: list[str]) -> dict[str, str | float]:
     """`vacuum_if_needed`, as metadata for the asset that loaded the tables: which tables
     were vacuumed and how long it took (both plot over runs in the UI)."""
     started = time.monotonic()

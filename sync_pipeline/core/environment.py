@@ -13,12 +13,11 @@ only from `sync-pipeline demo`, asked for by name.
 
 from __future__ import annotations
 
-import os
 from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
 
-from sync_pipeline.core import db
+from sync_pipeline.core import config, db
 
 # The instance template ships inside the package (pyproject.toml carries it into the wheel).
 INSTANCE_TEMPLATE = resources.files("sync_pipeline") / "dagster.yaml"
@@ -28,12 +27,12 @@ def prepare(*, migrate: bool = True) -> Prepared:
     """Start/locate the database, migrate it, point Dagster at it."""
     embedded = db.using_embedded()  # decided before DATABASE_URL is set for the children
     url = db.database_url()
-    os.environ["SYNC_PIPELINE_HOME"] = str(db.home())
-    os.environ["DATABASE_URL"] = url
-    os.environ["SYNC_PIPELINE_DAGSTER_PG_URL"] = db.with_driver(url, "psycopg2")
-    os.environ.setdefault("DAGSTER_DISABLE_TELEMETRY", "1")
-    os.environ.setdefault("GX_ANALYTICS_ENABLED", "False")
-    user_home = os.environ.get("DAGSTER_HOME")
+    config.export(config.HOME, str(db.home()))
+    config.export(config.DATABASE_URL, url)
+    config.export(config.DAGSTER_PG_URL, db.with_driver(url, "psycopg2"))
+    config.export_default(config.DAGSTER_DISABLE_TELEMETRY, "1")
+    config.export_default(config.GX_ANALYTICS_ENABLED, "False")
+    user_home = config.dagster_home()
     dagster_home = Path(user_home or db.home() / "dagster")
     dagster_home.mkdir(parents=True, exist_ok=True)
     target = dagster_home / "dagster.yaml"
@@ -41,7 +40,7 @@ def prepare(*, migrate: bool = True) -> Prepared:
     stale = not target.exists() or target.read_bytes() != INSTANCE_TEMPLATE.read_bytes()
     if not target.exists() or (stale and not user_home):
         target.write_bytes(INSTANCE_TEMPLATE.read_bytes())
-    os.environ["DAGSTER_HOME"] = str(dagster_home)
+    config.export(config.DAGSTER_HOME, str(dagster_home))
     if migrate:
         db.upgrade()
     return Prepared(url=url, embedded=embedded)

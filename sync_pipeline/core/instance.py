@@ -10,23 +10,23 @@ the same database, and instance references name the variable, never the URL.
 
 from __future__ import annotations
 
-import os
+from collections.abc import Mapping
+from typing import Any
 
 from dagster._serdes import ConfigurableClassData
 from dagster_postgres import DagsterPostgresStorage
 
-from sync_pipeline.core import db
+from sync_pipeline.core import config, db
 
-URL_ENV = "SYNC_PIPELINE_DAGSTER_PG_URL"
-_BY_ENV = f"postgres_url:\n  env: {URL_ENV}\n"
+_BY_ENV = f"postgres_url:\n  env: {config.DAGSTER_PG_URL}\n"
 
 
 def storage_url() -> str:
-    url = os.environ.get(URL_ENV)
+    url = config.dagster_pg_url()
     if not url:
         database = db.database_url()
-        os.environ.setdefault("DATABASE_URL", database)
-        url = os.environ[URL_ENV] = db.with_driver(database, "psycopg2")
+        config.export_default(config.DATABASE_URL, database)
+        url = config.export(config.DAGSTER_PG_URL, db.with_driver(database, "psycopg2"))
     return url
 
 
@@ -38,7 +38,9 @@ class ProjectStorage(DagsterPostgresStorage):
         return {}
 
     @classmethod
-    def from_config_value(cls, inst_data, config_value) -> ProjectStorage:  # type: ignore[override]
+    def from_config_value(
+        cls, inst_data: ConfigurableClassData | None, config_value: Mapping[str, Any]
+    ) -> ProjectStorage:
         return cls(inst_data=inst_data, postgres_url=storage_url())
 
     def _part(self, name: str) -> ConfigurableClassData:

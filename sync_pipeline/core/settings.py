@@ -118,7 +118,9 @@ class TenantSettings(BaseModel):
     user_scope: Literal["all", "selected_groups"] = "all"
     scope_group_ids: list[str] = Field(default_factory=list)
     group_mapping_enabled: bool = False
-    group_types: list[GroupType] = Field(default_factory=lambda: ["microsoft365", "security"])
+    group_types: list[GroupType] = Field(
+        default_factory=lambda: list[GroupType](["microsoft365", "security"])
+    )
     group_ids: list[str] = Field(default_factory=list)
     group_mapping: dict[str, str] = Field(default_factory=dict)
     exclude_unlicensed: bool = False

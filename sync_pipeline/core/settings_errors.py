@@ -14,6 +14,7 @@ from typing import Any, Literal, get_args, get_origin
 
 from pydantic import ValidationError
 from pydantic.fields import FieldInfo
+from pydantic_core import ErrorDetails
 
 # pydantic error type -> what the value is not, or must be
 _PHRASES = {
@@ -67,7 +68,7 @@ def _bounds(info: FieldInfo) -> str:
     return f"must be at least {low}" if low is not None else f"must be at most {high}"
 
 
-def _one(err: dict[str, Any], data: dict[str, Any], fields: dict[str, FieldInfo]) -> str:
+def _one(err: ErrorDetails, data: dict[str, Any], fields: dict[str, FieldInfo]) -> str:
     loc = tuple(err["loc"])
     kind = err["type"]
     if not loc:  # a rule across settings (model validator): its message says it all

@@ -1,10 +1,9 @@
 """Alerts: a failed sync emails ops; a tenant entering quarantine (its rule:
 `sync_pipeline.registry.quarantine`) has its admin told what to fix."""
 
-import os
-
 import dagster as dg
 
+from sync_pipeline.core import config
 from sync_pipeline.defs.jobs import sync_job, test_sync_job
 from sync_pipeline.defs.resources import Database
 from sync_pipeline.load import runmode
@@ -43,7 +42,7 @@ def describe_failure(context: dg.RunFailureSensorContext) -> alerts.FailedSync:
 )
 def sync_failure_alerts(context: dg.RunFailureSensorContext, database: Database) -> None:
     failure = describe_failure(context)
-    ops = os.environ.get("OPS_ALERT_EMAIL")
+    ops = config.ops_alert_email()
     if ops:
         where = mail.send(alerts.ops_alert(failure, ops))
         context.log.info(f"alert for {failure.tenant} sent to {where}")

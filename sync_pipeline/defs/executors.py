@@ -5,16 +5,16 @@ daemon, the webserver and the workers, and the same jobs fan their steps out to 
 workers started with `dagster-celery worker start -A dagster_celery.app -y celery.yaml`.
 """
 
-import os
-
 import dagster as dg
+
+from sync_pipeline.core import config
 
 
 def default_executor() -> dg.ExecutorDefinition:
-    broker = os.environ.get("SYNC_PIPELINE_CELERY_BROKER")
+    broker = config.celery_broker()
     if not broker:
         return dg.in_process_executor
     from dagster_celery import celery_executor
 
-    backend = os.environ.get("SYNC_PIPELINE_CELERY_BACKEND", broker)
+    backend = config.celery_backend(broker)
     return celery_executor.configured({"broker": broker, "backend": backend}, name="celery")

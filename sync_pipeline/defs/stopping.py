@@ -14,14 +14,14 @@ can send SIGINT while a given stage runs. Never set it elsewhere.
 
 from __future__ import annotations
 
-import os
 import time
 from collections.abc import Callable
 
 import dagster as dg
 from dagster._core.errors import DagsterExecutionInterruptedError
 
-TEST_PAUSE_ENV = "SYNC_PIPELINE_TEST_PAUSE"
+from sync_pipeline.core import config
+
 CHECK_EVERY_SECONDS = 0.5
 
 
@@ -53,7 +53,7 @@ def stop_checker(context: dg.AssetExecutionContext) -> Callable[[str], None]:
 
 def test_pause(stage: str) -> None:
     """The test hook (module doc): pause inside `stage` when SYNC_PIPELINE_TEST_PAUSE says so."""
-    value = os.environ.get(TEST_PAUSE_ENV, "")
+    value = config.test_pause()
     name, _, seconds = value.partition(":")
     if name == stage:
         time.sleep(float(seconds or 5))

@@ -115,7 +115,8 @@ def _sentence(
 
 
 def _group_names(conn: sa.Connection, tenant: str, ids: list[str]) -> list[str]:
-    names = dict(conn.execute(db.q("explain/group_names"), {"tenant": tenant, "ids": ids}).all())
+    found = conn.execute(db.q("explain/group_names"), {"tenant": tenant, "ids": ids}).all()
+    names: dict[str, str] = dict(found)
     return [f"{names[i]!r}" if i in names else f"{i} (not in Graph)" for i in ids]
 
 

@@ -9,7 +9,6 @@ signing in again. Application credentials (secret, certificate) stay in client.p
 
 from __future__ import annotations
 
-import os
 import threading
 from collections.abc import Callable
 from typing import Any
@@ -19,11 +18,11 @@ import requests
 import sqlalchemy as sa
 from cryptography.fernet import Fernet, InvalidToken
 
-from sync_pipeline.core import db
+from sync_pipeline.core import config, db
 from sync_pipeline.core.settings import TenantSettings
 from sync_pipeline.graph.errors import CredentialError, GraphAuthError, auth_hint
 
-SECRET_KEY_ENV = "SYNC_PIPELINE_SECRET_KEY"
+SECRET_KEY_ENV = config.SECRET_KEY
 KNOWN_AUTHORITIES = {
     "https://login.microsoftonline.com",
     "https://login.microsoftonline.us",
@@ -36,7 +35,7 @@ _GENERATE = (
 
 def fernet() -> Fernet:
     """The cache cipher; a missing or malformed key is a clear error, not a crash."""
-    key = os.environ.get(SECRET_KEY_ENV)
+    key = config.secret_key()
     if not key:
         raise CredentialError(
             f"{SECRET_KEY_ENV} is not set: delegated sign-in keeps its token cache encrypted "

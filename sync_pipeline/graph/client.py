@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import hashlib
 import json as jsonlib
-import os
 import random
 import threading
 import time
@@ -25,6 +24,7 @@ import requests
 from requests.adapters import HTTPAdapter
 from urllib3.util.retry import Retry
 
+from sync_pipeline.core import config
 from sync_pipeline.core.settings import TenantSettings
 from sync_pipeline.graph.budget import Budget, cost
 from sync_pipeline.graph.errors import (
@@ -146,7 +146,7 @@ def resolve_credential(settings: TenantSettings) -> str | dict[str, str]:
             f"tenant {settings.slug}: no credential configured; set client_secret_env "
             "(the name of an environment variable) or client_certificate_path"
         )
-    secret = os.environ.get(name)
+    secret = config.secret(name)
     if not secret:
         raise CredentialError(
             f"tenant {settings.slug}: environment variable {name} (client_secret_env) is not set; "

@@ -156,7 +156,7 @@ def safety_check(counts: dict[str, int], settings: TenantSettings) -> tuple[bool
 def diff_markdown(conn: sa.Connection, tenant: str, run_id: int, limit: int = 50) -> str:
     """The diff as markdown for Dagster metadata: counts, then the first `limit` changes."""
     params = {"tenant": tenant, "run_id": run_id, "limit": limit}
-    counts = dict(conn.execute(db.q("load/diff_counts"), params).all())
+    counts: dict[str, int] = dict(conn.execute(db.q("load/diff_counts"), params).all())
     lines = ["| change | count |", "| --- | ---: |"]
     lines += [f"| {key.replace('_', ' ')} | {counts.get(key, 0)} |" for key in COUNT_KEYS]
     total = sum(counts.values())

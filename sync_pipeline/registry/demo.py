@@ -7,17 +7,21 @@ serves every fake tenant that process syncs.
 
 from __future__ import annotations
 
-import os
 import tempfile
 import threading
 from pathlib import Path
+from typing import TYPE_CHECKING
 
+from sync_pipeline.core import config
 from sync_pipeline.core.settings import TenantSettings
 
-DEFAULT_DEMO_SECRET = "demo-client-secret"  # not a secret: the bundled fake accepts it
+if TYPE_CHECKING:  # imported when a fake tenant syncs: the fake's web stack loads only then
+    from sync_pipeline.fakegraph import FakeGraph
+
+DEFAULT_DEMO_SECRET = config.DEFAULT_DEMO_SECRET
 
 _lock = threading.Lock()
-_servers: dict[tuple[str, str], object] = {}
+_servers: dict[tuple[str, str], FakeGraph] = {}
 
 
 def serving(settings: TenantSettings) -> TenantSettings:
@@ -32,8 +36,8 @@ def serving(settings: TenantSettings) -> TenantSettings:
             f"tenant {settings.slug}: tenant_id {settings.tenant_id} is not the fake tenant "
             f"{settings.fake_tenant!r} ({doc['tenant_id']})"
         )
-    env = settings.client_secret_env or "SYNC_PIPELINE_DEMO_SECRET"
-    secret = os.environ.setdefault(env, DEFAULT_DEMO_SECRET)
+    env = settings.client_secret_env or config.DEMO_SECRET
+    secret = config.export_default(env, DEFAULT_DEMO_SECRET)
     key = (settings.fake_tenant, secret)
     with _lock:
         fake = _servers.get(key)

@@ -8,19 +8,15 @@ tenant's admin is told once, when the tenant enters it, not at every skipped tic
 
 from __future__ import annotations
 
-import os
-
 import sqlalchemy as sa
 
-from sync_pipeline.core import db
-
-AFTER_ENV = "SYNC_PIPELINE_QUARANTINE_AFTER"
-DEFAULT_AFTER = 3
+from sync_pipeline.core import config, db
 
 
 def quarantine_after() -> int:
-    """Consecutive failed syncs after which the schedule skips a tenant."""
-    return int(os.environ.get(AFTER_ENV, str(DEFAULT_AFTER)))
+    """Consecutive failed syncs after which the schedule skips a tenant
+    (SYNC_PIPELINE_QUARANTINE_AFTER)."""
+    return config.quarantine_after()
 
 
 def quarantined(conn: sa.Connection) -> dict[str, str]:

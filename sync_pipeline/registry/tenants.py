@@ -10,11 +10,11 @@ from typing import Any
 
 import sqlalchemy as sa
 
-from sync_pipeline.core import db
+from sync_pipeline.core import config, db
 from sync_pipeline.core.settings import SettingsError, TenantSettings, parse_settings
 
 DEMO_SLUG = "contoso-demo"
-DEMO_SECRET_ENV = "SYNC_PIPELINE_DEMO_SECRET"
+DEMO_SECRET_ENV = config.DEMO_SECRET
 
 
 class UnknownTenantError(LookupError):

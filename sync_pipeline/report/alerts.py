@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-import os
 from dataclasses import dataclass
 from email.message import EmailMessage
 
+from sync_pipeline.core import config
 from sync_pipeline.report import mail
 
 
@@ -21,8 +21,7 @@ class FailedSync:
 
     @property
     def link(self) -> str:
-        base = os.environ.get("SYNC_PIPELINE_UI_URL", "http://127.0.0.1:3000").rstrip("/")
-        return f"{base}/runs/{self.run_id}"
+        return f"{config.ui_url()}/runs/{self.run_id}"
 
 
 def ops_alert(failure: FailedSync, to: str) -> EmailMessage:

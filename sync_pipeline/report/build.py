@@ -20,11 +20,11 @@ import datetime as dt
 import html
 import io
 import json
-import os
 import shutil
 import tempfile
 import zipfile
 from collections import Counter
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from email.message import EmailMessage
 from typing import IO, Any
@@ -32,7 +32,7 @@ from zoneinfo import ZoneInfo
 
 import sqlalchemy as sa
 
-from sync_pipeline.core import db
+from sync_pipeline.core import config, db
 from sync_pipeline.core.settings import TenantSettings
 from sync_pipeline.explain import lookup as explain
 from sync_pipeline.load import diff
@@ -47,7 +47,7 @@ CSV_HEADER = ("entity", "action", "key", "who_or_what", "before", "after")
 def max_attachment_bytes() -> int:
     """The largest attachment the report emails (`SYNC_PIPELINE_REPORT_MAX_MB`, default 10:
     under the common mail-server limits once base64 has grown it by a third)."""
-    raw = os.environ.get("SYNC_PIPELINE_REPORT_MAX_MB", "10")
+    raw = config.report_max_mb()
     try:
         value = float(raw)
     except ValueError:
@@ -223,7 +223,7 @@ def _write_group_counts(conn: sa.Connection, tenant: str, run_id: int, out: IO[b
     text.detach()
 
 
-def _zip(files: dict[str, IO[bytes]]) -> bytes:
+def _zip(files: Mapping[str, IO[bytes]]) -> bytes:
     buf = io.BytesIO()
     with zipfile.ZipFile(buf, "w", compression=zipfile.ZIP_DEFLATED) as zf:
         for name, f in files.items():

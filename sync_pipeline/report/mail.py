@@ -1,16 +1,14 @@
 """Email: build messages (plain text, HTML, attachments) and send them over SMTP.
 
-SMTP comes from the environment: SMTP_HOST, SMTP_PORT (default 587 with STARTTLS, else 25),
-SMTP_USERNAME, SMTP_PASSWORD, SMTP_FROM, SMTP_STARTTLS (true/false). With no SMTP_HOST the
-message is written as an .eml file under $SYNC_PIPELINE_HOME/outbox and its path returned,
-so a demo or a machine without mail still shows what would have been sent.
+The SMTP server comes from the environment (the SMTP_* variables of core.config). With no
+SMTP_HOST the message is written as an .eml file under $SYNC_PIPELINE_HOME/outbox and its
+path returned, so a demo or a machine without mail still shows what would have been sent.
 No Dagster imports here; the password never appears in logs or errors.
 """
 
 from __future__ import annotations
 
 import datetime as dt
-import os
 import re
 import smtplib
 import ssl
@@ -19,9 +17,7 @@ from email.message import EmailMessage
 from email.utils import make_msgid
 from pathlib import Path
 
-from sync_pipeline.core import db
-
-TRUE = {"1", "true", "yes", "on"}
+from sync_pipeline.core import config, db
 
 
 class MailError(RuntimeError):
@@ -39,11 +35,11 @@ class SmtpConfig:
 
     @classmethod
     def from_env(cls) -> SmtpConfig | None:
-        host = os.environ.get("SMTP_HOST")
+        host = config.smtp_host()
         if not host:
             return None
-        starttls = os.environ.get("SMTP_STARTTLS", "true").strip().lower() in TRUE
-        port_text = os.environ.get("SMTP_PORT") or ("587" if starttls else "25")
+        starttls = config.smtp_starttls()
+        port_text = config.smtp_port() or ("587" if starttls else "25")
         try:
             port = int(port_text)
         except ValueError:
@@ -51,9 +47,9 @@ class SmtpConfig:
         return cls(
             host=host,
             port=port,
-            username=os.environ.get("SMTP_USERNAME") or None,
-            password=os.environ.get("SMTP_PASSWORD") or None,
-            sender=os.environ.get("SMTP_FROM") or "sync-pipeline@localhost",
+            username=config.smtp_username(),
+            password=config.smtp_password(),
+            sender=config.smtp_sender(),
             starttls=starttls,
         )
 
@@ -70,7 +66,7 @@ def build(
     """A multipart message: text, optional HTML alternative, attachments (name, bytes, mime)."""
     msg = EmailMessage()
     msg["To"] = ", ".join(to) if isinstance(to, list) else to
-    msg["From"] = sender or os.environ.get("SMTP_FROM") or "sync-pipeline@localhost"
+    msg["From"] = sender or config.smtp_sender()
     msg["Subject"] = subject
     msg["Date"] = dt.datetime.now(dt.UTC).strftime("%a, %d %b %Y %H:%M:%S +0000")
     msg["Message-ID"] = make_msgid(domain="sync-pipeline")

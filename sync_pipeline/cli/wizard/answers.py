@@ -3,12 +3,11 @@
 
 from __future__ import annotations
 
-import os
 from typing import Any
 
 from sync_pipeline.cli.common import console
 from sync_pipeline.cli.wizard.prompts import prompt
-from sync_pipeline.core import settings
+from sync_pipeline.core import config, settings
 from sync_pipeline.core.settings import SettingsError, TenantSettings
 
 STEPS = (
@@ -82,7 +81,7 @@ class Answers:
             s.auth_mode == "application"
             and s.client_secret_env
             and not (s.fake_tenant or s.client_certificate_path)
-            and not os.environ.get(s.client_secret_env)
+            and not config.secret(s.client_secret_env)
         ):
             return s.client_secret_env
         return None
