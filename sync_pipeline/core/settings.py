@@ -139,7 +139,7 @@ class TenantSettings(BaseModel):
     drift_error_percent: float = Field(
         default=30.0, ge=0, le=100, description="Active users changing by more: the load stops."
     )
-    # Graph's $count is eventually consistent (GRAPH.md): a read and the count taken around it
+    # Graph's $count is eventually consistent (docs/graph.md): a read and the count taken around it
     # may differ by what was created or deleted meanwhile. A difference within the larger of
     # these two passes (recorded as metadata); a larger one means lost pages and fails the read.
     count_tolerance_objects: int = Field(

@@ -324,7 +324,7 @@ class GraphClient:
         """`$count` of a collection (advanced query: ConsistencyLevel eventual), or None where
         the tenant does not support it: Azure AD B2C has no advanced queries and answers 400.
 
-        The count is eventually consistent (GRAPH.md): the caller compares it with a
+        The count is eventually consistent (docs/graph.md): the caller compares it with a
         tolerance, never exactly."""
         try:
             response = self.request(

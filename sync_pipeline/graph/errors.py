@@ -1,6 +1,6 @@
 """Graph and sign-in errors that say what went wrong, where, and what to do next.
 
-Branch on Graph's `code`, never on its message (GRAPH.md). Messages never carry secrets or
+Branch on Graph's `code`, never on its message (docs/graph.md). Messages never carry secrets or
 tokens; they carry the request-id so support can trace a call.
 """
 
