@@ -1,7 +1,9 @@
 """What the benchmarks share: a scratch database, a generated tenant staged straight into
 staging.*, and memory sampling (this process and the Postgres backend).
 
-Benchmarks run as scripts (`python benchmarks/NAME.py`), so this folder is on sys.path.
+Benchmarks run as scripts (`python benchmarks/NAME.py`), so this folder is on sys.path; the
+repository root is put there too, for the helpers the tests share (sync_pipeline_tests/support:
+scratch databases, the fake Graph and the settings pointing at it).
 """
 
 from __future__ import annotations
@@ -12,6 +14,7 @@ import multiprocessing as mp
 import os
 import random
 import shutil
+import sys
 import tempfile
 import threading
 import uuid
@@ -23,8 +26,17 @@ import psutil
 import requests
 import sqlalchemy as sa
 
+# The tests' support package is not installed with the project: reach it from the checkout.
+sys.path.insert(1, str(Path(__file__).resolve().parents[1]))
+
 from sync_pipeline.core import db
 from sync_pipeline.extract import staging
+from sync_pipeline_tests.support.database import (
+    create_database,
+    database_on,
+    drop_database,
+)
+from sync_pipeline_tests.support.fakegraph import start_fake
 
 STAGED = ("users", "groups", "group_members", "user_managers", "user_licences")
 
@@ -94,22 +106,8 @@ def scratch_database(server: str, reuse: str | None = None) -> tuple[str, str]:
     if reuse is not None:
         if not reuse.startswith("sp_bench_"):
             raise SystemExit(f"--database {reuse!r}: only a kept sp_bench_* database is reused")
-        name = reuse
-    else:
-        name = f"sp_bench_{uuid.uuid4().hex[:8]}"
-        admin = sa.create_engine(db.with_driver(server, "psycopg"), isolation_level="AUTOCOMMIT")
-        with admin.connect() as conn:
-            conn.execute(sa.text(f'CREATE DATABASE "{name}"'))
-        admin.dispose()
-    url = sa.engine.make_url(server).set(database=name).render_as_string(hide_password=False)
-    return name, url
-
-
-def drop_database(server: str, name: str) -> None:
-    admin = sa.create_engine(db.with_driver(server, "psycopg"), isolation_level="AUTOCOMMIT")
-    with admin.connect() as conn:
-        conn.execute(sa.text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-    admin.dispose()
+        return reuse, database_on(server, reuse)
+    return create_database(server, "sp_bench_")
 
 
 def add_database_options(parser: argparse.ArgumentParser) -> None:
@@ -127,8 +125,8 @@ def in_scratch_database(
     try:
         run(args, db.engine(url), args.database is not None)
     finally:
-        db.engine(url).dispose()
         if args.keep_database or args.database:
+            db.engine(url).dispose()
             print(f"kept {name}: reuse it with --database {name}")
         else:
             drop_database(server, name)
@@ -180,16 +178,14 @@ def churn(fake: Any, fraction: float, seed: int) -> dict[str, int]:
 
 
 # -- the fake Graph, in a process of its own ----------------------------------------------------
-FAKE_SECRET = "bench-secret"
 
 
 def _serve(users: int, generate: dict[str, Any], options: dict[str, Any], pipe: Any) -> None:
-    from sync_pipeline.fakegraph import FakeGraph, generate_tenant
+    from sync_pipeline.fakegraph import generate_tenant
 
     doc = generate_tenant(name=f"bench-{users}", users=users, **generate)
     state = Path(tempfile.mkdtemp(prefix="sp-bench-fake-"))
-    fake = FakeGraph([doc], secrets={doc["tenant_id"]: FAKE_SECRET}, state_dir=state, **options)
-    fake.start()
+    fake = start_fake([doc], state, **options)
     pipe.send(
         {
             "base_url": fake.base_url,

@@ -36,13 +36,14 @@ import os
 import platform
 import resource
 import time
-import uuid
 from pathlib import Path
 from typing import Any
 
 import requests
-import sqlalchemy as sa
-from benchlib import FAKE_SECRET, Fake, churn
+from benchlib import Fake, churn
+
+from sync_pipeline_tests.support.database import new_database
+from sync_pipeline_tests.support.fakegraph import FAKE_SECRET, settings_fields
 
 RESULTS = Path(__file__).with_name("results") / "extract.json"
 SECRET = FAKE_SECRET
@@ -54,15 +55,14 @@ USER_SELECT = "id,userPrincipalName,mail,displayName,accountEnabled,userType,ass
 
 def _settings(info: dict[str, Any], slug: str) -> dict[str, Any]:
     os.environ["SP_BENCH_SECRET"] = SECRET
-    return {
-        "slug": slug,
-        "tenant_id": info["tenant_id"],
-        "client_id": info["client_id"],
-        "client_secret_env": "SP_BENCH_SECRET",
-        "graph_base_url": info["base_url"],
-        "authority_host": info["base_url"],
-        "ca_bundle": info["ca_path"],
-    }
+    return settings_fields(
+        slug,
+        tenant_id=info["tenant_id"],
+        client_id=info["client_id"],
+        base_url=info["base_url"],
+        ca_path=info["ca_path"],
+        secret_env="SP_BENCH_SECRET",
+    )
 
 
 def _token(info: dict[str, Any], http: requests.Session) -> str:
@@ -417,15 +417,10 @@ def main() -> None:
     from sync_pipeline.core import db
 
     server = os.environ.get("DATABASE_URL") or db.database_url()
-    name = f"sp_bench_{uuid.uuid4().hex[:6]}"
-    admin = sa.create_engine(db.with_driver(server, "psycopg"), isolation_level="AUTOCOMMIT")
-    with admin.connect() as conn:
-        conn.execute(sa.text(f'CREATE DATABASE "{name}"'))
-    url = sa.engine.make_url(server).set(database=name).render_as_string(hide_password=False)
-    db.upgrade(db.engine(url))
     results: dict[str, Any] = {"machine": f"{platform.machine()} {os.cpu_count()} cpu",
                                "latency_s": args.latency, "runs": []}  # fmt: skip
-    try:
+    with new_database(server, "sp_bench_") as url:
+        db.upgrade(db.engine(url))
         if args.options:
             results["options"] = options(args.options)
             for row in results["options"]:
@@ -434,10 +429,6 @@ def main() -> None:
         for users in args.users:
             results["runs"].append(bench(users, args, url))
             save(results)
-    finally:
-        db.engine(url).dispose()
-        with admin.connect() as conn:
-            conn.execute(sa.text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
     save(results)
     print(f"written to {RESULTS}")
 

@@ -43,13 +43,14 @@ from statistics import median
 from typing import Any
 
 import sqlalchemy as sa
-from benchlib import FAKE_SECRET, Fake, churn, in_scratch_database
+from benchlib import Fake, churn, in_scratch_database
 from rich.console import Console
 from rich.table import Table
 
 from sync_pipeline.core import db
 from sync_pipeline.core.settings import TenantSettings
-from sync_pipeline.registry import tenants
+from sync_pipeline_tests.support.database import save_tenant
+from sync_pipeline_tests.support.fakegraph import FAKE_SECRET, settings_fields
 
 RESULTS = Path(__file__).with_name("results") / "sync.json"
 SECRET = FAKE_SECRET
@@ -271,19 +272,15 @@ def bench(args: argparse.Namespace, engine: sa.Engine, reused: bool) -> None:
     home = Path(tempfile.mkdtemp(prefix="sp-bench-sync-"))
     env = child_env(database_url, home)
     os.environ[SECRET_ENV] = SECRET
-    settings = TenantSettings(
-        slug=SLUG,
+    fields = settings_fields(
+        SLUG,
         tenant_id=info["tenant_id"],
         client_id=info["client_id"],
-        client_secret_env=SECRET_ENV,
-        graph_base_url=info["base_url"],
-        authority_host=info["base_url"],
-        ca_bundle=info["ca_path"],
-        import_managers=True,
-        auto_sync=False,
+        base_url=info["base_url"],
+        ca_path=info["ca_path"],
+        secret_env=SECRET_ENV,
     )
-    with engine.begin() as conn:
-        tenants.save(conn, settings)
+    save_tenant(engine, TenantSettings(**fields, import_managers=True, auto_sync=False))
     runs: list[dict[str, Any]] = []
     churned: dict[str, int] = {}
     try:

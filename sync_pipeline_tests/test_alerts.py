@@ -3,20 +3,12 @@
 import dagster as dg
 import sqlalchemy as sa
 
-from sync_pipeline.definitions import defs
 from sync_pipeline.defs.alerts import sync_failure_alerts
 from sync_pipeline.defs.automation import quarantined
 from sync_pipeline.defs.extract import extract_assets
-from sync_pipeline.defs.partitions import TENANT_PARTITIONS
 from sync_pipeline.defs.resources import Database
 from sync_pipeline.report import mail
-
-
-def failing_sync(instance, tenant: str):
-    instance.add_dynamic_partitions(TENANT_PARTITIONS, [tenant])
-    return defs.resolve_job_def("sync").execute_in_process(
-        partition_key=tenant, instance=instance, raise_on_error=False
-    )
+from sync_pipeline_tests.support.pipeline import materialise
 
 
 def evaluate(result, instance, database_url):
@@ -38,7 +30,7 @@ def test_failed_sync_alerts_ops_then_quarantines_and_tells_the_admin(
     register(tenant_slug, client_secret_env="SP_EXPIRED_SECRET", admin_email="it@fabrikam.test")
     with dg.instance_for_test() as instance:
         for attempt in range(1, 4):
-            result = failing_sync(instance, tenant_slug)
+            result = materialise(instance, tenant_slug, raise_on_error=False)
             assert not result.success
             evaluate(result, instance, database_url)
             rcpt, alert = smtp_server.messages[-1 if attempt < 3 else -2]
@@ -58,10 +50,7 @@ def test_failed_sync_alerts_ops_then_quarantines_and_tells_the_admin(
     # a successful manual sync lifts the quarantine
     register(tenant_slug, admin_email="it@fabrikam.test")
     with dg.instance_for_test() as instance:
-        instance.add_dynamic_partitions(TENANT_PARTITIONS, [tenant_slug])
-        ok = defs.resolve_job_def("sync").execute_in_process(
-            partition_key=tenant_slug, instance=instance, tags={"trigger": "manual"}
-        )
+        ok = materialise(instance, tenant_slug, tags={"trigger": "manual"})
     assert ok.success
     assert tenant_slug not in quarantined(Database(url=database_url))
     with engine.connect() as conn:

@@ -17,7 +17,7 @@ from sync_pipeline.extract.extraction import extract
 from sync_pipeline.graph import CredentialError, GraphAuthError, GraphClient
 from sync_pipeline.graph.auth import SECRET_KEY_ENV, connect
 from sync_pipeline.registry import tenants
-from sync_pipeline_tests.conftest import settings_for
+from sync_pipeline_tests.support.fakegraph import settings_for
 
 
 def _certificate() -> tuple[str, str, str]:

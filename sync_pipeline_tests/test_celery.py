@@ -8,7 +8,6 @@ import os
 import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import dagster as dg
@@ -18,6 +17,7 @@ import sqlalchemy as sa
 
 from sync_pipeline.core import environment
 from sync_pipeline.registry import tenants
+from sync_pipeline_tests.support.waiting import wait_until
 
 BROKER = os.environ.get("SYNC_PIPELINE_TEST_REDIS", "redis://127.0.0.1:6379/7")
 SLUGS = ["celery-one", "celery-two", "celery-three"]
@@ -66,14 +66,11 @@ def celery_env(tmp_path: Path, database_url: str, monkeypatch: pytest.MonkeyPatc
             start_new_session=True,
         )
         workers.append((proc, log))
-    deadline = time.monotonic() + 120
-    while time.monotonic() < deadline:
-        ready = sum("ready" in (tmp_path / f"{n}.log").read_text() for n in ("w1", "w2"))
-        if ready == 2:
-            break
-        time.sleep(1)
-    else:
-        pytest.fail("celery workers did not start:\n" + (tmp_path / "w1.log").read_text())
+    logs = [tmp_path / f"{n}.log" for n in ("w1", "w2")]
+    try:
+        wait_until(lambda: all("ready" in log.read_text() for log in logs), 120, "both workers")
+    except AssertionError:
+        pytest.fail("celery workers did not start:\n" + logs[0].read_text())
     yield tmp_path
     for proc, log in workers:
         os.killpg(proc.pid, signal.SIGTERM)

@@ -15,12 +15,11 @@ import sqlalchemy as sa
 from sync_pipeline.checks import expectations
 from sync_pipeline.core.settings import TenantSettings
 from sync_pipeline.definitions import defs
-from sync_pipeline.defs.partitions import TENANT_PARTITIONS
-from sync_pipeline.defs.resources import Database, Graph
 from sync_pipeline.fakegraph import generate_tenant
-from sync_pipeline.registry import tenants
 from sync_pipeline.transform import addresses
-from sync_pipeline_tests.conftest import settings_for, start_fake
+from sync_pipeline_tests.support.database import app_state
+from sync_pipeline_tests.support.fakegraph import new_tenant, start_fake
+from sync_pipeline_tests.support.pipeline import evaluations, materialise
 
 SCENARIOS = ("good", "collision", "cycle", "ghost", "count", "blank", "drift", "mass")
 GHOST_ID = "00000000-0000-4000-8000-00000000dead"
@@ -53,43 +52,6 @@ def fake(docs, tmp_path_factory):
     server.stop()
 
 
-def register(engine, doc, fake, **overrides) -> str:
-    slug = f"qc-{secrets.token_hex(4)}"
-    with engine.begin() as conn:
-        tenants.save(conn, settings_for(slug, doc, fake, **overrides))
-    return slug
-
-
-def run_sync(
-    instance, database_url: str, slug: str, job: str = "sync", **kw
-) -> dg.ExecuteInProcessResult:
-    if slug not in instance.get_dynamic_partitions(TENANT_PARTITIONS):
-        instance.add_dynamic_partitions(TENANT_PARTITIONS, [slug])
-    return defs.resolve_job_def(job).execute_in_process(
-        partition_key=slug,
-        instance=instance,
-        resources={"database": Database(url=database_url), "graph": Graph()},
-        raise_on_error=False,
-        **kw,
-    )
-
-
-def app_state(engine: sa.Engine, slug: str) -> tuple:
-    with engine.connect() as conn:
-        return tuple(
-            tuple(tuple(r) for r in conn.execute(sa.text(q), {"t": slug}).all())
-            for q in (
-                "SELECT * FROM app.users WHERE tenant = :t ORDER BY id",
-                "SELECT * FROM app.groups WHERE tenant = :t ORDER BY id",
-                "SELECT * FROM app.group_members WHERE tenant = :t ORDER BY group_id, user_id",
-            )
-        )
-
-
-def evaluations(result: dg.ExecuteInProcessResult) -> dict[str, dg.AssetCheckEvaluation]:
-    return {e.check_name: e for e in result.get_asset_check_evaluations()}
-
-
 def assert_blocked(result, engine, slug, before, check_name: str, expectation: str) -> dict:
     """The check failed with ERROR, the apply did not run, app.* is unchanged."""
     assert not result.success
@@ -111,7 +73,7 @@ def assert_blocked(result, engine, slug, before, check_name: str, expectation: s
 
 
 def first_sync(instance, database_url, engine, slug) -> tuple:
-    result = run_sync(instance, database_url, slug)
+    result = materialise(instance, slug, database_url=database_url, raise_on_error=False)
     assert result.success
     return app_state(engine, slug)
 
@@ -151,9 +113,9 @@ def test_checks_sit_beside_their_assets_and_block():
 def test_good_data_passes_every_check(
     instance, database_url, engine, docs, fake, tmp_path, monkeypatch
 ):
-    slug = register(engine, docs["good"], fake, import_managers=True)
+    slug = new_tenant(engine, "qc", docs["good"], fake, import_managers=True)
     monkeypatch.chdir(tmp_path)  # an empty working directory, to see whether anything lands
-    result = run_sync(instance, database_url, slug)
+    result = materialise(instance, slug, database_url=database_url, raise_on_error=False)
     assert result.success
     found = evaluations(result)
     assert len(found) == 10
@@ -182,7 +144,7 @@ def test_addresses_colliding_after_normalisation_are_one_address(
     transform leaves the newer user out as duplicate_email (it used to reach the snapshot and
     stop the sync at the uniqueness check), and the advisory check counts it."""
     doc = docs["collision"]
-    slug = register(engine, doc, fake)
+    slug = new_tenant(engine, "qc", doc, fake)
     before = first_sync(instance, database_url, engine, slug)
     victim = next(r for r in before[0] if r[1] == slug)  # (id, tenant, external_id, email, ...)
     local, domain = victim[3].split("@")
@@ -191,7 +153,7 @@ def test_addresses_colliding_after_normalisation_are_one_address(
         doc["tenant_id"],
         {"userPrincipalName": f"{twin.upper()}@{domain}", "displayName": "Twin"},
     )
-    result = run_sync(instance, database_url, slug)
+    result = materialise(instance, slug, database_url=database_url, raise_on_error=False)
     assert result.success
     found = evaluations(result)
     assert found["snapshot_users_valid"].passed
@@ -216,7 +178,7 @@ def test_a_manager_cycle_is_cut_at_its_lowest_id(instance, database_url, engine,
     """A new manager cycle no longer stops the sync (the blocking check used to): the transform
     cuts the link of the member with the lowest Graph id, the others keep their managers."""
     doc = docs["cycle"]
-    slug = register(engine, doc, fake, import_managers=True)
+    slug = new_tenant(engine, "qc", doc, fake, import_managers=True)
     first_sync(instance, database_url, engine, slug)
     with engine.connect() as conn:
         plain = conn.execute(
@@ -230,7 +192,7 @@ def test_a_manager_cycle_is_cut_at_its_lowest_id(instance, database_url, engine,
     fake.set_manager(doc["tenant_id"], a, b)
     fake.set_manager(doc["tenant_id"], b, c)
     fake.set_manager(doc["tenant_id"], c, a)
-    result = run_sync(instance, database_url, slug)
+    result = materialise(instance, slug, database_url=database_url, raise_on_error=False)
     assert result.success
     assert evaluations(result)["snapshot_users_valid"].passed
     with engine.connect() as conn:
@@ -284,11 +246,11 @@ def test_a_member_pointing_at_a_missing_user_blocks_the_apply(
     instance, database_url, engine, docs, fake
 ):
     doc = docs["ghost"]
-    slug = register(engine, doc, fake)
+    slug = new_tenant(engine, "qc", doc, fake)
     before = first_sync(instance, database_url, engine, slug)
     group = next(g["id"] for g in doc["groups"] if "Unified" in g["groupTypes"])
     fake.add_members(doc["tenant_id"], group, [GHOST_ID])
-    result = run_sync(instance, database_url, slug)
+    result = materialise(instance, slug, database_url=database_url, raise_on_error=False)
     found = assert_blocked(result, engine, slug, before, "staging_members_valid", "missing_members")
     assert GHOST_ID in found["staging_members_valid"].metadata["failed_expectations"].value
     assert not result.asset_materializations_for_node("directory_snapshot")
@@ -298,7 +260,7 @@ def test_a_staging_count_mismatch_blocks_the_apply(instance, database_url, engin
     """What the extraction recorded must be what staging holds. The extraction reconciles
     with Graph's $count inside its transaction, so the mismatch is made in the database: a
     trigger (this tenant only) records one user more than was staged."""
-    slug = register(engine, docs["count"], fake)
+    slug = new_tenant(engine, "qc", docs["count"], fake)
     before = first_sync(instance, database_url, engine, slug)
     function = f"qc_inflate_{slug.replace('-', '_')}"
     with engine.begin() as conn:
@@ -316,7 +278,7 @@ def test_a_staging_count_mismatch_blocks_the_apply(instance, database_url, engin
             )
         )
     try:
-        result = run_sync(instance, database_url, slug)
+        result = materialise(instance, slug, database_url=database_url, raise_on_error=False)
     finally:
         with engine.begin() as conn:
             conn.execute(sa.text(f"DROP TRIGGER {function} ON staging.extractions"))
@@ -330,11 +292,11 @@ def test_a_staging_count_mismatch_blocks_the_apply(instance, database_url, engin
 
 def test_an_update_that_blanks_a_name_blocks_the_apply(instance, database_url, engine, docs, fake):
     doc = docs["blank"]
-    slug = register(engine, doc, fake)
+    slug = new_tenant(engine, "qc", doc, fake)
     before = first_sync(instance, database_url, engine, slug)
     user = before[0][0]
     fake.update_user(doc["tenant_id"], user[2], displayName="  ")
-    result = run_sync(instance, database_url, slug)
+    result = materialise(instance, slug, database_url=database_url, raise_on_error=False)
     found = assert_blocked(
         result, engine, slug, before, "sync_diff_keeps_addresses_and_names", "new_value"
     )
@@ -346,13 +308,13 @@ def test_an_update_that_blanks_a_name_blocks_the_apply(instance, database_url, e
 
 def test_drift_warns_without_blocking_then_errors(instance, database_url, engine, docs, fake):
     doc = docs["drift"]
-    slug = register(engine, doc, fake)
+    slug = new_tenant(engine, "qc", doc, fake)
     before = first_sync(instance, database_url, engine, slug)
     imported = len(before[0])
     grow = max(2, imported * 15 // 100)  # +15%: over the 10% warning, under the 30% error
     for i in range(grow):
         fake.add_user(doc["tenant_id"], {"userPrincipalName": f"new{i}@drift.example"})
-    warned = run_sync(instance, database_url, slug)
+    warned = materialise(instance, slug, database_url=database_url, raise_on_error=False)
     assert warned.success  # WARN does not block
     drift = evaluations(warned)["snapshot_users_drift"]
     assert not drift.passed and drift.severity == dg.AssetCheckSeverity.WARN
@@ -361,7 +323,7 @@ def test_drift_warns_without_blocking_then_errors(instance, database_url, engine
     for i in range(len(after_warn[0]) // 2):
         fake.add_user(doc["tenant_id"], {"userPrincipalName": f"more{i}@drift.example"})
     assert_blocked(
-        run_sync(instance, database_url, slug),
+        materialise(instance, slug, database_url=database_url, raise_on_error=False),
         engine,
         slug,
         after_warn,
@@ -374,13 +336,13 @@ def test_mass_deactivation_blocks_unless_the_operator_allows_it(
     instance, database_url, engine, docs, fake
 ):
     doc = docs["mass"]
-    slug = register(engine, doc, fake)
+    slug = new_tenant(engine, "qc", doc, fake)
     before = first_sync(instance, database_url, engine, slug)
     leavers = [r[2] for r in before[0][: len(before[0]) // 5]]  # 20%: over the 10% limit
     for uid in leavers:
         fake.delete_user(doc["tenant_id"], uid)
     found = assert_blocked(
-        run_sync(instance, database_url, slug),
+        materialise(instance, slug, database_url=database_url, raise_on_error=False),
         engine,
         slug,
         before,
@@ -391,16 +353,19 @@ def test_mass_deactivation_blocks_unless_the_operator_allows_it(
     assert f"sync-pipeline sync {slug} --allow-mass-deactivation" in safety.description
     assert found["snapshot_users_drift"].severity == dg.AssetCheckSeverity.WARN  # 20% < 30%
 
-    dry = run_sync(instance, database_url, slug, job="test_sync")
+    dry = materialise(
+        instance, slug, job="test_sync", database_url=database_url, raise_on_error=False
+    )
     assert dry.success  # a test sync reports the excess instead of stopping
     warned = evaluations(dry)["sync_diff_within_safety_limit"]
     assert not warned.passed and warned.severity == dg.AssetCheckSeverity.WARN
     assert app_state(engine, slug) == before
 
-    allowed = run_sync(
+    allowed = materialise(
         instance,
-        database_url,
         slug,
+        database_url=database_url,
+        raise_on_error=False,
         run_config={"ops": {"app_directory": {"config": {"allow_mass_deactivation": True}}}},
     )
     assert allowed.success

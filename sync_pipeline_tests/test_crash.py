@@ -9,18 +9,8 @@ import time
 import sqlalchemy as sa
 
 from sync_pipeline.core import db
-
-APP = ("app.users", "app.groups", "app.group_members")
-
-
-def snapshot(engine: sa.Engine, tenant: str) -> dict[str, list[tuple]]:
-    with engine.connect() as conn:
-        return {
-            t: [tuple(r) for r in conn.execute(
-                sa.text(f"SELECT * FROM {t} WHERE tenant = :t ORDER BY 1, 2, 3"), {"t": tenant}
-            )]
-            for t in APP
-        }  # fmt: skip
+from sync_pipeline_tests.support.database import app_snapshot, tenant_lock_held
+from sync_pipeline_tests.support.waiting import wait_until
 
 
 def sync_process(tenant: str, home: str, database_url: str) -> subprocess.Popen:
@@ -51,7 +41,7 @@ def kill_during_apply(proc: subprocess.Popen, engine: sa.Engine, tenant: str) ->
                 proc.wait()
                 return True
             conn.rollback()
-            time.sleep(0.002)
+            time.sleep(0.002)  # the poll's own pace: the apply lasts a fraction of a second
     return False
 
 
@@ -62,7 +52,7 @@ def test_killed_mid_apply_leaves_app_before_or_after_and_next_sync_completes(
     for attempt in range(5):  # the apply lasts a fraction of a second; catch it in the act
         tenant = f"{tenant_slug}-{attempt}"
         register(tenant)
-        before = snapshot(engine, tenant)
+        before = app_snapshot(engine, tenant)
         proc = sync_process(tenant, str(tmp_path / "home"), database_url)
         killed = kill_during_apply(proc, engine, tenant)
         if killed:
@@ -70,14 +60,11 @@ def test_killed_mid_apply_leaves_app_before_or_after_and_next_sync_completes(
         assert proc.returncode == 0, proc.stderr.read().decode()
     assert killed, "never caught the sync inside its apply"
     assert proc.returncode == -signal.SIGKILL
-    time.sleep(0.5)  # the server notices the dropped connection and rolls back
-    after_kill = snapshot(engine, tenant)
+    # The server notices the dropped connection, rolls the apply back, then lets its lock go.
+    wait_until(lambda: not tenant_lock_held(engine, tenant), 30, "the killed apply's rollback")
+    after_kill = app_snapshot(engine, tenant)
     assert after_kill == before  # nothing of the interrupted apply is visible
-    with engine.connect() as conn:
-        held = conn.execute(
-            db.q("core/advisory_lock_held"), {"name": f"sync-pipeline:tenant:{tenant}"}
-        ).scalar()
-    assert not held
+    assert not tenant_lock_held(engine, tenant)
 
     with engine.connect() as conn:
         killed_run = conn.execute(
@@ -107,8 +94,8 @@ def test_killed_mid_apply_leaves_app_before_or_after_and_next_sync_completes(
     )  # fmt: skip
     assert f"sync run {killed_run.id} (" in history.stdout
     assert "failed: the process running this sync ended" in history.stdout
-    final = snapshot(engine, tenant)
+    final = app_snapshot(engine, tenant)
     assert final["app.users"] and final["app.group_members"]
     repeat = sync_process(tenant, str(tmp_path / "home"), database_url)
     assert repeat.wait(timeout=300) == 0
-    assert snapshot(engine, tenant) == final  # converged
+    assert app_snapshot(engine, tenant) == final  # converged

@@ -23,7 +23,7 @@ from sync_pipeline.extract.staging import (
 )
 from sync_pipeline.graph import GraphClient
 from sync_pipeline.graph.delta import DeltaExpired, DeltaRound, latest_link
-from sync_pipeline_tests.conftest import settings_for, start_fake
+from sync_pipeline_tests.support.fakegraph import settings_for, start_fake
 
 USER_TYPE = "#microsoft.graph.user"
 BATCH_MEMBERS = "GET /v1.0/groups/{id}/members (batch)"

@@ -8,13 +8,12 @@ import pytest
 import sqlalchemy as sa
 
 from sync_pipeline.defs.extract import FULL_READ_TAG, extract_assets
-from sync_pipeline.defs.partitions import TENANT_PARTITIONS
-from sync_pipeline.defs.resources import Database, Graph
 from sync_pipeline.extract import pager
 from sync_pipeline.extract.extraction import extract
 from sync_pipeline.extract.staging import GraphDataError
 from sync_pipeline.graph import GraphClient
-from sync_pipeline_tests.conftest import settings_for, start_fake
+from sync_pipeline_tests.support.fakegraph import settings_for, start_fake
+from sync_pipeline_tests.support.pipeline import materialise
 
 TYPE = {"#microsoft.graph.user": "user", "#microsoft.graph.group": "group"}
 
@@ -203,11 +202,7 @@ def test_extract_asset_materialises_every_staging_asset_and_honours_full_tag(
     register(tenant_slug)
     keys = [k for a in extract_assets for k in a.keys]
     with dg.instance_for_test() as instance:
-        instance.add_dynamic_partitions(TENANT_PARTITIONS, [tenant_slug])
-        resources = {"database": Database(url=database_url), "graph": Graph()}
-        first = dg.materialize(
-            extract_assets, partition_key=tenant_slug, instance=instance, resources=resources
-        )
+        first = materialise(instance, tenant_slug, assets=extract_assets, database_url=database_url)
         assert first.success
         mats = {
             m.asset_key.to_user_string(): m.metadata
@@ -218,16 +213,16 @@ def test_extract_asset_materialises_every_staging_asset_and_honours_full_tag(
         assert mats["graph_users"]["users"].value == len(fake_tenant["users"])
         assert mats["graph_users"]["mode_users"].value == "full"
         assert mats["graph_users"]["graph_requests"].value > 0
-        second = dg.materialize(
-            extract_assets, partition_key=tenant_slug, instance=instance, resources=resources
+        second = materialise(
+            instance, tenant_slug, assets=extract_assets, database_url=database_url
         )
         meta = second.asset_materializations_for_node("graph_directory")[0].metadata
         assert meta["mode_users"].value == "incremental"
-        third = dg.materialize(
-            extract_assets,
-            partition_key=tenant_slug,
-            instance=instance,
-            resources=resources,
+        third = materialise(
+            instance,
+            tenant_slug,
+            assets=extract_assets,
+            database_url=database_url,
             tags={FULL_READ_TAG: "true"},
         )
         meta = third.asset_materializations_for_node("graph_directory")[0].metadata

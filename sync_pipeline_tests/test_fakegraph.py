@@ -22,6 +22,7 @@ from cryptography.x509.oid import NameOID
 from sync_pipeline.fakegraph import FakeGraph, bundled_tenant, generate_tenant, load_tenant_file
 from sync_pipeline.fakegraph.generator import USER_KEYS
 from sync_pipeline.fakegraph.server import serve_forever
+from sync_pipeline_tests.support.waiting import wait_until
 
 SECRET = "fake-secret-value"
 SCOPE = ["https://graph.microsoft.com/.default"]
@@ -518,7 +519,7 @@ def test_resource_unit_throttling(tenant: dict, tmp_path: Path) -> None:
         assert 0 < wait <= 10
         assert "." in resp.headers["Retry-After"]
         assert statuses.count(200) >= 10  # 20 RU bucket, 2 RU per call, slow refill
-        time.sleep(wait + 0.05)
+        time.sleep(wait + 0.05)  # the point: a client that honours Retry-After is served again
         ok = client.get("/users?$select=id&$top=1")
         assert ok.status_code == 200
         assert ok.headers["x-ms-resource-unit"] == "1"
@@ -744,10 +745,7 @@ def test_serve_forever_and_ca_reuse(tenant: dict, tmp_path: Path) -> None:
         daemon=True,
     )
     thread.start()
-    deadline = time.monotonic() + 10
-    while not ready and time.monotonic() < deadline:
-        time.sleep(0.01)
-    fake = ready[0]
+    fake = wait_until(lambda: ready, 10, "serve_forever's on_ready")[0]
     ca_before = fake.ca_path.read_bytes()
     assert "access_token" in _app(fake, tenant).acquire_token_for_client(scopes=SCOPE)
     fake.stop()

@@ -13,7 +13,7 @@ from sync_pipeline.extract.pager import manager_change, members_batch, objects_b
 from sync_pipeline.fakegraph.server import _cost as fake_cost
 from sync_pipeline.graph import GraphClient
 from sync_pipeline.graph.budget import Budget, cost, tenant_limit
-from sync_pipeline_tests.conftest import settings_for, start_fake
+from sync_pipeline_tests.support.fakegraph import settings_for, start_fake
 
 
 @pytest.fixture
@@ -150,7 +150,7 @@ def test_the_fake_throttles_an_app_over_its_request_ceiling(own_fake, fake_tenan
     http.close()
 
     # the client's budget paces requests under the ceiling: no 429
-    time.sleep(1.1)
+    time.sleep(1.1)  # the point: the fake's per-second request bucket refills with time alone
     fake.reset_stats()
     paced = GraphClient(
         settings, budget=Budget(f"{settings.client_id}-paced", requests_per_second=40)

@@ -20,7 +20,7 @@ import sqlalchemy as sa
 from sync_pipeline.extract.extraction import extract
 from sync_pipeline.extract.staging import GraphDataError
 from sync_pipeline.graph import GraphClient
-from sync_pipeline_tests.conftest import settings_for, start_fake
+from sync_pipeline_tests.support.fakegraph import settings_for, start_fake
 
 USER = "#microsoft.graph.user"
 Answer = tuple[Any, ...] | None

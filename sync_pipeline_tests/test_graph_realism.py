@@ -14,9 +14,9 @@ import sqlalchemy as sa
 
 from sync_pipeline.extract import pager
 from sync_pipeline.fakegraph import generate_tenant
-from sync_pipeline.registry import tenants
-from sync_pipeline_tests.conftest import settings_for, start_fake
-from sync_pipeline_tests.test_checks import app_state, run_sync
+from sync_pipeline_tests.support.database import app_state
+from sync_pipeline_tests.support.fakegraph import new_tenant, start_fake
+from sync_pipeline_tests.support.pipeline import materialise
 
 # What the app holds, by Graph id, independent of app ids and slug.
 STATE = {
@@ -43,22 +43,15 @@ def state(engine: sa.Engine, slug: str) -> dict[str, list[tuple]]:
         }
 
 
-def register(engine: sa.Engine, doc: dict, fake, **overrides) -> str:
-    slug = f"re-{secrets.token_hex(4)}"
-    with engine.begin() as conn:
-        tenants.save(conn, settings_for(slug, doc, fake, **overrides))
-    return slug
-
-
 def synced(instance, database_url: str, slug: str):
-    result = run_sync(instance, database_url, slug)
+    result = materialise(instance, slug, database_url=database_url, raise_on_error=False)
     assert result.success, [e.message for e in result.all_events if e.is_failure][:3]
     return result
 
 
 def assert_converged(instance, database_url, engine, doc, fake, slug, **overrides) -> None:
     """`slug`'s app state, after its history, is what a clean full sync gives now."""
-    clean = register(engine, doc, fake, **overrides)
+    clean = new_tenant(engine, "re", doc, fake, **overrides)
     synced(instance, database_url, clean)
     assert state(engine, slug) == state(engine, clean)
 
@@ -111,7 +104,7 @@ def directory(tmp_path):
 
 def test_repeats_at_five_percent_converge(instance, database_url, engine, directory):
     doc, fake = directory(delta_repeat_rate=0.05, delta_page_size=20, delta_member_page_size=25)
-    slug = register(engine, doc, fake, import_managers=True)
+    slug = new_tenant(engine, "re", doc, fake, import_managers=True)
     synced(instance, database_url, slug)
     churn(fake, doc)
     synced(instance, database_url, slug)
@@ -122,7 +115,7 @@ def test_a_count_off_by_three_passes_and_off_by_a_quarter_fails_keeping_app_unch
     instance, database_url, engine, directory
 ):
     doc, fake = directory()
-    slug = register(engine, doc, fake)
+    slug = new_tenant(engine, "re", doc, fake)
     fake.count_offset = 3
     first = synced(instance, database_url, slug)
     meta = metadata(first, "graph_directory", "graph_users")
@@ -131,7 +124,7 @@ def test_a_count_off_by_three_passes_and_off_by_a_quarter_fails_keeping_app_unch
     before = app_state(engine, slug)
     churn(fake, doc)
     fake.count_offset = -len(doc["users"]) // 4
-    failed = run_sync(instance, database_url, slug)
+    failed = materialise(instance, slug, database_url=database_url, raise_on_error=False)
     assert not failed.success
     assert app_state(engine, slug) == before
     fake.count_offset = 0
@@ -144,7 +137,7 @@ def test_throttled_batches_answered_424_converge(
 ):
     monkeypatch.setattr(pager, "DELTA_MEMBERS_MAX_USERS", 0)  # members read in $batches
     doc, fake = directory(fail_every_nth_429=4, fault_retry_after=0.05)
-    slug = register(engine, doc, fake)
+    slug = new_tenant(engine, "re", doc, fake)
     synced(instance, database_url, slug)
     churn(fake, doc)
     synced(instance, database_url, slug)
@@ -156,7 +149,7 @@ def test_a_manager_only_change_reaches_an_incremental_sync(
     instance, database_url, engine, directory
 ):
     doc, fake = directory()
-    slug = register(engine, doc, fake, import_managers=True)
+    slug = new_tenant(engine, "re", doc, fake, import_managers=True)
     synced(instance, database_url, slug)
     tid = doc["tenant_id"]
     now = fake.tenant(tid)
@@ -176,7 +169,7 @@ def test_soft_delete_then_restore_keeps_the_app_row_and_its_memberships(
     instance, database_url, engine, directory
 ):
     doc, fake = directory()
-    slug = register(engine, doc, fake)
+    slug = new_tenant(engine, "re", doc, fake)
     synced(instance, database_url, slug)
     tid = doc["tenant_id"]
     before = state(engine, slug)

@@ -20,8 +20,8 @@ from sync_pipeline.fakegraph import generate_tenant
 from sync_pipeline.graph import GraphClient, GraphError
 from sync_pipeline.graph.delta import DeltaRound
 from sync_pipeline.registry import tenants
-from sync_pipeline_tests.conftest import settings_for, start_fake
-from sync_pipeline_tests.test_checks import run_sync
+from sync_pipeline_tests.support.fakegraph import new_tenant, settings_for, start_fake
+from sync_pipeline_tests.support.pipeline import materialise
 
 HIDDEN = "Member.Read.Hidden"
 
@@ -46,15 +46,10 @@ def fake(doc, tmp_path_factory):
     server.stop()
 
 
-def register(engine: sa.Engine, doc: dict, fake, **overrides) -> str:
-    slug = f"hid-{secrets.token_hex(4)}"
-    with engine.begin() as conn:
-        tenants.save(conn, settings_for(slug, doc, fake, **overrides))
-    return slug
-
-
 def run(instance, database_url: str, slug: str, job: str = "sync", **tags: str):
-    return run_sync(instance, database_url, slug, job, tags=tags)
+    return materialise(
+        instance, slug, job=job, database_url=database_url, raise_on_error=False, tags=tags
+    )
 
 
 def staged_members(conn: sa.Connection, slug: str, group_id: str) -> set[str]:
@@ -143,7 +138,7 @@ def test_the_fake_refuses_hidden_members_without_the_permission(fake, doc, hidde
 def test_an_unreadable_group_keeps_its_memberships_and_is_named(
     instance, database_url, engine, doc, fake, hidden_id, smtp_server
 ):
-    slug = register(engine, doc, fake, admin_email="admin@northwind.example")
+    slug = new_tenant(engine, "hid", doc, fake, admin_email="admin@northwind.example")
     assert run(instance, database_url, slug).success
     members = set(doc["members"][hidden_id])
     assert app_members(engine, slug, hidden_id) == members
@@ -200,7 +195,7 @@ def test_an_unreadable_group_keeps_its_memberships_and_is_named(
         assert members_meta(again)["unreadable_groups"].value == 0
         assert app_members(engine, slug, hidden_id) == members - {leaver}
         # ... converging to what a clean first sync of the same directory gives
-        clean = register(engine, doc, fake, admin_email="admin@northwind.example")
+        clean = new_tenant(engine, "hid", doc, fake, admin_email="admin@northwind.example")
         assert run(instance, database_url, clean).success
         assert pairs(engine, slug) == pairs(engine, clean)
     finally:
@@ -210,7 +205,9 @@ def test_an_unreadable_group_keeps_its_memberships_and_is_named(
 def test_an_unreadable_scope_group_fails_the_sync_and_changes_nothing(
     instance, database_url, engine, doc, fake, hidden_id
 ):
-    slug = register(engine, doc, fake, user_scope="selected_groups", scope_group_ids=[hidden_id])
+    slug = new_tenant(
+        engine, "hid", doc, fake, user_scope="selected_groups", scope_group_ids=[hidden_id]
+    )
     assert run(instance, database_url, slug).success
     before = app_state(engine, slug)
     with engine.connect() as conn:
@@ -245,7 +242,9 @@ def test_a_group_nested_under_a_scope_group_decides_the_scope_too(
         [hidden_id],
     )
     try:
-        slug = register(engine, doc, fake, user_scope="selected_groups", scope_group_ids=[parent])
+        slug = new_tenant(
+            engine, "hid", doc, fake, user_scope="selected_groups", scope_group_ids=[parent]
+        )
         assert run(instance, database_url, slug).success
         before = app_state(engine, slug)
         fake.withdraw_permissions(doc["tenant_id"], [HIDDEN])

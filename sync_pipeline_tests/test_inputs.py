@@ -82,7 +82,7 @@ def test_import_refuses_a_non_pem_ca_bundle_and_writes_nothing(
 def test_wizard_asks_again_for_a_ca_bundle_that_is_not_pem(
     cli, fake_graph, fake_tenant, engine, tenant_slug, tmp_path, not_pem
 ):
-    from sync_pipeline_tests.conftest import FAKE_SECRET_ENV
+    from sync_pipeline_tests.support.fakegraph import FAKE_SECRET_ENV
 
     answers = [
         "application",

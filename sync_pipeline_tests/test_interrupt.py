@@ -12,12 +12,12 @@ import signal
 import subprocess
 import sys
 import threading
-import time
 
 import pytest
 import sqlalchemy as sa
 
-from sync_pipeline_tests.test_crash import snapshot
+from sync_pipeline_tests.support.database import app_snapshot, tenant_lock_held
+from sync_pipeline_tests.support.waiting import wait_until
 
 PAUSE = 4
 
@@ -44,11 +44,13 @@ class SyncProcess:
             self.lines.append(line.rstrip("\n"))
 
     def wait_for(self, text: str, timeout: float = 120) -> None:
-        deadline = time.monotonic() + timeout
-        while not any(text in line for line in self.lines):
+        def seen() -> bool:
+            if any(text in line for line in self.lines):
+                return True
             assert self.proc.poll() is None, "\n".join(self.lines)
-            assert time.monotonic() < deadline, f"never saw {text!r}:\n" + "\n".join(self.lines)
-            time.sleep(0.05)
+            return False
+
+        wait_until(seen, timeout, lambda: f"{text!r} in:\n" + "\n".join(self.lines))
 
     def ctrl_c(self) -> None:
         """SIGINT to the whole process group, as a terminal's Ctrl-C: children get it too."""
@@ -60,6 +62,27 @@ class SyncProcess:
         self.proc.wait(timeout=timeout)
         self.reader.join(timeout=5)
         return self.proc.returncode, out, " ".join(" ".join(self.lines).split())
+
+
+# An open transaction that has written the tenant's run row: the diff, paused inside it.
+DIFF_OPEN = sa.text(
+    "SELECT EXISTS (SELECT 1 FROM pg_locks l JOIN pg_stat_activity a USING (pid)"
+    " WHERE l.relation = 'sync.runs'::regclass AND l.mode = 'RowExclusiveLock'"
+    " AND a.state = 'idle in transaction' AND a.datname = current_database())"
+)
+
+
+def inside(engine: sa.Engine, tenant: str, stage: str) -> bool:
+    """Whether the sync is inside `stage`'s paused work (the test hook's pause), as far as the
+    database shows it: the extract and the apply pause holding the tenant's lock, the diff
+    inside the transaction that wrote its run row. The transform's pause leaves no trace (its
+    transaction has run nothing yet); a Ctrl-C anywhere in its step stops before the diff."""
+    if stage in ("extract", "apply"):
+        return tenant_lock_held(engine, tenant)
+    if stage == "diff":
+        with engine.connect() as conn:
+            return bool(conn.execute(DIFF_OPEN).scalar())
+    return True
 
 
 def run_status(engine: sa.Engine, tenant: str) -> list[tuple[str, str | None]]:
@@ -76,7 +99,7 @@ def test_ctrl_c_before_the_apply_stops_and_changes_nothing(
     stage, register, tenant_slug, engine, database_url, tmp_path
 ):
     register(tenant_slug)
-    before = snapshot(engine, tenant_slug)
+    before = app_snapshot(engine, tenant_slug)
     run = SyncProcess(
         tenant_slug,
         str(tmp_path / "home"),
@@ -84,14 +107,14 @@ def test_ctrl_c_before_the_apply_stops_and_changes_nothing(
         SYNC_PIPELINE_TEST_PAUSE=f"{stage}:{PAUSE}",
     )
     run.wait_for(f"▶ {stage}")
-    time.sleep(0.5)
+    wait_until(lambda: inside(engine, tenant_slug, stage), PAUSE, f"the {stage}'s pause")
     run.ctrl_c()
     code, out, err = run.finish()
     assert code == 130, err
     assert f"Ctrl-C: stopping the sync of {tenant_slug} at the next step (now: {stage})" in err
     assert "before the apply: app.* is unchanged" in err, out
     assert "Traceback" not in err and "KeyboardInterrupt" not in err
-    assert snapshot(engine, tenant_slug) == before
+    assert app_snapshot(engine, tenant_slug) == before
     # the run's row (from the diff on) is canceled, never left running nor failed
     assert all(status == "canceled" for status, _ in run_status(engine, tenant_slug))
 
@@ -104,7 +127,7 @@ def test_ctrl_c_during_the_apply_waits_for_its_commit(
         tenant_slug, str(tmp_path / "home"), database_url, SYNC_PIPELINE_TEST_PAUSE=f"apply:{PAUSE}"
     )
     run.wait_for("▶ apply")
-    time.sleep(0.5)
+    wait_until(lambda: inside(engine, tenant_slug, "apply"), PAUSE, "the apply's pause")
     run.ctrl_c()
     code, out, err = run.finish()
     assert code == 130, err
@@ -134,11 +157,11 @@ def test_second_ctrl_c_during_the_apply_leaves_and_says_what_state_the_tenant_is
     register, tenant_slug, engine, database_url, tmp_path
 ):
     register(tenant_slug)
-    before = snapshot(engine, tenant_slug)
+    before = app_snapshot(engine, tenant_slug)
     home = str(tmp_path / "home")
     run = SyncProcess(tenant_slug, home, database_url, SYNC_PIPELINE_TEST_PAUSE=f"apply:{PAUSE}")
     run.wait_for("▶ apply")
-    time.sleep(0.5)
+    wait_until(lambda: inside(engine, tenant_slug, "apply"), PAUSE, "the apply's pause")
     run.ctrl_c()
     run.wait_for("the apply is committing; waiting")
     run.ctrl_c()
@@ -146,8 +169,9 @@ def test_second_ctrl_c_during_the_apply_leaves_and_says_what_state_the_tenant_is
     assert code == 130, err
     assert f"Ctrl-C again: {tenant_slug}: leaving now, during the apply" in err
     assert "app.* stays as it was before this sync, never half-applied" in err
-    time.sleep(0.5)  # the server notices the closed connection and rolls the apply back
-    assert snapshot(engine, tenant_slug) == before
+    # the server notices the closed connection, rolls the apply back and lets its lock go
+    wait_until(lambda: not tenant_lock_held(engine, tenant_slug), 30, "the apply's rollback")
+    assert app_snapshot(engine, tenant_slug) == before
     assert run_status(engine, tenant_slug) == [("running", None)]  # until the next sync
 
     again = SyncProcess(tenant_slug, home, database_url)

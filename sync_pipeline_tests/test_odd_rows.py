@@ -17,10 +17,9 @@ import sqlalchemy as sa
 
 from sync_pipeline.explain import lookup as explain
 from sync_pipeline.fakegraph import bundled_tenant, generate_tenant
-from sync_pipeline.registry import tenants
 from sync_pipeline.report import build as report
-from sync_pipeline_tests.conftest import settings_for, start_fake
-from sync_pipeline_tests.test_checks import evaluations, run_sync
+from sync_pipeline_tests.support.fakegraph import register_tenant, start_fake
+from sync_pipeline_tests.support.pipeline import evaluations, materialise
 
 USERS = 2000
 LATE, EARLY = "2025-12-31T00:00:00Z", "2010-01-01T00:00:00Z"
@@ -88,11 +87,9 @@ def synced(odd, engine, database_url, tmp_path_factory):
     doc = odd["doc"]
     fake = start_fake([doc], tmp_path_factory.mktemp("fakegraph-odd"))
     slug = f"odd-{secrets.token_hex(4)}"
-    settings = settings_for(slug, doc, fake, import_managers=True)
-    with engine.begin() as conn:
-        tenants.save(conn, settings)
+    settings = register_tenant(engine, slug, doc, fake, import_managers=True)
     with dg.instance_for_test() as instance:
-        result = run_sync(instance, database_url, slug)
+        result = materialise(instance, slug, database_url=database_url, raise_on_error=False)
     yield {"slug": slug, "settings": settings, "result": result}
     fake.stop()
 
@@ -203,11 +200,9 @@ def test_the_demo_tenant_syncs_with_managers_and_explains_its_cycle(engine, data
     fake = start_fake([doc], tmp_path)
     try:
         slug = f"demo-{secrets.token_hex(4)}"
-        settings = settings_for(slug, doc, fake, import_managers=True)
-        with engine.begin() as conn:
-            tenants.save(conn, settings)
+        settings = register_tenant(engine, slug, doc, fake, import_managers=True)
         with dg.instance_for_test() as instance:
-            result = run_sync(instance, database_url, slug)
+            result = materialise(instance, slug, database_url=database_url, raise_on_error=False)
     finally:
         fake.stop()
     assert result.success

@@ -6,19 +6,14 @@ or app.*, and leaks no secret. Real Postgres, the fake Graph over HTTPS through 
 
 from __future__ import annotations
 
-import secrets
-
 import dagster as dg
 import pytest
 import requests
 import sqlalchemy as sa
 
-from sync_pipeline.definitions import defs
-from sync_pipeline.defs.partitions import TENANT_PARTITIONS
-from sync_pipeline.defs.resources import Database, Graph
 from sync_pipeline.fakegraph import FakeGraph, generate_tenant
-from sync_pipeline.registry import tenants
-from sync_pipeline_tests.conftest import FAKE_SECRET, settings_for, start_fake
+from sync_pipeline_tests.support.fakegraph import FAKE_SECRET, new_tenant, start_fake
+from sync_pipeline_tests.support.pipeline import materialise
 
 STATE = {
     "staging.users": "SELECT id, user_principal_name FROM staging.users WHERE tenant = :t",
@@ -61,24 +56,6 @@ def admin(fake: FakeGraph, doc: dict, body: dict) -> list[str]:
     )
     resp.raise_for_status()
     return resp.json()["withdrawn"]
-
-
-def register(engine: sa.Engine, doc: dict, fake: FakeGraph) -> str:
-    slug = f"perm-{secrets.token_hex(4)}"
-    with engine.begin() as conn:
-        tenants.save(conn, settings_for(slug, doc, fake))
-    return slug
-
-
-def run_sync(instance, database_url: str, slug: str) -> dg.ExecuteInProcessResult:
-    if slug not in instance.get_dynamic_partitions(TENANT_PARTITIONS):
-        instance.add_dynamic_partitions(TENANT_PARTITIONS, [slug])
-    return defs.resolve_job_def("sync").execute_in_process(
-        partition_key=slug,
-        instance=instance,
-        resources={"database": Database(url=database_url), "graph": Graph()},
-        raise_on_error=False,
-    )
 
 
 def state(engine: sa.Engine, slug: str) -> dict[str, list[tuple]]:
@@ -153,8 +130,8 @@ def test_the_fake_answers_403_without_naming_the_permission(fake, doc):
 def test_a_withdrawn_permission_fails_the_sync_naming_it_and_changes_nothing(
     instance, database_url, engine, doc, fake
 ):
-    slug = register(engine, doc, fake)
-    assert run_sync(instance, database_url, slug).success
+    slug = new_tenant(engine, "perm", doc, fake)
+    assert materialise(instance, slug, database_url=database_url, raise_on_error=False).success
     before = state(engine, slug)
     assert before["app.users"] and before["staging.group_members"]
 
@@ -162,7 +139,7 @@ def test_a_withdrawn_permission_fails_the_sync_naming_it_and_changes_nothing(
     fake.add_user(doc["tenant_id"], {"userPrincipalName": "late.joiner@tailspin.example"})
     admin(fake, doc, {"withdraw": ["GroupMember.Read.All"]})
     try:
-        result = run_sync(instance, database_url, slug)
+        result = materialise(instance, slug, database_url=database_url, raise_on_error=False)
     finally:
         admin(fake, doc, {"grant": ["GroupMember.Read.All"]})
     assert not result.success
@@ -176,7 +153,7 @@ def test_a_withdrawn_permission_fails_the_sync_naming_it_and_changes_nothing(
     assert_no_secret(instance, result, engine, slug)
 
     # with the permission back, the same sync brings the change
-    again = run_sync(instance, database_url, slug)
+    again = materialise(instance, slug, database_url=database_url, raise_on_error=False)
     assert again.success
     users = {r[1] for r in state(engine, slug)["staging.users"]}
     assert "late.joiner@tailspin.example" in users
@@ -186,10 +163,10 @@ def test_a_withdrawn_permission_fails_the_sync_naming_it_and_changes_nothing(
 def test_a_first_sync_without_a_permission_writes_nothing(
     instance, database_url, engine, doc, fake, permission
 ):
-    slug = register(engine, doc, fake)
+    slug = new_tenant(engine, "perm", doc, fake)
     admin(fake, doc, {"withdraw": [permission]})
     try:
-        result = run_sync(instance, database_url, slug)
+        result = materialise(instance, slug, database_url=database_url, raise_on_error=False)
     finally:
         admin(fake, doc, {"grant": [permission]})
     assert not result.success

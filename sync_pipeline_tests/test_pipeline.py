@@ -8,25 +8,11 @@ import sqlalchemy as sa
 from sync_pipeline.definitions import defs
 from sync_pipeline.defs.extract import extract_assets
 from sync_pipeline.defs.load import app_directory, sync_diff
-from sync_pipeline.defs.partitions import TENANT_PARTITIONS
-from sync_pipeline.defs.resources import Database, Graph
 from sync_pipeline.defs.transform import directory_snapshot
 from sync_pipeline.extract.staging import COLUMNS
+from sync_pipeline_tests.support.pipeline import materialise
 
 ALL_ASSETS = [*extract_assets, directory_snapshot, sync_diff, app_directory]
-
-
-def materialize(instance, database_url: str, tenant: str, selection, **kw):
-    if tenant not in instance.get_dynamic_partitions(TENANT_PARTITIONS):
-        instance.add_dynamic_partitions(TENANT_PARTITIONS, [tenant])
-    return dg.materialize(
-        ALL_ASSETS,
-        selection=selection,
-        partition_key=tenant,
-        instance=instance,
-        resources={"database": Database(url=database_url), "graph": Graph()},
-        **kw,
-    )
 
 
 def expected_in_scope(doc: dict) -> dict[str, str]:
@@ -73,8 +59,12 @@ def test_extract_stage_reads_the_whole_directory(
     instance, database_url, engine, register, tenant_slug, fake_tenant
 ):
     register(tenant_slug)
-    result = materialize(
-        instance, database_url, tenant_slug, [k for a in extract_assets for k in a.keys]
+    result = materialise(
+        instance,
+        tenant_slug,
+        database_url=database_url,
+        assets=ALL_ASSETS,
+        selection=[k for a in extract_assets for k in a.keys],
     )
     assert result.success
     with engine.connect() as conn:
@@ -104,7 +94,9 @@ def test_full_sync_loads_in_scope_users_then_converges(
     instance, database_url, engine, register, tenant_slug, fake_tenant
 ):
     register(tenant_slug)
-    first = materialize(instance, database_url, tenant_slug, "*")
+    first = materialise(
+        instance, tenant_slug, database_url=database_url, assets=ALL_ASSETS, selection="*"
+    )
     assert first.success
     expected = expected_in_scope(fake_tenant)
     rows = app_users(engine, tenant_slug)
@@ -127,7 +119,9 @@ def test_full_sync_loads_in_scope_users_then_converges(
     assert members > 0
 
     before = [tuple(r) for r in app_users(engine, tenant_slug)]
-    second = materialize(instance, database_url, tenant_slug, "*")
+    second = materialise(
+        instance, tenant_slug, database_url=database_url, assets=ALL_ASSETS, selection="*"
+    )
     assert second.success
     applied = second.asset_materializations_for_node("app_directory")[0].metadata
     assert all(v.value == 0 for k, v in applied.items() if k.startswith(("user_", "group_")))
@@ -139,7 +133,14 @@ def test_wrong_client_secret_fails_with_the_aadsts_code_and_writes_nothing(
 ):
     monkeypatch.setenv("SP_WRONG_SECRET", "not-the-secret")
     register(tenant_slug, client_secret_env="SP_WRONG_SECRET")
-    result = materialize(instance, database_url, tenant_slug, "*", raise_on_error=False)
+    result = materialise(
+        instance,
+        tenant_slug,
+        database_url=database_url,
+        assets=ALL_ASSETS,
+        selection="*",
+        raise_on_error=False,
+    )
     assert not result.success
     failure = next(e for e in result.all_events if e.is_step_failure)
     message = failure.step_failure_data.error.message
@@ -150,13 +151,7 @@ def test_wrong_client_secret_fails_with_the_aadsts_code_and_writes_nothing(
 
 def test_sync_job_records_a_run_row(instance, database_url, register, engine, tenant_slug):
     register(tenant_slug)
-    instance.add_dynamic_partitions(TENANT_PARTITIONS, [tenant_slug])
-    job = defs.resolve_job_def("sync")
-    result = job.execute_in_process(
-        partition_key=tenant_slug,
-        instance=instance,
-        resources={"database": Database(url=database_url), "graph": Graph()},
-    )
+    result = materialise(instance, tenant_slug, database_url=database_url)
     assert result.success
     with engine.connect() as conn:
         row = conn.execute(
@@ -171,12 +166,7 @@ def test_the_apply_uses_the_diff_its_run_planned_and_checked(
     instance, database_url, register, engine, tenant_slug
 ):
     register(tenant_slug)
-    instance.add_dynamic_partitions(TENANT_PARTITIONS, [tenant_slug])
-    job = defs.resolve_job_def("sync")
-    resources = {"database": Database(url=database_url), "graph": Graph()}
-    result = job.execute_in_process(
-        partition_key=tenant_slug, instance=instance, resources=resources
-    )
+    result = materialise(instance, tenant_slug, database_url=database_url)
     assert result.success
     planned = result.asset_materializations_for_node("sync_diff")[0].metadata
     applied = result.asset_materializations_for_node("app_directory")[0].metadata
@@ -188,7 +178,13 @@ def test_the_apply_uses_the_diff_its_run_planned_and_checked(
     # The apply materialised on its own (a run with no sync_diff) computes the diff itself.
     with engine.begin() as conn:
         conn.execute(sa.text("DELETE FROM app.group_members WHERE tenant = :t"), {"t": tenant_slug})
-    alone = materialize(instance, database_url, tenant_slug, "app_directory")
+    alone = materialise(
+        instance,
+        tenant_slug,
+        database_url=database_url,
+        assets=ALL_ASSETS,
+        selection="app_directory",
+    )
     applied = alone.asset_materializations_for_node("app_directory")[0].metadata
     assert applied["diff_reused"].value is False
     assert applied["membership_add"].value == planned["membership_add"].value

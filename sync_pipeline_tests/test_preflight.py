@@ -5,14 +5,12 @@ from __future__ import annotations
 
 import socket
 import time
-from pathlib import Path
 
 import yaml
 from click.testing import CliRunner
 
 from sync_pipeline.cli import main
-
-REPO = Path(__file__).resolve().parent.parent
+from sync_pipeline.core import environment
 
 
 def sync(tenant: str) -> tuple[int, list[str], float]:
@@ -84,17 +82,13 @@ def test_a_run_meeting_a_config_error_fails_at_once_and_promises_no_retry(
     allow_retries=False, and the instance's run_retries (dagster.yaml) does not retry it."""
     import dagster as dg
 
-    from sync_pipeline.definitions import defs
-    from sync_pipeline.defs.partitions import TENANT_PARTITIONS
+    from sync_pipeline_tests.support.pipeline import materialise
 
     register(tenant_slug, client_secret_env="SP_TEST_UNSET_SECRET")
     monkeypatch.delenv("SP_TEST_UNSET_SECRET", raising=False)
-    settings = yaml.safe_load((REPO / "dagster.yaml").read_text())
+    settings = yaml.safe_load(environment.INSTANCE_TEMPLATE.read_text())  # what the CLI writes
     with dg.instance_for_test(overrides={"run_retries": settings["run_retries"]}) as instance:
-        instance.add_dynamic_partitions(TENANT_PARTITIONS, [tenant_slug])
-        result = defs.resolve_job_def("sync").execute_in_process(
-            instance=instance, partition_key=tenant_slug, raise_on_error=False
-        )
+        result = materialise(instance, tenant_slug, raise_on_error=False)
         assert not result.success
         starts = [
             e for e in result.all_events if e.is_step_start and e.step_key == "graph_directory"

@@ -203,7 +203,7 @@ def test_mapping_target_must_exist_in_the_app(engine, tenant_slug):
 
 
 def test_group_ids_must_exist_in_graph(fake_tenant, fake_graph, tenant_slug):
-    from sync_pipeline_tests.conftest import settings_for
+    from sync_pipeline_tests.support.fakegraph import settings_for
 
     real = fake_tenant["groups"][0]["id"]
     ok = settings_for(

@@ -5,16 +5,12 @@ the real command in a subprocess, against real Postgres (fresh databases, the em
 from __future__ import annotations
 
 import os
-import secrets
 import shutil
 import subprocess
 import sys
-from collections.abc import Iterator
 from pathlib import Path
 
-import pytest
 import sqlalchemy as sa
-from sqlalchemy.engine import make_url
 
 from sync_pipeline.core import db
 
@@ -33,21 +29,6 @@ def run_cli(
         cwd=cwd,
         timeout=300,
     )
-
-
-@pytest.fixture
-def fresh_database(database_url: str) -> Iterator[str]:
-    """A database of its own, never touched by a CLI before (the session's may have been)."""
-    name = f"sp_fresh_{secrets.token_hex(4)}"
-    admin = sa.create_engine(db.with_driver(database_url, "psycopg"), isolation_level="AUTOCOMMIT")
-    with admin.connect() as conn:
-        conn.execute(sa.text(f'CREATE DATABASE "{name}"'))
-    url = make_url(database_url).set(database=name).render_as_string(hide_password=False)
-    yield url
-    db.engine(url).dispose()
-    with admin.connect() as conn:
-        conn.execute(sa.text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-    admin.dispose()
 
 
 def demo_rows(url: str) -> list[dict]:

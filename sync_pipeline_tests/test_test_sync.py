@@ -7,8 +7,7 @@ import zipfile
 import dagster as dg
 import sqlalchemy as sa
 
-from sync_pipeline.definitions import defs
-from sync_pipeline.defs.partitions import TENANT_PARTITIONS
+from sync_pipeline_tests.support.pipeline import materialise
 
 APP_TABLES = ("app.users", "app.groups", "app.group_members")
 
@@ -29,10 +28,7 @@ def app_rows(engine: sa.Engine, tenant: str) -> dict[str, list[tuple]]:
 
 def run(job: str, tenant: str):
     with dg.instance_for_test() as instance:
-        instance.add_dynamic_partitions(TENANT_PARTITIONS, [tenant])
-        return defs.resolve_job_def(job).execute_in_process(
-            partition_key=tenant, instance=instance, tags={"trigger": "test"}
-        )
+        return materialise(instance, tenant, job=job, tags={"trigger": "test"})
 
 
 def test_dry_run_reports_every_change_by_email_and_leaves_the_app_untouched(

@@ -2,7 +2,9 @@
 
 Headless Chromium (Debian's package, installed by .ci/run) driven by Playwright. Without
 Chromium the test is skipped, unless SYNC_PIPELINE_REQUIRE_BROWSER=1 (CI) makes that a failure.
-Screenshots go to docs/, where the README shows them.
+Screenshots go to the test's temporary folder. The README's copies in docs/ are refreshed by
+running this test with SYNC_PIPELINE_REFRESH_SCREENSHOTS=docs (a folder, relative to the
+working directory): the screenshots are then copied there too.
 """
 
 import os
@@ -11,14 +13,15 @@ import signal
 import socket
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
 import requests
 
+from sync_pipeline_tests.support.waiting import wait_until
+
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
-DOCS = Path(__file__).resolve().parents[1] / "docs"
+REFRESH_ENV = "SYNC_PIPELINE_REFRESH_SCREENSHOTS"
 CHROMIUM_ARGS = [
     "--no-sandbox",
     "--disable-gpu",
@@ -73,17 +76,20 @@ def ui_server(tmp_path: Path, database_url: str):
         start_new_session=True,
     )
     base = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 180
-    while time.monotonic() < deadline:
+
+    def serving() -> bool:
         try:
             if requests.get(f"{base}/server_info", timeout=2).ok:
-                break
+                return True
         except requests.RequestException:
             pass
         assert proc.poll() is None, (tmp_path / "ui.log").read_text()
-        time.sleep(1)
-    else:
-        pytest.fail("the UI did not start in 180 s:\n" + (tmp_path / "ui.log").read_text())
+        return False
+
+    def awaited() -> str:
+        return "the UI to start:\n" + (tmp_path / "ui.log").read_text()
+
+    wait_until(serving, 180, awaited, interval=1)
     yield base
     os.killpg(proc.pid, signal.SIGTERM)
     try:
@@ -93,10 +99,11 @@ def ui_server(tmp_path: Path, database_url: str):
     log.close()
 
 
-def test_ui_shows_asset_graph_partitions_and_the_cli_run(ui_server: str):
+def test_ui_shows_asset_graph_partitions_and_the_cli_run(ui_server: str, tmp_path: Path):
     from playwright.sync_api import expect, sync_playwright
 
-    DOCS.mkdir(exist_ok=True)
+    shots = tmp_path / "screenshots"
+    shots.mkdir()
     with sync_playwright() as p:
         browser = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
         page = browser.new_page(viewport={"width": 1600, "height": 1000})
@@ -110,7 +117,7 @@ def test_ui_shows_asset_graph_partitions_and_the_cli_run(ui_server: str):
         for group in ("extract", "transform", "load", "report"):
             expect(page.get_by_text(group, exact=True).first).to_be_visible()
         page.wait_for_timeout(1500)  # let the graph settle for the screenshot
-        page.screenshot(path=str(DOCS / "ui-asset-graph.png"))
+        page.screenshot(path=str(shots / "ui-asset-graph.png"))
 
         # Every asset in the catalog.
         page.goto(f"{ui_server}/assets")
@@ -128,6 +135,10 @@ def test_ui_shows_asset_graph_partitions_and_the_cli_run(ui_server: str):
         expect(page.get_by_text("contoso-demo").first).to_be_visible()
         page.goto(f"{ui_server}/assets/app_directory?view=events")
         expect(page.get_by_text("user_create").first).to_be_visible()
-        page.screenshot(path=str(DOCS / "ui-app-directory.png"), full_page=True)
+        page.screenshot(path=str(shots / "ui-app-directory.png"), full_page=True)
         browser.close()
-    assert (DOCS / "ui-asset-graph.png").stat().st_size > 10_000
+    assert (shots / "ui-asset-graph.png").stat().st_size > 10_000
+    refresh = os.environ.get(REFRESH_ENV)
+    if refresh:  # asked for: the README's screenshots, refreshed
+        for shot in shots.glob("*.png"):
+            shutil.copy(shot, Path(refresh) / shot.name)

@@ -3,15 +3,17 @@
 from __future__ import annotations
 
 import os
+import shutil
 import signal
 import socket
 import subprocess
 import sys
-import time
 import urllib.request
 from pathlib import Path
 
 import pytest
+
+from sync_pipeline_tests.support.waiting import wait_until
 
 
 def _children() -> dict[int, list[int]]:
@@ -43,6 +45,36 @@ def _alive(pid: int) -> bool:
     return state != "Z"
 
 
+def _living(pids: set[int]) -> list[int]:
+    return [p for p in pids if _alive(p)]
+
+
+def _serving(proc: subprocess.Popen, port: int) -> bool:
+    """Whether the webserver on `port` answers; fails when its process has ended."""
+    if proc.poll() is not None:
+        err = proc.stderr.read().decode()[-3000:] if proc.stderr else ""
+        raise AssertionError(f"exited with {proc.returncode} before serving\n{err}")
+    try:
+        urllib.request.urlopen(f"http://127.0.0.1:{port}/server_info", timeout=2)
+    except OSError:
+        return False
+    return True
+
+
+def _settled(pid: int):
+    """A predicate: `pid`'s descendants once they are at least three and the same two polls
+    in a row (the webserver and the daemon start their own children after serving)."""
+    seen: list[set[int]] = []
+
+    def settled() -> set[int] | None:
+        family = _descendants(pid)
+        stable = len(family) >= 3 and bool(seen) and seen[-1] == family
+        seen.append(family)
+        return family if stable else None
+
+    return settled
+
+
 @pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT])
 def test_ui_stops_every_child_on_a_signal(signum, tmp_path, database_url):
     with socket.socket() as s:
@@ -54,23 +86,14 @@ def test_ui_stops_every_child_on_a_signal(signum, tmp_path, database_url):
         env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
     )  # fmt: skip
     try:
-        deadline = time.monotonic() + 180
-        while True:  # serving: the webserver, the daemon and the code server are up
-            assert ui.poll() is None and time.monotonic() < deadline, "the UI did not start"
-            try:
-                urllib.request.urlopen(f"http://127.0.0.1:{port}/server_info", timeout=2)
-                break
-            except OSError:
-                time.sleep(1)
-        time.sleep(3)
-        family = _descendants(ui.pid)
+        # serving: the webserver, the daemon and the code server are up
+        wait_until(lambda: _serving(ui, port), 180, "the UI to start", interval=1)
+        family = wait_until(_settled(ui.pid), 60, "the UI's processes to settle", interval=1)
         assert len(family) >= 3  # dagster dev, webserver, daemon (and the code server)
         ui.send_signal(signum)
         assert ui.wait(timeout=60) == 128 + signum
-        deadline = time.monotonic() + 15
-        while [p for p in family if _alive(p)] and time.monotonic() < deadline:
-            time.sleep(0.5)
-        assert [p for p in family if _alive(p)] == []
+        wait_until(lambda: not _living(family), 15, lambda: f"{_living(family)} to exit")
+        assert _living(family) == []
     finally:
         if ui.poll() is None:
             ui.kill()
@@ -78,7 +101,13 @@ def test_ui_stops_every_child_on_a_signal(signum, tmp_path, database_url):
 
 def test_dagster_dev_from_the_repository_root_needs_no_wrapper(tmp_path, database_url):
     # No DAGSTER_HOME, no SYNC_PIPELINE_DAGSTER_PG_URL: dagster.yaml in the root is enough.
+    # The root's own files, copied: dagster dev keeps its temporary instance in the working
+    # directory, which must not be the checkout (tests never write there).
     root = Path(__file__).resolve().parents[1]
+    cwd = tmp_path / "root"
+    cwd.mkdir()
+    for name in ("dagster.yaml", "workspace.yaml", "pyproject.toml"):
+        shutil.copy(root / name, cwd / name)
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
@@ -91,19 +120,11 @@ def test_dagster_dev_from_the_repository_root_needs_no_wrapper(tmp_path, databas
     env["PYTHONPATH"] = str(root)
     dev = subprocess.Popen(
         [sys.executable, "-m", "dagster", "dev", "--port", str(port)],
-        cwd=root, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+        cwd=cwd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
         start_new_session=True,
     )  # fmt: skip
     try:
-        deadline = time.monotonic() + 180
-        while True:
-            assert dev.poll() is None, dev.stderr.read().decode()[-3000:]
-            assert time.monotonic() < deadline, "dagster dev did not start"
-            try:
-                urllib.request.urlopen(f"http://127.0.0.1:{port}/server_info", timeout=2)
-                break
-            except OSError:
-                time.sleep(1)
+        wait_until(lambda: _serving(dev, port), 180, "dagster dev to start", interval=1)
     finally:
         dev.send_signal(signal.SIGINT)
         try:
