@@ -220,7 +220,7 @@ class Fake:
         self.proc.start()
         self.info = self.pipe.recv()
         self.http = requests.Session()
-        self.http.trust_env = False  # REQUESTS_CA_BUNDLE would override verify (TRAPS.md)
+        self.http.trust_env = False  # REQUESTS_CA_BUNDLE would override verify (docs/graph.md)
         self.http.verify = self.info["ca_path"]
 
     def admin(self, method: str, path: str, body: Any = None) -> Any:

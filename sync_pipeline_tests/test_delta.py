@@ -153,7 +153,7 @@ def test_fake_latest_link_then_only_later_changes_with_minimal_properties(tailsp
     # its manager changed, no property: only manager@delta says so
     assert users[u[2]] == {"id": u[2], "manager@delta": [{"@odata.type": USER_TYPE, "id": u[3]}]}
     assert set(users[new]) == set(select)
-    # without `manager` in the $select a manager change is invisible (GRAPH.md)
+    # without `manager` in the $select a manager change is invisible (docs/graph.md)
     blind = {o["id"] for page in DeltaRound(client, no_manager_link) for o in page}
     assert blind == {u[1], new}
     groups = {o["id"]: o for page in DeltaRound(client, group_link) for o in page}

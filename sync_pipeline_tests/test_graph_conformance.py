@@ -84,7 +84,7 @@ class Graph:
         if path in ("/users/delta", "/groups/delta"):
             return self._delta(kind, query)
         if path in ("/users/$count", "/groups/$count"):
-            assert headers.get("consistencylevel") == "eventual"  # GRAPH.md
+            assert headers.get("consistencylevel") == "eventual"  # docs/graph.md
             return self.counts[kind]()
         if path == "/subscribedSkus":
             return 200, {"value": []}

@@ -1,4 +1,4 @@
-"""A missing Graph permission (GRAPH.md: 403 `Authorization_RequestDenied`, "say which
+"""A missing Graph permission (docs/graph.md: 403 `Authorization_RequestDenied`, "say which
 permission"): the fake Graph withdraws an application permission through its admin API, the
 calls that need it get Graph's 403 error body (which does not name the permission), and a
 sync fails naming the tenant and the permission, writes nothing to staging, the delta links
