@@ -4,9 +4,10 @@ Each case loads a tenant made by `fakegraph.generate_tenant` into staging (COPY 
 `staging.StagingWriter`, as the extraction does), runs `rules.build_snapshot`, and compares the
 whole snapshot (users with address and every reason, groups with reason and mapping, flattened
 memberships, managers) with the one `expected_snapshot` computes here in plain Python from the
-tenant document and the rules in docs/checks.md and the settings model, independently of the SQL. test_rules.py holds the
-hand-made edge cases; this file adds realistic tenants (nesting, a cycle, case-only duplicate
-UPNs, padded addresses, guests, shared mailboxes, dynamic and mail-enabled groups).
+tenant document and the project's rules (docs/checks.md), independently of the SQL. The
+hand-made edge cases are in test_rules.py; this file adds realistic tenants (nesting, a
+cycle, case-only duplicate UPNs, padded addresses, guests, shared mailboxes, dynamic and
+mail-enabled groups).
 """
 
 from __future__ import annotations
