@@ -1,33 +1,69 @@
-"""Database access: which server, the embedded default, migrations, SQL loaded by name, locks.
+"""Database access: SQL loaded by name, planner statistics and VACUUM after loads, locks.
 
-`DATABASE_URL` selects the Postgres server. Without it an embedded PostgreSQL (pgserver, a
-pip-installed server) is started on demand in `<state folder>/pgdata` and left running, so
-later commands reuse it; `sync-pipeline db stop` stops it. The state folder is
-`$SYNC_PIPELINE_HOME`, or the user's data directory (platformdirs), never the current folder.
-No Dagster imports here.
+Also the one door to the database for the rest of the package: which server and its engine
+(server.py) and the migrations (migrations.py) are re-exported here, so callers use
+`db.engine()`, `db.upgrade()` and so on. No Dagster imports here.
 """
 
 from __future__ import annotations
 
 import functools
-import hashlib
 import logging
-import os
-import re
-import sys
 import time
-import warnings
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterator
 from contextlib import contextmanager
 from importlib import resources
 from importlib.resources.abc import Traversable
-from pathlib import Path
 
-import platformdirs
 import sqlalchemy as sa
-from sqlalchemy.engine import make_url
 
-from sync_pipeline.core import config
+from sync_pipeline.core.migrations import MIGRATIONS_DIR, MigrationError, migration_files, upgrade
+from sync_pipeline.core.server import (
+    APP_NAME,
+    OLD_DEFAULT_HOME,
+    DatabaseError,
+    DatabaseURLError,
+    check_url,
+    database_url,
+    embedded_running,
+    engine,
+    home,
+    redact,
+    stop_embedded,
+    using_embedded,
+    with_driver,
+)
+
+# The test suite starts its own embedded server with it.
+from sync_pipeline.core.server import _import_pgserver as _import_pgserver
+
+__all__ = [
+    "APP_NAME",
+    "MIGRATIONS_DIR",
+    "OLD_DEFAULT_HOME",
+    "SQL_DIR",
+    "VACUUM_MAX_PAGES",
+    "DatabaseError",
+    "DatabaseURLError",
+    "MigrationError",
+    "analyze_if_stale",
+    "check_url",
+    "database_url",
+    "embedded_running",
+    "engine",
+    "home",
+    "load_sql",
+    "migration_files",
+    "q",
+    "redact",
+    "stop_embedded",
+    "tenant_lock",
+    "upgrade",
+    "using_embedded",
+    "vacuum_after_load",
+    "vacuum_if_needed",
+    "with_driver",
+]
 
 log = logging.getLogger(__name__)
 
@@ -35,166 +71,6 @@ log = logging.getLogger(__name__)
 # sync_pipeline/sql, see pyproject.toml), so they are found as package resources wherever the
 # package is installed, never by walking up from this file.
 SQL_DIR: Traversable = resources.files("sync_pipeline") / "sql"
-MIGRATIONS_DIR: Traversable = SQL_DIR / "migrations"
-
-
-class DatabaseError(RuntimeError):
-    """The database could not be reached or prepared; the message says what to do."""
-
-
-class DatabaseURLError(DatabaseError, ValueError):
-    """DATABASE_URL is not a Postgres URL: bad input (exit 2), refused before any connection."""
-
-
-class MigrationError(DatabaseError):
-    """The migration files and what the database recorded disagree; the message says why."""
-
-
-APP_NAME = "sync-pipeline"
-OLD_DEFAULT_HOME = ".sync_pipeline"  # before 0.2 the state lived in the current folder
-
-
-def home() -> Path:
-    """The project's local state folder (embedded Postgres, Dagster home, outbox, fake Graph CA).
-
-    `$SYNC_PIPELINE_HOME`, or the user's data directory (e.g. ~/.local/share/sync-pipeline):
-    never the current folder, so a command run from elsewhere finds the same database. The
-    command that creates the default folder says where, once, on stderr.
-    """
-    chosen = config.home()
-    if chosen:
-        path = Path(chosen).expanduser().resolve()
-    else:
-        path = Path(platformdirs.user_data_dir(APP_NAME, appauthor=False)).resolve()
-    if not path.is_dir():
-        path.mkdir(parents=True, exist_ok=True)
-        if not chosen:
-            _announce_home(path)
-    return path
-
-
-def _announce_home(path: Path) -> None:
-    # stderr, not the log: the CLI shows only warnings, and scripts read stdout.
-    line = f"sync-pipeline: state (embedded Postgres, Dagster home) lives in {path}"
-    old = Path(OLD_DEFAULT_HOME).resolve()
-    if (old / "pgdata").is_dir() or (old / "dagster").is_dir():
-        line += (
-            f"; an older state folder is in {old}: to keep using it, "
-            f"export SYNC_PIPELINE_HOME={old}"
-        )
-    else:
-        line += " (set SYNC_PIPELINE_HOME to choose another folder)"
-    sys.stderr.write(line + "\n")
-
-
-def _pgdata() -> Path:
-    return home() / "pgdata"
-
-
-def embedded_running() -> bool:
-    pid_file = _pgdata() / "postmaster.pid"
-    if not pid_file.exists():
-        return False
-    try:
-        pid = int(pid_file.read_text().splitlines()[0])
-        os.kill(pid, 0)
-    except (ValueError, IndexError, ProcessLookupError, PermissionError):
-        return False
-    return True
-
-
-def _import_pgserver():
-    # Imported late (only users without DATABASE_URL need it), and quietly: platformdirs warns
-    # about an unset XDG_RUNTIME_DIR, which pgserver handles itself.
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        import pgserver
-    return pgserver
-
-
-@functools.cache
-def _embedded_uri() -> str:
-    pgserver = _import_pgserver()
-
-    # cleanup_mode=None: the server outlives this process and is reused by later commands.
-    server = pgserver.get_server(_pgdata(), cleanup_mode=None)
-    return server.get_uri()
-
-
-def using_embedded() -> bool:
-    """True when no DATABASE_URL is set: the embedded server of this machine's state folder."""
-    return not config.database_url()
-
-
-def database_url() -> str:
-    """The configured server's URL, starting the embedded one when DATABASE_URL is unset."""
-    url = config.database_url()
-    if url:
-        return check_url(url)
-    return _embedded_uri()
-
-
-_EXPECTED = "postgresql://USER[:PASSWORD]@HOST[:PORT]/DATABASE"
-
-
-def check_url(url: str, *, name: str = "DATABASE_URL") -> str:
-    """`url` if it is a Postgres URL; otherwise DatabaseURLError saying what is wrong.
-
-    Refused rather than rewritten: with_driver would turn mysql:// or sqlite:// into a
-    postgresql URL to some other server, or to none, and fail later with a puzzling error.
-    """
-    # Never echo a password: mask what sits between "user:" and "@" when the URL is unparseable.
-    shown = re.sub(r"(//[^/:@]*:)[^@/]*@", r"\1***@", url)
-    try:
-        parsed = make_url(url)
-    except (ValueError, sa.exc.ArgumentError):
-        raise DatabaseURLError(
-            f"{name} {shown!r} is not a database URL; write it as {_EXPECTED}, "
-            "or unset it to use the embedded server"
-        ) from None
-    backend = parsed.get_backend_name()
-    if backend not in ("postgresql", "postgres"):
-        raise DatabaseURLError(
-            f"{name} {redact(url)!r} is a {backend} URL; sync-pipeline needs PostgreSQL "
-            f"({_EXPECTED}), or unset {name} to use the embedded server"
-        )
-    return url
-
-
-def stop_embedded() -> bool:
-    """Stop the embedded server cleanly (pg_ctl stop -m fast). False when it was not running."""
-    if not embedded_running():
-        return False
-    pg_ctl = _import_pgserver().pg_ctl
-
-    # pgserver runs the server as its own OS user when we are root.
-    user = "pgserver" if os.geteuid() == 0 else None
-    pg_ctl(["-w", "-m", "fast", "stop"], pgdata=_pgdata(), user=user)
-    _embedded_uri.cache_clear()
-    return True
-
-
-def with_driver(url: str, driver: str) -> str:
-    """The same URL with an explicit SQLAlchemy driver (psycopg for ours, psycopg2 for Dagster).
-
-    SQLAlchemy 2.1 reads a bare postgresql:// as psycopg 3, which dagster-postgres cannot use.
-    """
-    u = make_url(url)
-    return u.set(drivername=f"postgresql+{driver}").render_as_string(hide_password=False)
-
-
-def redact(url: str) -> str:
-    return make_url(url).render_as_string(hide_password=True)
-
-
-@functools.cache
-def _engine(url: str) -> sa.Engine:
-    return sa.create_engine(with_driver(url, "psycopg"), pool_pre_ping=True, future=True)
-
-
-def engine(url: str | None = None) -> sa.Engine:
-    """A pooled engine (psycopg 3) for the configured server, one per URL and process."""
-    return _engine(url or database_url())
 
 
 @functools.cache
@@ -296,101 +172,6 @@ def vacuum_after_load(eng: sa.Engine, tables: list[str]) -> dict[str, str | floa
         "vacuumed": ", ".join(vacuumed) or "none",
         "vacuum_seconds": round(time.monotonic() - started, 3),
     }
-
-
-def migration_files() -> list[Traversable]:
-    """The numbered migration files, in order (`NNN_name.sql`)."""
-    if not MIGRATIONS_DIR.is_dir():
-        return []
-    found = [f for f in MIGRATIONS_DIR.iterdir() if _MIGRATION_NAME.fullmatch(f.name)]
-    return sorted(found, key=lambda f: f.name)
-
-
-_MIGRATION_NAME = re.compile(r"[0-9]{3}_[^/]*\.sql")
-
-
-def _checksum(body: str) -> str:
-    return hashlib.sha256(body.encode()).hexdigest()
-
-
-def upgrade(eng: sa.Engine | None = None, *, reapply: Iterable[str] = ()) -> list[str]:
-    """Apply the DDL files not yet recorded in sync.schema_migrations; returns their names.
-
-    An applied file whose content changed since is refused (MigrationError naming it), never
-    re-applied silently: the database may hold what the old text did, and whether the new text
-    is safe to run over it is the author's call. `reapply` names files to run again anyway
-    (`sync-pipeline db upgrade --reapply FILE`). No migration files at all is an error too: an
-    installation without `sql/` would otherwise start against empty schemas. A transaction-
-    scoped advisory lock keeps concurrent upgrades (the UI and a CLI sync) from racing; a
-    refusal rolls everything back.
-    """
-    eng = eng or engine()
-    files = migration_files()
-    if not files:
-        raise MigrationError(
-            f"no migration files in {MIGRATIONS_DIR}: this installation lacks the project's "
-            "sql/ folder; install sync-pipeline from its source checkout (pip install -e .)"
-        )
-    names = {path.name for path in files}
-    unknown = sorted(set(reapply) - names)
-    if unknown:
-        raise MigrationError(
-            f"--reapply {', '.join(unknown)}: no such migration file in {MIGRATIONS_DIR} "
-            f"(there are {files[0].name} ... {files[-1].name})"
-        )
-    applied: list[str] = []
-    try:
-        with eng.begin() as conn:
-            conn.execute(sa.text("SELECT pg_advisory_xact_lock(hashtext('sync-pipeline:migrate'))"))
-            conn.execute(sa.text("CREATE SCHEMA IF NOT EXISTS sync"))
-            conn.execute(
-                sa.text(
-                    "CREATE TABLE IF NOT EXISTS sync.schema_migrations ("
-                    " filename text PRIMARY KEY, checksum text NOT NULL,"
-                    " applied_at timestamptz NOT NULL DEFAULT now())"
-                )
-            )
-            done = {
-                row.filename: row
-                for row in conn.execute(
-                    sa.text("SELECT filename, checksum, applied_at FROM sync.schema_migrations")
-                )
-            }
-            for path in files:
-                body = path.read_text()
-                checksum = _checksum(body)
-                recorded = done.get(path.name)
-                if recorded is not None and recorded.checksum == checksum:
-                    continue
-                if recorded is not None and path.name not in reapply:
-                    raise MigrationError(_changed_message(path, recorded.applied_at))
-                conn.exec_driver_sql(body)
-                conn.execute(
-                    sa.text(
-                        "INSERT INTO sync.schema_migrations (filename, checksum) VALUES (:f, :c)"
-                        " ON CONFLICT (filename) DO UPDATE"
-                        " SET checksum = excluded.checksum, applied_at = now()"
-                    ),
-                    {"f": path.name, "c": checksum},
-                )
-                applied.append(path.name)
-    except sa.exc.OperationalError as exc:
-        raise DatabaseError(
-            f"cannot reach Postgres at {redact(str(eng.url))}: {exc.orig}. Check DATABASE_URL, "
-            "or unset it to use the embedded server."
-        ) from None
-    return applied
-
-
-def _changed_message(path: Traversable, applied_at: object) -> str:
-    rel = f"sql/migrations/{path.name}"
-    return (
-        f"migration {path.name} was applied to this database on {applied_at:%Y-%m-%d %H:%M %Z} "
-        f"and {rel} has changed since; an applied migration is never re-applied silently. "
-        f"Either restore the file (git checkout -- {rel}) and put the change in a new "
-        "migration file with the next number, or, if the file is idempotent and running it "
-        f"again is what you want: sync-pipeline db upgrade --reapply {path.name}"
-    )
 
 
 @contextmanager

@@ -1,189 +1,43 @@
 """The Graph client: one msal app per tenant, requests with urllib3 retries, paging to the end.
 
-Retries (429/503/504 and dropped connections) are urllib3's `Retry`, honouring `Retry-After`;
-the subclass below only adds what urllib3 lacks: fractional `Retry-After` ("2.128", as Graph
-sends) and counting the retries and the seconds spent waiting, for the run's metadata.
+GraphClient is the facade the extraction uses: tokens, one request charged to the budget,
+errors that say what to do, `$count`, pages to the end and `$batch`. The session with its
+retries is in transport.py, the credential and the msal app in credentials.py; their names
+are re-exported here.
 """
 
 from __future__ import annotations
 
-import hashlib
-import json as jsonlib
 import random
-import threading
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
-import msal
-import orjson
 import requests
-from requests.adapters import HTTPAdapter
-from urllib3.util.retry import Retry
 
-from sync_pipeline.core import config
 from sync_pipeline.core.settings import TenantSettings
 from sync_pipeline.graph.budget import Budget, cost
-from sync_pipeline.graph.errors import (
-    CredentialError,
-    GraphAuthError,
-    GraphError,
-    auth_hint,
-    permission_hint,
+from sync_pipeline.graph.credentials import KNOWN_AUTHORITIES, msal_app, resolve_credential
+from sync_pipeline.graph.errors import GraphAuthError, GraphError, auth_hint, permission_hint
+from sync_pipeline.graph.transport import (
+    RETRY_STATUSES,
+    GraphStats,
+    error_body,
+    json_body,
+    new_session,
 )
 
+__all__ = [
+    "API_VERSION",
+    "KNOWN_AUTHORITIES",
+    "RETRY_STATUSES",
+    "GraphClient",
+    "GraphStats",
+    "resolve_credential",
+]
+
 API_VERSION = "v1.0"
-# Retried on a plain request (urllib3) and on a `$batch` item alike.
-RETRY_STATUSES = (429, 500, 502, 503, 504)
-KNOWN_AUTHORITIES = {
-    "https://login.microsoftonline.com",
-    "https://login.microsoftonline.us",
-    "https://login.chinacloudapi.cn",
-}
-
-
-@dataclass
-class GraphStats:
-    """Counters for one extraction; shared by the client's threads."""
-
-    requests: int = 0
-    retries: int = 0
-    throttled: int = 0
-    wait_seconds: float = 0.0
-    budget_wait_seconds: float = 0.0
-    resource_units: int = 0
-    batches: int = 0
-    _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
-
-    def add(self, **deltas: float) -> None:
-        with self._lock:
-            for name, value in deltas.items():
-                setattr(self, name, getattr(self, name) + value)
-
-    def as_metadata(self) -> dict[str, float]:
-        return {
-            "graph_requests": self.requests,
-            "graph_retries": self.retries,
-            "graph_throttled": self.throttled,
-            "graph_wait_seconds": round(self.wait_seconds, 3),
-            "graph_resource_units": self.resource_units,
-            "graph_batches": self.batches,
-            "graph_budget_wait_seconds": round(self.budget_wait_seconds, 3),
-        }
-
-
-class _GraphRetry(Retry):
-    stats: GraphStats | None = None
-
-    def new(self, **kw: Any) -> _GraphRetry:
-        retry = super().new(**kw)
-        retry.stats = self.stats
-        return retry
-
-    def parse_retry_after(self, retry_after: str) -> float:
-        try:
-            seconds = float(retry_after)
-        except ValueError:
-            return super().parse_retry_after(retry_after)
-        return min(max(seconds, 0.0), float(self.retry_after_max))
-
-    def sleep(self, response: Any = None) -> None:
-        started = time.monotonic()
-        super().sleep(response)
-        if self.stats is not None:
-            throttled = 1 if response is not None and response.status == 429 else 0
-            self.stats.add(retries=1, throttled=throttled, wait_seconds=time.monotonic() - started)
-
-
-def _retry_policy(stats: GraphStats) -> Retry:
-    retry = _GraphRetry(
-        total=10,
-        connect=5,
-        read=5,
-        status=8,
-        other=0,
-        status_forcelist=RETRY_STATUSES,
-        allowed_methods=None,  # every call we make is a read, $batch POST included
-        backoff_factor=0.5,
-        backoff_max=60,
-        backoff_jitter=0.5,
-        respect_retry_after_header=True,
-        raise_on_status=False,
-        retry_after_max=180,
-    )
-    retry.stats = stats
-    return retry
-
-
-def _session(settings: TenantSettings, stats: GraphStats, pool: int) -> requests.Session:
-    session = requests.Session()
-    # trust_env=False: an environment REQUESTS_CA_BUNDLE would otherwise override `verify`.
-    session.trust_env = False
-    session.verify = settings.ca_bundle or True
-    adapter = HTTPAdapter(max_retries=_retry_policy(stats), pool_connections=4, pool_maxsize=pool)
-    session.mount("https://", adapter)
-    return session
-
-
-def resolve_credential(settings: TenantSettings) -> str | dict[str, str]:
-    """The client secret (from the environment) or the certificate, for msal."""
-    if settings.client_certificate_path:
-        path = Path(settings.client_certificate_path).expanduser()
-        try:
-            pem = path.read_text()
-        except OSError as exc:
-            raise CredentialError(
-                f"tenant {settings.slug}: client_certificate_path {str(path)!r} cannot be read "
-                f"({exc.strerror})"
-            ) from None
-        return {"private_key": pem, "thumbprint": settings.client_certificate_thumbprint or ""}
-    name = settings.client_secret_env
-    if not name:
-        raise CredentialError(
-            f"tenant {settings.slug}: no credential configured; set client_secret_env "
-            "(the name of an environment variable) or client_certificate_path"
-        )
-    secret = config.secret(name)
-    if not secret:
-        raise CredentialError(
-            f"tenant {settings.slug}: environment variable {name} (client_secret_env) is not set; "
-            "export the app registration's client secret value under that name"
-        )
-    return secret
-
-
-_apps: dict[tuple[str, ...], msal.ConfidentialClientApplication] = {}
-_apps_lock = threading.Lock()
-
-
-def _msal_app(
-    settings: TenantSettings, credential: str | dict[str, str], http: requests.Session
-) -> msal.ConfidentialClientApplication:
-    """One msal app per tenant and credential: msal caches the token until near expiry."""
-    fingerprint = hashlib.sha256(repr(credential).encode()).hexdigest()
-    key = (
-        settings.slug,
-        settings.client_id,
-        settings.authority_host,
-        settings.tenant_id,
-        str(settings.ca_bundle),
-        fingerprint,
-    )
-    with _apps_lock:
-        app = _apps.get(key)
-        if app is None:
-            app = msal.ConfidentialClientApplication(
-                settings.client_id,
-                client_credential=credential,
-                authority=f"{settings.authority_host}/{settings.tenant_id}",
-                instance_discovery=settings.authority_host in KNOWN_AUTHORITIES,
-                http_client=http,
-            )
-            _apps[key] = app
-        return app
 
 
 class GraphClient:
@@ -207,7 +61,7 @@ class GraphClient:
         self.stats = stats or GraphStats()
         self.base = f"{settings.graph_base_url}/{API_VERSION}"
         self.scope = [f"{settings.graph_base_url}/.default"]
-        self.http = _session(settings, self.stats, pool_size)
+        self.http = new_session(settings, self.stats, pool_size)
         self.budget = budget or Budget(settings.client_id)
         self.delegated = None
         if settings.auth_mode == "delegated" and credential is None:
@@ -216,7 +70,7 @@ class GraphClient:
             self.delegated = DelegatedTokens(settings, self.http)
             self._app = None
         else:
-            self._app = _msal_app(settings, credential or resolve_credential(settings), self.http)
+            self._app = msal_app(settings, credential or resolve_credential(settings), self.http)
 
     # -- tokens ---------------------------------------------------------------------------
     def token(self) -> str:
@@ -286,7 +140,7 @@ class GraphClient:
         used = response.headers.get("x-ms-resource-unit")
         self.stats.add(requests=1, resource_units=int(used) if used and used.isdigit() else 0)
         if response.status_code not in ok:
-            raise self._error(response.status_code, _body(response), response.headers, path)
+            raise self._error(response.status_code, error_body(response), response.headers, path)
         return response
 
     def _error(
@@ -318,7 +172,7 @@ class GraphClient:
         )
 
     def get(self, path_or_url: str, **kw: Any) -> dict[str, Any]:
-        return _json(self.request("GET", path_or_url, **kw))
+        return json_body(self.request("GET", path_or_url, **kw))
 
     def count(self, path: str) -> int | None:
         """`$count` of a collection (advanced query: ConsistencyLevel eventual), or None where
@@ -410,7 +264,7 @@ class GraphClient:
                 headers={},
                 ok=(200, 424),
             )
-            body = _json(response)
+            body = json_body(response)
             self.stats.add(batches=1)
             wait = 0.0
             for item in body.get("responses", []):
@@ -445,16 +299,3 @@ class GraphClient:
 
     def close(self) -> None:
         self.http.close()
-
-
-def _json(response: requests.Response) -> Any:
-    """The body as JSON. orjson, not requests' `.json()`: parsing 1.5 M objects was a large part
-    of a big tenant's read, on the threads that also keep the page chains going."""
-    return orjson.loads(response.content)
-
-
-def _body(response: requests.Response) -> Any:
-    try:
-        return _json(response)
-    except (ValueError, jsonlib.JSONDecodeError):
-        return {"error": {"code": "UnknownError", "message": response.reason or ""}}

@@ -1,0 +1,313 @@
+"""The TenantSettings model: a tenant's fields in the setup wizard's order, their validators,
+and `parse_settings`, which turns pydantic's errors into SettingsError.
+
+Errors name the tenant, the field and the value, so that an admin can fix them without
+reading code. No Dagster imports here (ground floor).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import re
+import ssl
+import uuid
+from pathlib import Path
+from typing import Any, Literal
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
+
+from sync_pipeline.core import settings_errors
+
+GLOBAL_GRAPH = "https://graph.microsoft.com"
+GLOBAL_LOGIN = "https://login.microsoftonline.com"
+
+EmailMethod = Literal["upn", "mail", "mail_then_upn", "primary_smtp", "primary_smtp_then_upn"]
+GroupType = Literal["microsoft365", "security"]
+
+_SLUG = re.compile(r"^[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?$")
+_ADDRESS = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
+_DOMAIN_PATTERN = re.compile(r"^\*@[^@\s*]+\.[^@\s*]+$")
+_ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+
+
+class SettingsError(ValueError):
+    """Bad tenant settings: the message names the tenant, the field and the value."""
+
+
+def default_sync_time(slug: str) -> dt.time:
+    """A time of day spread over 00:00-05:59 by the slug's hash, stable across processes."""
+    minutes = int(hashlib.sha256(slug.encode()).hexdigest(), 16) % (6 * 60)
+    return dt.time(minutes // 60, minutes % 60)
+
+
+def is_deny_entry(text: str) -> bool:
+    """An address or a *@domain pattern: what the deny list holds."""
+    return bool((_ADDRESS.match(text) and "*" not in text) or _DOMAIN_PATTERN.match(text))
+
+
+def _https_host(value: str, example: str) -> str:
+    value = value.rstrip("/")
+    m = re.match(r"^https://[^/?#\s]+$", value)
+    if not m:
+        raise ValueError(
+            f"must be an https:// host without a path (e.g. {example}); "
+            "the client adds /v1.0 itself"
+        )
+    return value
+
+
+def pem_problem(path: str) -> str | None:
+    """Why `path` cannot serve as a CA bundle (None when it can): missing, or no PEM
+    certificates. Loaded the way requests and msal will load it, so a pass here is a pass there.
+    """
+    file = Path(path).expanduser()
+    if not file.exists():
+        return "does not exist on this machine (a PEM file of CA certificates is expected)"
+    if not file.is_file():
+        return "is not a file (a PEM file of CA certificates is expected)"
+    try:
+        ssl.create_default_context(cafile=str(file))
+    except (ssl.SSLError, ValueError):  # SSLError first: it is an OSError too
+        return "holds no PEM certificate (-----BEGIN CERTIFICATE----- blocks are expected)"
+    except OSError as exc:
+        return f"cannot be read: {exc.strerror or exc}"
+    return None
+
+
+class TenantSettings(BaseModel):
+    """One tenant's settings. Field order follows the wizard."""
+
+    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+
+    slug: str = Field(description="Our key for the tenant: lower-case letters, digits, dashes.")
+    display_name: str | None = None
+
+    # auth
+    auth_mode: Literal["application", "delegated"] = "application"
+    tenant_id: str = Field(description="Microsoft's directory (tenant) id, a GUID.")
+    client_id: str = Field(description="The app registration's application (client) id.")
+    client_secret_env: str | None = Field(
+        default=None, description="Name of the environment variable holding the client secret."
+    )
+    client_certificate_path: str | None = None
+    client_certificate_thumbprint: str | None = None
+    graph_base_url: str = GLOBAL_GRAPH
+    authority_host: str = GLOBAL_LOGIN
+    ca_bundle: str | None = None
+    fake_tenant: str | None = Field(
+        default=None,
+        description="Serve this bundled fake Graph tenant in-process instead of calling Microsoft "
+        "(the demo).",
+    )
+
+    # step 2: automatic sync
+    auto_sync: bool = True
+    sync_time: dt.time | None = None
+    timezone: str = "UTC"
+
+    # step 3..11
+    email_method: EmailMethod = "upn"
+    include_groups: bool = True
+    user_scope: Literal["all", "selected_groups"] = "all"
+    scope_group_ids: list[str] = Field(default_factory=list)
+    group_mapping_enabled: bool = False
+    group_types: list[GroupType] = Field(
+        default_factory=lambda: list[GroupType](["microsoft365", "security"])
+    )
+    group_ids: list[str] = Field(default_factory=list)
+    group_mapping: dict[str, str] = Field(default_factory=dict)
+    exclude_unlicensed: bool = False
+    import_managers: bool = False
+    email_deny_list: list[str] = Field(default_factory=list)
+
+    # beyond the wizard
+    include_disabled: bool = False
+    include_guests: bool = False
+    admin_email: str | None = None
+    max_deactivation_percent: float = Field(default=10.0, ge=0, le=100)
+    max_deactivations: int = Field(default=500, ge=0)
+    drift_warn_percent: float = Field(
+        default=10.0, ge=0, le=100, description="Active users changing by more: a warning."
+    )
+    drift_error_percent: float = Field(
+        default=30.0, ge=0, le=100, description="Active users changing by more: the load stops."
+    )
+    # Graph's $count is eventually consistent (docs/graph.md): a read and the count taken around it
+    # may differ by what was created or deleted meanwhile. A difference within the larger of
+    # these two passes (recorded as metadata); a larger one means lost pages and fails the read.
+    count_tolerance_objects: int = Field(
+        default=20,
+        ge=0,
+        le=100_000,
+        description="Staged users or groups may differ from Graph's $count by this many.",
+    )
+    count_tolerance_percent: float = Field(
+        default=0.5,
+        ge=0,
+        le=10,
+        description="... or by this share of $count, whichever is larger.",
+    )
+
+    @field_validator("slug")
+    @classmethod
+    def _slug(cls, v: str) -> str:
+        if not _SLUG.match(v):
+            msg = "must be lower-case letters, digits and dashes (at most 63 characters)"
+            raise ValueError(msg)
+        return v
+
+    @field_validator("tenant_id", "client_id")
+    @classmethod
+    def _guid(cls, v: str) -> str:
+        try:
+            return str(uuid.UUID(v))
+        except ValueError:
+            msg = "is not a GUID such as 00000000-0000-0000-0000-000000000000"
+            raise ValueError(msg) from None
+
+    @field_validator("client_secret_env")
+    @classmethod
+    def _env_name(cls, v: str | None) -> str | None:
+        if v is not None and not _ENV_NAME.match(v):
+            raise ValueError(
+                "must be the NAME of an environment variable (letters, digits, _), not the secret"
+            )
+        return v
+
+    @field_validator("graph_base_url")
+    @classmethod
+    def _graph(cls, v: str) -> str:
+        return _https_host(v, GLOBAL_GRAPH)
+
+    @field_validator("authority_host")
+    @classmethod
+    def _authority(cls, v: str) -> str:
+        return _https_host(v, GLOBAL_LOGIN)
+
+    @field_validator("ca_bundle")
+    @classmethod
+    def _ca_bundle(cls, v: str | None, info: ValidationInfo) -> str | None:
+        # Checked where settings come in (import, set, add, the wizard); stored settings are
+        # read back unchecked (context check_files=False): a run on another machine, or a CA
+        # file removed since, is the run's own pre-flight check, not a reason to hide a tenant.
+        if v is None or not (info.context or {}).get("check_files", True):
+            return v
+        problem = pem_problem(v)
+        if problem:
+            raise ValueError(problem)
+        return v
+
+    @field_validator("sync_time", mode="before")
+    @classmethod
+    def _time_not_number(cls, v: Any) -> Any:
+        # pydantic reads a number as seconds after midnight (180 -> 00:03): never what is meant.
+        if isinstance(v, int | float) and not isinstance(v, bool):
+            raise ValueError("is not a time of day; use HH:MM (24-hour, e.g. 19:00)")
+        return v
+
+    @field_validator("timezone")
+    @classmethod
+    def _tz(cls, v: str) -> str:
+        try:
+            ZoneInfo(v)
+        except (ZoneInfoNotFoundError, ValueError):
+            msg = "is not a known IANA time zone (e.g. Europe/London, America/New_York)"
+            raise ValueError(msg) from None
+        return v
+
+    @field_validator("group_types")
+    @classmethod
+    def _group_types(cls, v: list[str]) -> list[str]:
+        if not v:
+            raise ValueError("must name at least one of microsoft365, security")
+        return sorted(set(v), key=["microsoft365", "security"].index)
+
+    @field_validator("email_deny_list")
+    @classmethod
+    def _deny_list(cls, v: list[str]) -> list[str]:
+        out = []
+        for entry in v:
+            e = entry.strip()
+            if not is_deny_entry(e):
+                raise ValueError(f"entry {entry!r} is neither an address nor a *@domain pattern")
+            out.append(e)
+        return out
+
+    @field_validator("scope_group_ids", "group_ids")
+    @classmethod
+    def _ids(cls, v: list[str]) -> list[str]:
+        out = [i.strip() for i in v]
+        if any(not i for i in out):
+            raise ValueError("holds an empty group id")
+        return out
+
+    @field_validator("group_mapping")
+    @classmethod
+    def _mapping(cls, v: dict[str, str]) -> dict[str, str]:
+        out = {k.strip(): name.strip() for k, name in v.items()}
+        bad = [k for k, name in out.items() if not k or not name]
+        if bad:
+            raise ValueError(f"entry {bad[0]!r} needs a Graph group id and an app group name")
+        return out
+
+    @field_validator("admin_email")
+    @classmethod
+    def _admin_email(cls, v: str | None) -> str | None:
+        if v is not None and not _ADDRESS.match(v.strip()):
+            raise ValueError("is not an email address")
+        return v.strip() if v else v
+
+    @model_validator(mode="after")
+    def _consistent(self) -> TenantSettings:
+        if self.auth_mode == "application" and not self.fake_tenant:
+            has_secret = self.client_secret_env is not None
+            has_cert = self.client_certificate_path is not None
+            if not (has_secret or has_cert):
+                raise ValueError(
+                    "application auth needs client_secret_env or client_certificate_path"
+                )
+        if self.client_certificate_path and not self.client_certificate_thumbprint:
+            raise ValueError("client_certificate_path needs client_certificate_thumbprint")
+        if self.user_scope == "selected_groups" and not self.scope_group_ids:
+            raise ValueError("user_scope selected_groups needs at least one scope_group_ids entry")
+        if self.drift_error_percent < self.drift_warn_percent:
+            raise ValueError("drift_error_percent must be at least drift_warn_percent")
+        if self.group_mapping and not self.group_mapping_enabled:
+            raise ValueError("group_mapping is set but group_mapping_enabled is false")
+        return self
+
+    @property
+    def effective_sync_time(self) -> dt.time:
+        return self.sync_time or default_sync_time(self.slug)
+
+    def to_document(self) -> dict[str, Any]:
+        """The settings as a JSON/YAML-able mapping, defaults left out (round-trips exactly)."""
+        return self.model_dump(mode="json", exclude_defaults=True) | {"slug": self.slug}
+
+
+def parse_settings(
+    data: Any, *, source: str = "settings", check_files: bool = True
+) -> TenantSettings:
+    """Validate one tenant mapping, turning pydantic's errors into ones an admin can act on.
+
+    `check_files` (the default, for settings coming in) also checks that files the settings
+    name exist here and hold what they should; stored settings are read back without it.
+    """
+    if not isinstance(data, dict):
+        raise SettingsError(f"{source}: each tenant must be a mapping, got {type(data).__name__}")
+    slug = data.get("slug", "<no slug>")
+    try:
+        return TenantSettings.model_validate(data, context={"check_files": check_files})
+    except ValidationError as exc:
+        fields = TenantSettings.model_fields
+        raise SettingsError(settings_errors.describe(exc, slug, data, source, fields)) from None
