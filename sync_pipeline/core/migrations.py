@@ -10,6 +10,7 @@ import re
 from collections.abc import Iterable
 from importlib import resources
 from importlib.resources.abc import Traversable
+from pathlib import Path
 
 import sqlalchemy as sa
 
@@ -34,6 +35,12 @@ def migration_files() -> list[Traversable]:
 _MIGRATION_NAME = re.compile(r"[0-9]{3}_[^/]*\.sql")
 
 
+def _shown(folder: Traversable) -> str:
+    """The folder as an operator finds it on disk: sync_pipeline/sql is a link to the
+    checkout's sql/, so a path is shown resolved; a resource in an archive as it is."""
+    return str(folder.resolve()) if isinstance(folder, Path) else str(folder)
+
+
 def _checksum(body: str) -> str:
     return hashlib.sha256(body.encode()).hexdigest()
 
@@ -53,14 +60,15 @@ def upgrade(eng: sa.Engine | None = None, *, reapply: Iterable[str] = ()) -> lis
     files = migration_files()
     if not files:
         raise MigrationError(
-            f"no migration files in {MIGRATIONS_DIR}: this installation lacks the project's "
-            "sql/ folder; install sync-pipeline from its source checkout (pip install -e .)"
+            f"no migration files in {_shown(MIGRATIONS_DIR)}: this installation lacks the "
+            "project's sql/ folder; reinstall sync-pipeline (its wheel carries sql/), or from "
+            "a source checkout with pip install -e ."
         )
     names = {path.name for path in files}
     unknown = sorted(set(reapply) - names)
     if unknown:
         raise MigrationError(
-            f"--reapply {', '.join(unknown)}: no such migration file in {MIGRATIONS_DIR} "
+            f"--reapply {', '.join(unknown)}: no such migration file in {_shown(MIGRATIONS_DIR)} "
             f"(there are {files[0].name} ... {files[-1].name})"
         )
     applied: list[str] = []
