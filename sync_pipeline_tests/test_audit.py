@@ -23,7 +23,7 @@ from sync_pipeline.core import db
 from sync_pipeline.load import diff
 from sync_pipeline.registry import tenants
 from sync_pipeline.transform import rules
-from sync_pipeline_tests.test_diff import (
+from sync_pipeline_tests.support.converge import (
     BASE,
     E,
     add_app_group,
@@ -31,7 +31,7 @@ from sync_pipeline_tests.test_diff import (
     add_manual_user,
     new_run,
 )
-from sync_pipeline_tests.test_rules import group, make_settings, stage, user
+from sync_pipeline_tests.support.rows import group, make_settings, stage, user
 
 KW = {"import_managers": True, "max_deactivation_percent": 100, "max_deactivations": 100}
 

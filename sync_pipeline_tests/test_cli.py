@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 import sqlalchemy as sa
+
+from sync_pipeline_tests.support.cli import run_cli
 
 COMMANDS = [
     [],
@@ -36,17 +35,6 @@ COMMANDS = [
     ["fakegraph"],
     ["fakegraph", "serve"],
 ]
-
-
-def run_cli(*args: str, env: dict[str, str] | None = None, **kw) -> subprocess.CompletedProcess:
-    return subprocess.run(
-        [sys.executable, "-m", "sync_pipeline.cli", *args],
-        capture_output=True,
-        text=True,
-        env={**os.environ, **(env or {})},
-        timeout=300,
-        **kw,
-    )
 
 
 @pytest.mark.parametrize("args", COMMANDS, ids=lambda a: " ".join(a) or "main")

@@ -10,7 +10,7 @@ from sync_pipeline.cli import main
 from sync_pipeline.explain import lookup as explain
 from sync_pipeline.registry import tenants
 from sync_pipeline.transform import rules
-from sync_pipeline_tests.test_rules import group, make_settings, stage, user
+from sync_pipeline_tests.support.rows import group, make_settings, stage, user
 
 STAGED = {
     "users": [

@@ -294,7 +294,7 @@ def test_both_read_paths_keep_an_unreadable_group(engine, doc, fake, hidden_id, 
 def test_the_diff_never_removes_memberships_of_an_unreadable_group(engine, tenant_slug):
     """Even with nothing staged for it, an unreadable group and every group above it keep
     their memberships; a user who leaves the sync still loses them."""
-    from sync_pipeline_tests.test_diff import BASE, E, changes, converge, state, sync
+    from sync_pipeline_tests.support.converge import BASE, E, changes, converge, state, sync
 
     converge(engine, tenant_slug, BASE)
     lost = {**BASE, "members": {"sales": ["ann", "emea"], "emea": []}}  # emea read as empty

@@ -10,20 +10,10 @@ from sync_pipeline.defs.extract import extract_assets
 from sync_pipeline.defs.load import app_directory, sync_diff
 from sync_pipeline.defs.transform import directory_snapshot
 from sync_pipeline.extract.staging import COLUMNS
+from sync_pipeline_tests.support.fakegraph import expected_in_scope
 from sync_pipeline_tests.support.pipeline import materialise
 
 ALL_ASSETS = [*extract_assets, directory_snapshot, sync_diff, app_directory]
-
-
-def expected_in_scope(doc: dict) -> dict[str, str]:
-    """Independently of the SQL: default settings keep enabled members with a UPN, one per
-    address (case-insensitive). Returns {lower address: graph id of some holder}."""
-    out: dict[str, str] = {}
-    for u in doc["users"]:
-        upn = (u.get("userPrincipalName") or "").strip()
-        if u["accountEnabled"] and u["userType"] == "Member" and "@" in upn:
-            out.setdefault(upn.lower(), u["id"])
-    return out
 
 
 def app_users(engine: sa.Engine, tenant: str) -> list[sa.Row]:

@@ -4,31 +4,15 @@ the real command in a subprocess, against real Postgres (fresh databases, the em
 
 from __future__ import annotations
 
-import os
 import shutil
-import subprocess
-import sys
 from pathlib import Path
 
 import sqlalchemy as sa
 
 from sync_pipeline.core import db
+from sync_pipeline_tests.support.cli import run_cli
 
 CHECKOUT = Path(__file__).resolve().parents[1]
-
-
-def run_cli(
-    *args: str, env: dict[str, str], cwd: Path | None = None, drop: tuple[str, ...] = ()
-) -> subprocess.CompletedProcess:
-    full = {k: v for k, v in {**os.environ, **env}.items() if k not in drop}
-    return subprocess.run(
-        [sys.executable, "-m", "sync_pipeline.cli", *args],
-        capture_output=True,
-        text=True,
-        env=full,
-        cwd=cwd,
-        timeout=300,
-    )
 
 
 def demo_rows(url: str) -> list[dict]:

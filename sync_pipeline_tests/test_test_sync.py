@@ -103,7 +103,7 @@ def test_a_report_too_large_to_email_counts_memberships_per_group(
     limit the email carries every other change and the memberships per group, and
     `sync-pipeline report` writes the complete list."""
     from sync_pipeline.report import build as report
-    from sync_pipeline_tests.test_cli import run_cli
+    from sync_pipeline_tests.support.cli import run_cli
 
     monkeypatch.setenv("SYNC_PIPELINE_REPORT_MAX_MB", "0.002")  # 2 KB
     register(tenant_slug, admin_email="admin@fabrikam.test")

@@ -36,7 +36,7 @@ from sqlalchemy.engine import make_url
 
 from sync_pipeline.core import db
 from sync_pipeline_tests.conftest import FAKE_SECRET, FAKE_SECRET_ENV
-from sync_pipeline_tests.test_pipeline import expected_in_scope
+from sync_pipeline_tests.support.fakegraph import expected_in_scope
 
 VENV = os.environ.get("SYNC_PIPELINE_DEPLOY_VENV")
 if not VENV:

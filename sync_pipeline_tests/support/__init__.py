@@ -4,6 +4,9 @@
 - `database`: a Postgres server, a fresh database per session or per test, tenant rows saved;
 - `fakegraph`: the bundled fake Graph started over HTTPS and tenant settings pointing at it;
 - `pipeline`: a tenant's partition materialised through Dagster;
+- `rows`: a small tenant staged with plain INSERTs, its snapshot read back;
+- `converge`: whole syncs of a staged tenant and the app.* rows they leave;
+- `cli`: the `sync-pipeline` command run as a child process;
 - `smtp`: a real SMTP server collecting what the pipeline sends;
 - `waiting`: waits on a condition with a deadline, never a fixed sleep.
 

@@ -109,3 +109,14 @@ def register(engine: sa.Engine, fake_tenant: dict, fake_graph: FakeGraph):
         return register_tenant(engine, slug, fake_tenant, fake_graph, **overrides)
 
     return _register
+
+
+def expected_in_scope(doc: dict) -> dict[str, str]:
+    """Independently of the SQL: default settings keep enabled members with a UPN, one per
+    address (case-insensitive). Returns {lower address: graph id of some holder}."""
+    out: dict[str, str] = {}
+    for u in doc["users"]:
+        upn = (u.get("userPrincipalName") or "").strip()
+        if u["accountEnabled"] and u["userType"] == "Member" and "@" in upn:
+            out.setdefault(upn.lower(), u["id"])
+    return out
