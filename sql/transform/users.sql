@@ -5,6 +5,11 @@
 -- lower-cased), exactly as the snapshot check compares them, and stored in their clean form.
 -- Manager cycles are cut here (sp_manager_cuts). Statements end with a semicolon at the end
 -- of a line.
+-- Incremental (:incremental, transform/incremental.py): only the users in sp_recompute are
+-- resolved and ranked here; every other user's row is copied from the snapshot, which already
+-- holds what this statement would compute for it. The manager links, cycles and the write
+-- below always run over every user.
+CREATE TEMP TABLE IF NOT EXISTS sp_recompute (id text PRIMARY KEY) ON COMMIT DROP;
 DROP TABLE IF EXISTS pg_temp.sp_scoped;
 CREATE TEMP TABLE sp_scoped ON COMMIT DROP AS
 SELECT DISTINCT gm.member_id AS user_id
@@ -55,6 +60,8 @@ WITH resolved AS MATERIALIZED (
         OFFSET 0  -- keep the subquery from being inlined into every use of its columns
     ) a
     WHERE u.tenant = :tenant
+      AND (NOT CAST(:incremental AS boolean)
+           OR u.id IN (SELECT r.id FROM pg_temp.sp_recompute r))
 ), flagged AS MATERIALIZED (
     SELECT
         r.*,
@@ -98,6 +105,13 @@ SELECT
               THEN ARRAY['duplicate_email'] ELSE '{}'::text[] END AS reasons,
     cardinality(k.pre_reasons) = 0 AND k.address_rank = 1 AS included
 FROM ranked k;
+INSERT INTO sp_users (
+    id, address, display_name, given_name, surname, job_title, department, reasons, included)
+SELECT s.graph_id, s.email, s.display_name, s.first_name, s.last_name, s.job_title,
+       s.department, s.reasons, s.included
+FROM sync.snapshot_users s
+WHERE CAST(:incremental AS boolean) AND s.tenant = :tenant
+  AND NOT EXISTS (SELECT 1 FROM pg_temp.sp_recompute r WHERE r.id = s.graph_id);
 CREATE UNIQUE INDEX ON sp_users (id);
 ANALYZE sp_users;
 -- The manager links the snapshot would hold: an imported user under an imported manager.

@@ -63,7 +63,7 @@ def directory_snapshot(context: dg.AssetExecutionContext, database: Database):
             unreadable.check_scope(conn, settings)
         except (SettingsError, unreadable.ScopeUnreadable) as exc:
             raise dg.Failure(str(exc), allow_retries=False) from None
-        counts = rules.build_snapshot(conn, settings)
+        counts, refresh = rules.refresh_snapshot(conn, settings)
     maintenance = metadata.plain(
         db.vacuum_after_load(database.engine(), list(rules.SNAPSHOT_TABLES))
     )
@@ -72,7 +72,8 @@ def directory_snapshot(context: dg.AssetExecutionContext, database: Database):
     user_meta |= {k: v for k, v in counts.items() if k.startswith("managers")}
     group_meta = {k: v for k, v in counts.items() if k.startswith("groups_")}
     yield dg.MaterializeResult(
-        asset_key=SNAPSHOT_USERS, metadata={**user_meta, "seconds": seconds, **maintenance}
+        asset_key=SNAPSHOT_USERS,
+        metadata={**user_meta, **refresh.metadata(), "seconds": seconds, **maintenance},
     )
     yield dg.MaterializeResult(asset_key=SNAPSHOT_GROUPS, metadata=group_meta)
     yield dg.MaterializeResult(

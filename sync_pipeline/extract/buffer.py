@@ -68,6 +68,8 @@ class BufferedWriter(StagingWriter):
 
     def clear(self, table: str) -> None:
         self.flush()
+        if table != "subscribed_skus":  # read whole every time; the transform never reads it
+            self.run("mark_full")
         super().clear(table)
 
     def delete(self, statement: str, ids: list[str]) -> None:

@@ -24,12 +24,13 @@ from __future__ import annotations
 
 import json
 import re
+from dataclasses import dataclass
 
 import sqlalchemy as sa
 
 from sync_pipeline.core import db
 from sync_pipeline.core.settings import TenantSettings
-from sync_pipeline.transform import addresses
+from sync_pipeline.transform import addresses, snapshot_state
 
 USER_REASONS = (
     "out_of_scope",
@@ -107,9 +108,35 @@ def snapshot_params(settings: TenantSettings) -> dict[str, object]:
 
 SNAPSHOT_TABLES = ("sync.snapshot_users", "sync.snapshot_groups", "sync.snapshot_memberships")
 
+# The incremental path (refresh_snapshot) is on unless a caller asks for the full one.
+INCREMENTAL = True
+# Past this share of the snapshot's users touched, the full rebuild is the cheaper one.
+INCREMENTAL_MAX_SHARE = 0.25
+_INCREMENTAL_SCRIPTS = ("incremental", "inc_memberships")
+
+
+@dataclass(frozen=True)
+class Refresh:
+    """Which path built the snapshot and how much it touched (for metadata)."""
+
+    path: str  # full | incremental
+    full_reason: str  # why the full path ran ("" when incremental)
+    keys_touched: int  # keys in the extraction's change set (users and groups)
+    users_recomputed: int  # users resolved again (incremental; every user when full)
+    groups_recomputed: int  # groups whose memberships were recomputed (incremental)
+
+    def metadata(self) -> dict[str, str | int]:
+        return {
+            "transform_path": self.path,
+            "transform_full_reason": self.full_reason,
+            "transform_keys_touched": self.keys_touched,
+            "transform_users_recomputed": self.users_recomputed,
+            "transform_groups_recomputed": self.groups_recomputed,
+        }
+
 
 def build_snapshot(conn: sa.Connection, settings: TenantSettings) -> dict[str, int]:
-    """Bring the tenant's snapshot rows to staging filtered by its settings.
+    """Bring the tenant's snapshot rows to staging filtered by its settings (the full path).
 
     The snapshot tables end up exactly as if rebuilt from scratch, but only the difference is
     written (rows gone, changed, new), so a scheduled sync over an unchanged directory writes
@@ -118,11 +145,53 @@ def build_snapshot(conn: sa.Connection, settings: TenantSettings) -> dict[str, i
     users_excluded, excluded_<reason> for every user reason, groups_included, groups_excluded,
     groups_excluded_<reason>, groups_mapped, memberships, managers_set, managers_cut_cycle.
     """
-    params = snapshot_params(settings)
-    for name in SCRIPTS:
-        run_script(conn, f"transform/{name}", params)
+    return refresh_snapshot(conn, settings, incremental=False)[0]
+
+
+def refresh_snapshot(
+    conn: sa.Connection, settings: TenantSettings, *, incremental: bool | None = None
+) -> tuple[dict[str, int], Refresh]:
+    """build_snapshot, recomputing only what the extraction's change set can have changed
+    when that is safe (snapshot_state.full_reason); the result is row for row the full
+    path's (sync_pipeline_tests/test_incremental_equality.py). Also returns which path ran."""
+    params = snapshot_params(settings) | {"incremental": False}
+    tenant = settings.slug
+    fp = snapshot_state.fingerprint(conn, params, SCRIPTS + _INCREMENTAL_SCRIPTS)
+    run_script(conn, "transform/state/consume", params)
+    touched = snapshot_state.touched(conn)
+    keys = sum(n for k, n in touched.items() if k != "full")
+    wanted = INCREMENTAL if incremental is None else incremental
+    reason = snapshot_state.full_reason(conn, tenant, fp, touched) if wanted else "asked"
+    run_script(conn, "transform/closure", params)
+    if reason is None and _scope_touched(conn, settings):
+        reason = "scope_changed"
+    if reason is None:
+        run_script(conn, "transform/incremental", params)
+        users, groups = conn.execute(db.q("transform/state/recompute_counts")).one()
+        total = conn.execute(db.q("transform/state/snapshot_users"), params).scalar_one()
+        if users > INCREMENTAL_MAX_SHARE * max(total, 1):
+            reason = "many_changes"
+    if reason is None:
+        params["incremental"] = True
+        for name in ("users", "groups", "inc_memberships"):
+            run_script(conn, f"transform/{name}", params)
+        refresh = Refresh("incremental", "", keys, int(users), int(groups))
+    else:
+        for name in SCRIPTS[1:]:
+            run_script(conn, f"transform/{name}", params)
+        refresh = Refresh("full", reason, keys, -1, -1)
     counts = {f"excluded_{r}": 0 for r in USER_REASONS}
     counts |= {f"groups_excluded_{r}": 0 for r in GROUP_REASONS}
     counts |= dict(conn.execute(db.q("transform/counts"), params).all())
-    db.analyze_if_stale(conn, list(SNAPSHOT_TABLES), settings.slug)
-    return {k: int(v) for k, v in counts.items()}
+    counts = {k: int(v) for k, v in counts.items()}
+    snapshot_state.record(conn, tenant, fp, counts)
+    db.analyze_if_stale(conn, list(SNAPSHOT_TABLES), tenant)
+    return counts, refresh
+
+
+def _scope_touched(conn: sa.Connection, settings: TenantSettings) -> bool:
+    """Whether a touched group decides who is in scope (then every user may change)."""
+    if settings.user_scope != "selected_groups":
+        return False
+    params = {"scope_group_ids": list(settings.scope_group_ids)}
+    return bool(conn.execute(db.q("transform/state/scope_touched"), params).scalar_one())
