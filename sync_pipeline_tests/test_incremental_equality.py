@@ -21,8 +21,8 @@ import sqlalchemy as sa
 from sync_pipeline.core.settings import TenantSettings
 from sync_pipeline.load import diff
 from sync_pipeline.transform import rules
-from sync_pipeline_tests.test_diff import new_run
-from sync_pipeline_tests.test_rules import group, make_settings, user
+from sync_pipeline_tests.support.converge import new_run
+from sync_pipeline_tests.support.rows import group, make_settings, user
 
 USERS_SQL = (
     "INSERT INTO staging.users (tenant, id, user_principal_name, mail, proxy_addresses,"
