@@ -2,6 +2,9 @@
 -- Users are matched by external_id (the Graph id); an unmatched snapshot user adopts an active
 -- manual app user with the same address (case-insensitive) and no external_id. Only m365 rows
 -- are ever deactivated or removed; memberships only with source 'm365'.
+-- Incremental (:incremental, load/diff.py): only the users in sp_scope_u / sp_scope_a
+-- (load/state/scope.sql) are diffed, and every other user is known to have no change;
+-- groups are always diffed whole. The same statements either way, so the two cannot drift.
 -- Statements end with a semicolon at the end of a line (rules.run_script).
 SET LOCAL jit = off;  -- see transform/closure.sql
 SET LOCAL work_mem = '256MB';
@@ -30,10 +33,16 @@ LEFT JOIN app.users x ON x.tenant = :tenant AND x.external_id = s.graph_id
 LEFT JOIN app.users a
   ON x.id IS NULL AND a.tenant = :tenant AND a.is_active AND a.source = 'manual'
  AND a.external_id IS NULL AND lower(a.email) = lower(s.email)
-WHERE s.tenant = :tenant AND s.included;
+WHERE s.tenant = :tenant AND s.included
+  AND (NOT CAST(:incremental AS boolean) OR s.graph_id IN (SELECT graph_id FROM sp_scope_u));
 CREATE UNIQUE INDEX ON sp_du (graph_id);
 CREATE INDEX ON sp_du (app_id);
 ANALYZE sp_du (graph_id, app_id, manager_graph_id, action);
+-- the adopted manual users are looked at too (their memberships)
+INSERT INTO sp_scope_a (id)
+SELECT d.app_id FROM sp_du d
+WHERE CAST(:incremental AS boolean) AND d.app_id IS NOT NULL
+ON CONFLICT DO NOTHING;
 INSERT INTO sync.diffs (tenant, run_id, entity, action, key, label, app_id, before, after)
 SELECT
     :tenant, :run_id, 'user', d.action, d.graph_id, d.email, d.app_id,
@@ -76,6 +85,7 @@ SELECT :tenant, :run_id, 'user', 'deactivate', u.external_id, u.email, u.id,
        jsonb_build_object('is_active', true), jsonb_build_object('is_active', false)
 FROM app.users u
 WHERE u.tenant = :tenant AND u.is_active AND u.source = 'm365' AND u.external_id IS NOT NULL
+  AND (NOT CAST(:incremental AS boolean) OR u.id IN (SELECT a.id FROM sp_scope_a a))
   AND NOT EXISTS (SELECT 1 FROM sp_du d WHERE d.graph_id = u.external_id);
 DROP TABLE IF EXISTS pg_temp.sp_dg;
 CREATE TEMP TABLE sp_dg ON COMMIT DROP AS
@@ -146,6 +156,7 @@ held AS (
     SELECT gm.group_id, gm.user_id, gm.source
     FROM app.group_members gm
     WHERE gm.tenant = :tenant
+      AND (NOT CAST(:incremental AS boolean) OR gm.user_id IN (SELECT a.id FROM sp_scope_a a))
 )
 SELECT w.group_app_id, w.group_external_id, w.user_app_id, w.user_external_id,
        h.group_id AS gone_group_id, h.user_id AS gone_user_id
@@ -211,7 +222,8 @@ SELECT
     jsonb_build_object('manager', nm.email, 'manager_external_id', d.manager_graph_id)
 FROM sp_du d
 LEFT JOIN app.users cur ON cur.tenant = :tenant AND cur.id = d.current_manager_id
-LEFT JOIN sp_du nm ON nm.graph_id = d.manager_graph_id
+LEFT JOIN sync.snapshot_users nm
+  ON nm.tenant = :tenant AND nm.graph_id = d.manager_graph_id AND nm.included
 WHERE CAST(:import_managers AS boolean)
   -- a manager set by hand (no external_id) stays while Graph names none
   AND cur.external_id IS DISTINCT FROM d.manager_graph_id

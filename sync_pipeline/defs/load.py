@@ -62,7 +62,7 @@ def sync_diff(context: dg.AssetExecutionContext, database: Database) -> dg.Mater
     with database.engine().begin() as conn:
         run_id = runs.ensure(conn, tenant, context.run.run_id, dry_run=is_dry_run(context))
         test_pause("diff")
-        counts = diff.compute_diff(conn, tenant, run_id, settings)
+        counts, path = diff.compute_diff_path(conn, tenant, run_id, settings)
         exceeded, message = diff.safety_check(counts, settings)
         table = diff.diff_markdown(conn, tenant, run_id)
         rows = diff.diff_rows(conn, tenant, run_id)
@@ -71,6 +71,7 @@ def sync_diff(context: dg.AssetExecutionContext, database: Database) -> dg.Mater
     return dg.MaterializeResult(
         metadata={
             **_ints(counts),
+            **path.metadata(),
             "sync_run_id": run_id,
             "within_safety_limit": not exceeded,
             "next_auto_sync": next_auto_sync(settings),

@@ -11,8 +11,10 @@ never changed, except that an active manual user with a synced address is adopte
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
+from dataclasses import dataclass
 
 import sqlalchemy as sa
 
@@ -53,8 +55,36 @@ _APPLY_STEPS: tuple[tuple[str, str, str | None], ...] = (
 )
 
 
+# The incremental diff (scope.sql) is on unless a caller asks for the whole one.
+INCREMENTAL = True
+# Past this share of the snapshot's users to look at again, the whole diff is the cheaper one.
+INCREMENTAL_MAX_SHARE = 0.25
+_FINGERPRINTED = ("load/diff", "load/state/scope")
+
+
+@dataclass(frozen=True)
+class DiffPath:
+    """How a diff was computed (for metadata): incremental or whole, and why whole."""
+
+    path: str  # full | incremental
+    full_reason: str  # "" when incremental
+    users_considered: int  # users diffed (every snapshot user when full)
+
+    def metadata(self) -> dict[str, str | int]:
+        return {
+            "diff_path": self.path,
+            "diff_full_reason": self.full_reason,
+            "diff_users_considered": self.users_considered,
+        }
+
+
 def compute_diff(
-    conn: sa.Connection, tenant: str, run_id: int, settings: TenantSettings
+    conn: sa.Connection,
+    tenant: str,
+    run_id: int,
+    settings: TenantSettings,
+    *,
+    incremental: bool | None = None,
 ) -> dict[str, int]:
     """Replace run_id's sync.diffs rows with the changes that make app.* match the snapshot.
 
@@ -62,7 +92,27 @@ def compute_diff(
     tenant's active app users before the sync) and `group_mapping_missing` (imported groups
     whose mapping target is not an existing app group; their members are skipped).
     """
-    params = {"tenant": tenant, "run_id": run_id, "import_managers": settings.import_managers}
+    return compute_diff_path(conn, tenant, run_id, settings, incremental=incremental)[0]
+
+
+def compute_diff_path(
+    conn: sa.Connection,
+    tenant: str,
+    run_id: int,
+    settings: TenantSettings,
+    *,
+    incremental: bool | None = None,
+) -> tuple[dict[str, int], DiffPath]:
+    """compute_diff, over only the users whose rows in the snapshot or in app.* changed since
+    the last applied diff (sync.diff_dirty, migration 015) when that is safe (`_full_reason`);
+    the rows are the whole diff's either way (sync_pipeline_tests/test_incremental_diff.py).
+    Also returns which path ran."""
+    params: dict[str, object] = {
+        "tenant": tenant,
+        "run_id": run_id,
+        "import_managers": settings.import_managers,
+    }
+    fp = _fingerprint(conn, settings)
     active = conn.execute(db.q("load/active_users"), params).scalar_one()
     missing = conn.execute(db.q("load/mapping_missing"), params).all()
     for graph_id, name in missing:
@@ -73,14 +123,69 @@ def compute_diff(
             graph_id,
             name,
         )
-    run_script(conn, "load/diff", params)
+    unreadable = bool(conn.execute(db.q("load/state/unreadable"), params).scalar_one())
+    run_script(conn, "load/state/scope", params)
+    considered, total = conn.execute(db.q("load/state/scope_counts"), params).one()
+    wanted = INCREMENTAL if incremental is None else incremental
+    reason = _full_reason(conn, settings, fp, unreadable) if wanted else "asked"
+    if reason is None and considered > INCREMENTAL_MAX_SHARE * max(total, 1):
+        reason = "many_changes"
+    path = (
+        DiffPath("incremental", "", int(considered))
+        if reason is None
+        else DiffPath("full", reason, int(total))
+    )
+    run_script(conn, "load/diff", params | {"incremental": reason is None})
+    conn.execute(
+        db.q("load/state/plan"),
+        params
+        | {
+            "path": path.path,
+            "full_reason": path.full_reason,
+            "fingerprint": fp,
+            "unreadable": unreadable,
+            "users_considered": path.users_considered,
+        },
+    )
     counts = dict.fromkeys(COUNT_KEYS, 0)
     counts |= dict(conn.execute(db.q("load/diff_counts"), params).all())
     counts["active_users"] = active
     counts["group_mapping_missing"] = len(missing)
     counts = {k: int(v) for k, v in counts.items()}
     runs.set_planned(conn, run_id, counts)
-    return counts
+    return counts, path
+
+
+def _fingerprint(conn: sa.Connection, settings: TenantSettings) -> str:
+    """One hash of what the diff reads besides the two sides' rows: the settings it binds,
+    the newest migration and its SQL. A change makes the next diff whole."""
+    schema = conn.execute(db.q("transform/state/schema_version")).scalar_one_or_none()
+    digest = hashlib.sha256(
+        json.dumps(
+            [settings.import_managers, settings.group_mapping_enabled, str(schema)]
+        ).encode()
+    )
+    for name in _FINGERPRINTED:
+        digest.update(db.load_sql(name).encode())
+    return digest.hexdigest()
+
+
+def _full_reason(
+    conn: sa.Connection, settings: TenantSettings, fp: str, unreadable: bool
+) -> str | None:
+    """Why the diff must be computed whole, or None when the change set suffices."""
+    state = conn.execute(db.q("load/state/read"), {"tenant": settings.slug}).one_or_none()
+    if state is None:
+        return "first_diff"  # never applied (or a TRUNCATE forgot it)
+    if state.fingerprint != fp:
+        return "settings_or_schema_changed"
+    if settings.group_mapping_enabled:
+        # several Graph groups onto one app group: a membership depends on other groups'
+        return "group_mapping"
+    if unreadable or state.unreadable:
+        # kept memberships of unreadable groups depend on the read, not on the rows
+        return "unreadable_groups"
+    return None
 
 
 def planned_diff(
@@ -112,6 +217,9 @@ def apply_diff(conn: sa.Connection, tenant: str, run_id: int) -> dict[str, int]:
     each step actually changed.
     """
     params = {"tenant": tenant, "run_id": run_id}
+    # the apply's own writes bring keys in line with the snapshot: not recorded as changes
+    # to diff again (migration 015); the app's writes, and an undo's, are
+    conn.execute(db.q("load/state/writer"), {"writer": "sync"})
     run_script(conn, "audit/prior", params)  # prior values the diff rows do not carry
     counts = {}
     for key, name, action in _APPLY_STEPS:
@@ -121,6 +229,8 @@ def apply_diff(conn: sa.Connection, tenant: str, run_id: int) -> dict[str, int]:
         if not key.startswith("_"):
             counts[key] = done[-1] if done else 0
     recorded = sum(n for n in run_script(conn, "audit/record", params) if n > 0)
+    run_script(conn, "load/state/consume", params)
+    conn.execute(db.q("load/state/writer"), {"writer": ""})
     log.info("tenant %s: run %s applied and recorded %s changes", tenant, run_id, recorded)
     return counts
 
