@@ -161,9 +161,7 @@ def _fingerprint(conn: sa.Connection, settings: TenantSettings) -> str:
     the newest migration and its SQL. A change makes the next diff whole."""
     schema = conn.execute(db.q("transform/state/schema_version")).scalar_one_or_none()
     digest = hashlib.sha256(
-        json.dumps(
-            [settings.import_managers, settings.group_mapping_enabled, str(schema)]
-        ).encode()
+        json.dumps([settings.import_managers, settings.group_mapping_enabled, str(schema)]).encode()
     )
     for name in _FINGERPRINTED:
         digest.update(db.load_sql(name).encode())
