@@ -21,7 +21,14 @@ from sync_pipeline.core import db
 # - work_mem: room to hash ~100k keys without spilling batches to disk (the default is 4 MB).
 # - jit off: a plan this size crosses jit_above_cost, and compiling it (~30 ms) is not repaid.
 MEMBERSHIP_PLANNER = {"random_page_cost": "1.1", "work_mem": "64MB", "jit": "off"}
-MEMBERSHIP_STATEMENTS = frozenset({"staging_members", "snapshot_memberships"})
+MEMBERSHIP_STATEMENTS = frozenset(
+    {
+        "staging_members",
+        "snapshot_memberships",
+        "staging_members_changed",
+        "snapshot_memberships_changed",
+    }
+)
 
 
 def load(conn: sa.Connection, name: str, params: dict[str, Any]) -> pd.DataFrame:

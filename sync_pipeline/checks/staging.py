@@ -9,6 +9,7 @@ import sqlalchemy as sa
 from sync_pipeline.checks.frames import load
 from sync_pipeline.checks.gxrun import validate
 from sync_pipeline.checks.outcome import Outcome
+from sync_pipeline.checks.scope import Scope
 from sync_pipeline.core import db
 
 # Directory objects Graph lists as group members that we do not stage, and that are fine.
@@ -28,12 +29,39 @@ def _with_count(outcome: Outcome, extracted: int | None) -> Outcome:
 # -- the suites, one function per asset ---------------------------------------------------------
 
 
-def check_staging_users(conn: sa.Connection, tenant: str) -> Outcome:
-    """staging.users: ids, userPrincipalName, accountEnabled, and the extraction's count."""
+def check_staging_users(conn: sa.Connection, tenant: str, scope: Scope | None = None) -> Outcome:
+    """staging.users: ids, userPrincipalName, accountEnabled, and the extraction's count.
+
+    Daily (`scope` not whole): the users the extraction wrote, and the count of every staged
+    user (an index-only count) against the extraction's."""
     extracted = _extracted(conn, tenant).get("users")
-    frame = load(conn, "staging_users", {"tenant": tenant})
-    params = {"extracted_rows": len(frame) if extracted is None else extracted}
-    return _with_count(validate("staging_users", frame, params), extracted)
+    if scope is None or scope.whole:
+        frame = load(conn, "staging_users", {"tenant": tenant})
+        params = {"extracted_rows": len(frame) if extracted is None else extracted}
+        outcome = _with_count(validate("staging_users", frame, params), extracted)
+    else:
+        frame = load(conn, "staging_users_changed", {"tenant": tenant})
+        # the frame is the changed rows: its own length; the count is checked whole below
+        outcome = validate("staging_users", frame, {"extracted_rows": len(frame)})
+        staged = int(
+            conn.execute(db.q("checks/staged_users_count"), {"tenant": tenant}).scalar_one()
+        )
+        _add_count(outcome, staged, extracted, "staging_row_count")
+    if scope is not None:
+        outcome.facts |= scope.facts()
+    return outcome
+
+
+def _add_count(outcome: Outcome, staged: int, extracted: int | None, suite: str) -> None:
+    """A one-row suite (`suite`): staged rows = rows the extraction counted."""
+    count = pd.DataFrame(
+        [{"staged": staged, "extracted": staged if extracted is None else extracted}]
+    )
+    counted = validate(suite, count)
+    outcome.evaluated += counted.evaluated
+    outcome.failures += counted.failures
+    outcome.seconds = round(outcome.seconds + counted.seconds, 3)
+    outcome.facts |= {"rows_staged": staged, "rows_extracted": extracted}
 
 
 def check_staging_groups(conn: sa.Connection, tenant: str) -> Outcome:
@@ -44,20 +72,28 @@ def check_staging_groups(conn: sa.Connection, tenant: str) -> Outcome:
     return _with_count(validate("staging_groups", frame, params), extracted)
 
 
-def check_staging_members(conn: sa.Connection, tenant: str) -> Outcome:
-    """staging.group_members: known groups and members, and the extraction's count."""
+def check_staging_members(conn: sa.Connection, tenant: str, scope: Scope | None = None) -> Outcome:
+    """staging.group_members: known groups and members, and the extraction's count.
+
+    Daily (`scope` not whole): the groups whose members the extraction wrote and the groups
+    of the users it wrote; the membership count is whole."""
     extracted = _extracted(conn, tenant).get("group_members")
+    whole = scope is None or scope.whole
     frame = load(
-        conn, "staging_members", {"tenant": tenant, "other_types": list(OTHER_MEMBER_TYPES)}
+        conn,
+        "staging_members" if whole else "staging_members_changed",
+        {"tenant": tenant, "other_types": list(OTHER_MEMBER_TYPES)},
     )
-    staged = int(frame["memberships_staged"].iloc[0]) if len(frame) else 0
+    if len(frame):
+        staged = int(frame["memberships_staged"].iloc[0])
+    elif whole:
+        staged = 0
+    else:
+        staged = int(
+            conn.execute(db.q("checks/staged_members_count"), {"tenant": tenant}).scalar_one()
+        )
     outcome = validate("staging_members", frame.drop(columns="memberships_staged"))
-    count = pd.DataFrame(
-        [{"staged": staged, "extracted": staged if extracted is None else extracted}]
-    )
-    counted = validate("staging_member_count", count)
-    outcome.evaluated += counted.evaluated
-    outcome.failures += counted.failures
-    outcome.seconds = round(outcome.seconds + counted.seconds, 3)
-    outcome.facts |= {"rows_staged": staged, "rows_extracted": extracted}
+    _add_count(outcome, staged, extracted, "staging_member_count")
+    if scope is not None:
+        outcome.facts |= scope.facts()
     return outcome

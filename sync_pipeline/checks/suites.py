@@ -26,6 +26,7 @@ SAMPLE_COLUMNS = {
     "staging_groups": ["id", "display_name"],
     "staging_members": ["group_id", "missing_sample", "unknown_type_sample"],
     "staging_member_count": ["staged", "extracted"],
+    "staging_row_count": ["staged", "extracted"],
     "snapshot_users": ["graph_id", "email", "manager_graph_id"],
     "snapshot_groups": ["graph_id", "name"],
     "snapshot_odd_rows": ["kind", "graph_id", "reason", "detail"],
@@ -111,6 +112,15 @@ def _staging() -> dict[str, list[Expectation]]:
                 description="every member is a user, a group or a known directory object type "
                 "(others are ignored by the transform)",
                 severity=FailureSeverity.WARNING,
+            ),
+        ],
+        # a daily staging_users check (checks/scope.py) validates the changed rows, and this
+        # one row: every staged user counted (an index-only count) against the extraction
+        "staging_row_count": [
+            e.ExpectColumnPairValuesToBeEqual(
+                column_A="staged",
+                column_B="extracted",
+                description="staged rows = rows the extraction counted",
             ),
         ],
         # validated with staging_members (the same check): one row, the tenant's membership

@@ -142,6 +142,14 @@ class TenantSettings(BaseModel):
     drift_error_percent: float = Field(
         default=30.0, ge=0, le=100, description="Active users changing by more: the load stops."
     )
+    # The checks validate what changed; the whole of every suite runs after a full read and
+    # at least this often (checks/scope.py).
+    full_verification_days: int = Field(
+        default=7,
+        ge=1,
+        le=90,
+        description="Days between whole runs of every check suite (each sync checks what changed).",
+    )
     # Graph's $count is eventually consistent (docs/graph.md): a read and the count taken around it
     # may differ by what was created or deleted meanwhile. A difference within the larger of
     # these two passes (recorded as metadata); a larger one means lost pages and fails the read.

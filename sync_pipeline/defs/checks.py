@@ -23,7 +23,7 @@ from typing import Any
 import dagster as dg
 import sqlalchemy as sa
 
-from sync_pipeline.checks import expectations
+from sync_pipeline.checks import expectations, scope
 from sync_pipeline.defs.load import sync_diff
 from sync_pipeline.defs.partitions import tenant_partitions
 from sync_pipeline.defs.resources import Database
@@ -215,11 +215,41 @@ def _diff_fields(
     return expectations.check_diff_fields(conn, tenant, run_id)
 
 
+def _scoped(check: Callable[..., expectations.Outcome], name: str, stage: str) -> Evaluate:
+    """A check of (conn, tenant, scope) on the rows that changed, or whole when due
+    (checks/scope.py); a whole pass that found nothing wrong is recorded."""
+
+    def evaluate(
+        ctx: dg.AssetCheckExecutionContext, database: Database, conn: sa.Connection, tenant: str
+    ) -> expectations.Outcome:
+        extent = scope.decide(conn, database.tenant_settings(tenant), name, stage)
+        outcome = check(conn, tenant, extent)
+        scope.record(conn, tenant, extent, outcome.passed)
+        return outcome
+
+    return evaluate
+
+
+def _scoped_settings(check: Callable[..., expectations.Outcome], name: str) -> Evaluate:
+    """_scoped, for a snapshot check of (conn, settings, scope)."""
+
+    def evaluate(
+        ctx: dg.AssetCheckExecutionContext, database: Database, conn: sa.Connection, tenant: str
+    ) -> expectations.Outcome:
+        settings = database.tenant_settings(tenant)
+        extent = scope.decide(conn, settings, name, "snapshot")
+        outcome = check(conn, settings, extent)
+        scope.record(conn, tenant, extent, outcome.passed)
+        return outcome
+
+    return evaluate
+
+
 STAGING_CHECKS = [
     Check(
         "staging_users_valid",
         GRAPH_USERS,
-        lambda ctx, db, conn, tenant: expectations.check_staging_users(conn, tenant),
+        _scoped(expectations.check_staging_users, "staging_users_valid", "staging"),
         "Staged users: ids present and unique, as many as the extraction counted, "
         "userPrincipalName and accountEnabled present (a malformed UPN only warns).",
     ),
@@ -232,7 +262,7 @@ STAGING_CHECKS = [
     Check(
         "staging_members_valid",
         GRAPH_GROUP_MEMBERS,
-        lambda ctx, db, conn, tenant: expectations.check_staging_members(conn, tenant),
+        _scoped(expectations.check_staging_members, "staging_members_valid", "staging"),
         "Staged memberships: every user or group member was staged, no members of unstaged "
         "groups, as many as the extraction counted; members of a type we do not know (not a "
         "user, group, contact, device or service principal) only warn.",
@@ -244,9 +274,7 @@ SNAPSHOT_CHECKS = [
     Check(
         "snapshot_users_valid",
         SNAPSHOT_USERS,
-        lambda ctx, db, conn, tenant: expectations.check_snapshot_users(
-            conn, db.tenant_settings(tenant)
-        ),
+        _scoped_settings(expectations.check_snapshot_users, "snapshot_users_valid"),
         "Imported users: an address that is present, well-formed, unique (case, Unicode width "
         "and spaces ignored) and not denied; managers are imported users, with no cycles.",
     ),
@@ -280,7 +308,7 @@ SNAPSHOT_CHECKS = [
     Check(
         "snapshot_memberships_valid",
         SNAPSHOT_MEMBERSHIPS,
-        lambda ctx, db, conn, tenant: expectations.check_snapshot_memberships(conn, tenant),
+        _scoped(expectations.check_snapshot_memberships, "snapshot_memberships_valid", "snapshot"),
         "Memberships point at imported snapshot groups and users.",
     ),
 ]

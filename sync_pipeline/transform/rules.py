@@ -184,7 +184,7 @@ def refresh_snapshot(
     counts |= {f"groups_excluded_{r}": 0 for r in GROUP_REASONS}
     counts |= dict(conn.execute(db.q("transform/counts"), params).all())
     counts = {k: int(v) for k, v in counts.items()}
-    snapshot_state.record(conn, tenant, fp, counts)
+    snapshot_state.record(conn, tenant, fp, counts, refresh.path)
     db.analyze_if_stale(conn, list(SNAPSHOT_TABLES), tenant)
     return counts, refresh
 

@@ -49,7 +49,9 @@ def full_reason(conn: sa.Connection, tenant: str, fp: str, touched: dict[str, in
     return None
 
 
-def record(conn: sa.Connection, tenant: str, fp: str, counts: dict[str, int]) -> None:
+def record(
+    conn: sa.Connection, tenant: str, fp: str, counts: dict[str, int], path: str = "full"
+) -> None:
     """Remember what the snapshot was just built from (see full_reason)."""
     conn.execute(
         db.q("transform/state/record"),
@@ -59,5 +61,6 @@ def record(conn: sa.Connection, tenant: str, fp: str, counts: dict[str, int]) ->
             "users": counts["users_included"] + counts["users_excluded"],
             "groups": counts["groups_included"] + counts["groups_excluded"],
             "memberships": counts["memberships"],
+            "path": path,
         },
     )

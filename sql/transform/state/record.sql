@@ -1,6 +1,6 @@
--- What the tenant's snapshot was just built from, and its row counts.
-INSERT INTO sync.snapshot_state (tenant, fingerprint, users, groups, memberships, built_at)
-VALUES (:tenant, :fingerprint, :users, :groups, :memberships, now())
+-- What the tenant's snapshot was just built from, by which path, and its row counts.
+INSERT INTO sync.snapshot_state (tenant, fingerprint, users, groups, memberships, built_at, path)
+VALUES (:tenant, :fingerprint, :users, :groups, :memberships, now(), :path)
 ON CONFLICT (tenant) DO UPDATE
 SET fingerprint = EXCLUDED.fingerprint, users = EXCLUDED.users, groups = EXCLUDED.groups,
-    memberships = EXCLUDED.memberships, built_at = EXCLUDED.built_at
+    memberships = EXCLUDED.memberships, built_at = EXCLUDED.built_at, path = EXCLUDED.path

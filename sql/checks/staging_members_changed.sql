@@ -1,0 +1,60 @@
+-- staging_members.sql for the groups whose member list this extraction wrote since the last
+-- transform, and the groups of the users it wrote (sync.touched, migration 014): the same
+-- columns, for a daily check (checks/scope.py). The tenant's membership count is whole (an
+-- index-only count).
+WITH grp AS (
+    SELECT t.id AS group_id
+    FROM sync.touched t
+    WHERE t.tenant = :tenant AND t.kind IN ('group', 'members')
+    UNION
+    SELECT gm.group_id
+    FROM sync.touched t
+    JOIN staging.group_members gm ON gm.tenant = :tenant AND gm.member_id = t.id
+    WHERE t.tenant = :tenant AND t.kind = 'user'
+), looked AS (
+    SELECT
+        g.group_id,
+        gm.member_id,
+        gm.member_type,
+        gm.member_type IN ('user', 'group')
+            AND NOT EXISTS (SELECT 1 FROM staging.users u
+                            WHERE u.tenant = :tenant AND u.id = gm.member_id)
+            AND NOT EXISTS (SELECT 1 FROM staging.groups s
+                            WHERE s.tenant = :tenant AND s.id = gm.member_id) AS missing,
+        gm.member_type IS NOT NULL AND gm.member_type NOT IN ('user', 'group')
+            AND NOT gm.member_type = ANY (CAST(:other_types AS text[]))
+            AND NOT EXISTS (SELECT 1 FROM staging.users u
+                            WHERE u.tenant = :tenant AND u.id = gm.member_id)
+            AND NOT EXISTS (SELECT 1 FROM staging.groups s
+                            WHERE s.tenant = :tenant AND s.id = gm.member_id) AS unknown_type
+    FROM grp g
+    LEFT JOIN staging.group_members gm ON gm.tenant = :tenant AND gm.group_id = g.group_id
+), per_group AS (
+    SELECT
+        l.group_id,
+        count(l.member_id) AS members,
+        count(*) FILTER (WHERE l.missing) AS missing_members,
+        count(*) FILTER (WHERE l.unknown_type) AS unknown_type_members,
+        min(l.member_type || ':' || l.member_id) FILTER (WHERE l.missing) AS first_missing,
+        max(l.member_type || ':' || l.member_id) FILTER (WHERE l.missing) AS last_missing,
+        min(l.member_type || ':' || l.member_id) FILTER (WHERE l.unknown_type)
+            AS first_unknown_type,
+        max(l.member_type || ':' || l.member_id) FILTER (WHERE l.unknown_type)
+            AS last_unknown_type
+    FROM looked l
+    GROUP BY l.group_id
+)
+SELECT
+    p.group_id,
+    EXISTS (SELECT 1 FROM staging.groups s WHERE s.tenant = :tenant AND s.id = p.group_id)
+        AS group_staged,
+    p.missing_members,
+    concat_ws(', ', p.first_missing, nullif(p.last_missing, p.first_missing)) AS missing_sample,
+    p.unknown_type_members,
+    concat_ws(', ', p.first_unknown_type, nullif(p.last_unknown_type, p.first_unknown_type))
+        AS unknown_type_sample,
+    (SELECT count(*) FROM staging.group_members WHERE tenant = :tenant) AS memberships_staged
+FROM per_group p
+-- a group gone from staging with its members gone too is no row, as in the whole query
+WHERE p.members > 0
+   OR EXISTS (SELECT 1 FROM staging.groups s WHERE s.tenant = :tenant AND s.id = p.group_id)

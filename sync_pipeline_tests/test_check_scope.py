@@ -1,0 +1,135 @@
+"""Checks that cost what changed (checks/scope.py): a daily check validates the rows that
+changed plus aggregates over all (counts, addresses held twice); every check runs whole when
+it never has, when its last whole pass is older than full_verification_days, after a full
+read and after a full rebuild of the snapshot. Real Postgres; rows written with plain SQL
+(the triggers of migrations 014 and 015 record the change set, as for any writer)."""
+
+from __future__ import annotations
+
+import secrets
+
+import sqlalchemy as sa
+
+from sync_pipeline.checks import expectations, scope
+from sync_pipeline_tests.support.rows import make_settings
+
+SNAPSHOT_SQL = (
+    "INSERT INTO sync.snapshot_users (tenant, graph_id, included, email, manager_graph_id)"
+    " VALUES (:t, :g, true, :e, :m)"
+)
+
+
+def settle(conn: sa.Connection, tenant: str) -> None:
+    """What an apply does to the change set: everything seen is in line now; the snapshot
+    was last built incrementally."""
+    conn.execute(sa.text("DELETE FROM sync.diff_dirty WHERE tenant = :t"), {"t": tenant})
+    conn.execute(sa.text("DELETE FROM sync.touched WHERE tenant = :t"), {"t": tenant})
+    conn.execute(
+        sa.text(
+            "INSERT INTO sync.snapshot_state (tenant, fingerprint, users, groups, memberships,"
+            " path) VALUES (:t, '', 0, 0, 0, 'incremental') ON CONFLICT (tenant) DO UPDATE"
+            " SET path = 'incremental'"
+        ),
+        {"t": tenant},
+    )
+
+
+def failed(outcome: expectations.Outcome) -> set[str]:
+    return {f.expectation for f in outcome.failures}
+
+
+def test_snapshot_users_daily_sees_changes_and_the_whole_pass_the_rest(engine):
+    t = f"cs-{secrets.token_hex(4)}"
+    settings = make_settings(t)
+    with engine.connect() as conn:
+        for g, e, m in (("u1", "a@x.com", None), ("u2", "b@x.com", "u1"), ("u3", "c@x.com", "u1"),
+                        ("u4", "d@x.com", "u3")):  # fmt: skip
+            conn.execute(sa.text(SNAPSHOT_SQL), {"t": t, "g": g, "e": e, "m": m})
+        conn.commit()
+        # the first check of a tenant is whole, and a clean whole pass is recorded
+        first = scope.decide(conn, settings, "snapshot_users_valid", "snapshot")
+        assert first.whole and first.reason == "never_verified"
+        outcome = expectations.check_snapshot_users(conn, settings, first)
+        assert outcome.passed and outcome.rows == 4
+        scope.record(conn, t, first, outcome.passed)
+        settle(conn, t)
+        conn.commit()
+
+        # nothing changed: a daily check reads no user row
+        daily = scope.decide(conn, settings, "snapshot_users_valid", "snapshot")
+        assert not daily.whole and daily.verified_at is not None
+        outcome = expectations.check_snapshot_users(conn, settings, daily)
+        assert outcome.passed and outcome.rows == 0
+        assert outcome.facts["verification"] == "changed rows"
+        assert outcome.facts["whole_verification_age_hours"] < 1
+
+        # a changed row closes a manager cycle through unchanged ones: found from the change
+        conn.execute(sa.text("UPDATE sync.snapshot_users SET manager_graph_id = 'u4'"
+                             " WHERE tenant = :t AND graph_id = 'u1'"), {"t": t})  # fmt: skip
+        # a new row takes an unchanged row's address: the aggregate over all finds both
+        conn.execute(sa.text(SNAPSHOT_SQL), {"t": t, "g": "u5", "e": "B@x.com", "m": None})
+        outcome = expectations.check_snapshot_users(conn, settings, daily)
+        assert failed(outcome) == {
+            "expect_column_values_to_be_in_set(manager_chain_ends)",
+            "expect_column_values_to_be_unique(address_key)",
+        }
+        assert outcome.rows < 6  # u1, its reports u2 and u3, u5 and the address's holder u2
+        conn.rollback()
+
+        # a row broken behind the change set's back (triggers off: a restore, a hand edit in
+        # another tool) is not seen daily; the whole pass, when due, finds it
+        conn.execute(sa.text("SET session_replication_role = replica"))
+        conn.execute(sa.text("UPDATE sync.snapshot_users SET manager_graph_id = 'gone'"
+                             " WHERE tenant = :t AND graph_id = 'u4'"), {"t": t})  # fmt: skip
+        conn.execute(sa.text("SET session_replication_role = origin"))
+        conn.commit()
+        assert expectations.check_snapshot_users(conn, settings, daily).passed
+        conn.execute(sa.text("UPDATE sync.verifications SET verified_at = now() - interval"
+                             " '8 days' WHERE tenant = :t"), {"t": t})  # fmt: skip
+        due = scope.decide(conn, settings, "snapshot_users_valid", "snapshot")
+        assert due.whole and due.reason == "due"
+        assert due.facts()["whole_verification_age_hours"] >= 8 * 24
+        outcome = expectations.check_snapshot_users(conn, settings, due)
+        assert failed(outcome) == {"expect_column_values_to_be_in_set(manager_known)"}
+        scope.record(conn, t, due, outcome.passed)  # a failed whole pass is not recorded
+        assert scope.decide(conn, settings, "snapshot_users_valid", "snapshot").whole
+        # a longer period, set per tenant, makes it daily again
+        longer = make_settings(t, full_verification_days=30)
+        assert not scope.decide(conn, longer, "snapshot_users_valid", "snapshot").whole
+        # a full rebuild of the snapshot makes the next snapshot checks whole
+        conn.execute(sa.text("UPDATE sync.snapshot_state SET path = 'full' WHERE tenant = :t"),
+                     {"t": t})  # fmt: skip
+        rebuilt = scope.decide(conn, longer, "snapshot_users_valid", "snapshot")
+        assert rebuilt.whole and rebuilt.reason == "full_rebuild"
+        conn.rollback()
+
+
+def test_staging_daily_sees_the_rows_written_and_counts_all(engine):
+    t = f"cs-{secrets.token_hex(4)}"
+    settings = make_settings(t)
+    insert = sa.text(
+        "INSERT INTO staging.users (tenant, id, user_principal_name, account_enabled)"
+        " VALUES (:t, :i, :u, :e)"
+    )
+    with engine.connect() as conn:
+        for i in range(5):
+            conn.execute(insert, {"t": t, "i": f"u{i}", "u": f"u{i}@x.com", "e": True})
+        conn.execute(sa.text("INSERT INTO sync.verifications (tenant, check_name) VALUES"
+                             " (:t, 'staging_users_valid')"), {"t": t})  # fmt: skip
+        settle(conn, t)
+        conn.commit()
+        # a delta round writes one user, without accountEnabled
+        conn.execute(insert, {"t": t, "i": "u9", "u": "u9@x.com", "e": None})
+        daily = scope.decide(conn, settings, "staging_users_valid", "staging")
+        assert not daily.whole
+        outcome = expectations.check_staging_users(conn, t, daily)
+        assert outcome.rows == 1
+        assert failed(outcome) == {"expect_column_values_to_not_be_null(account_enabled)"}
+        assert outcome.facts["rows_staged"] == 6  # counted over all
+        # a full read makes the staging checks whole
+        conn.execute(sa.text("INSERT INTO sync.touched (tenant, kind, id) VALUES"
+                             " (:t, 'full', '')"), {"t": t})  # fmt: skip
+        whole = scope.decide(conn, settings, "staging_users_valid", "staging")
+        assert whole.whole and whole.reason == "full_read"
+        assert expectations.check_staging_users(conn, t, whole).rows == 6
+        conn.rollback()
