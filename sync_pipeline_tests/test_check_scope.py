@@ -11,7 +11,9 @@ import secrets
 import sqlalchemy as sa
 
 from sync_pipeline.checks import expectations, scope
-from sync_pipeline_tests.support.rows import make_settings
+from sync_pipeline.transform import rules
+from sync_pipeline_tests.support.pipeline import materialise
+from sync_pipeline_tests.support.rows import make_settings, stage, user
 
 SNAPSHOT_SQL = (
     "INSERT INTO sync.snapshot_users (tenant, graph_id, included, email, manager_graph_id)"
@@ -133,3 +135,84 @@ def test_staging_daily_sees_the_rows_written_and_counts_all(engine):
         assert whole.whole and whole.reason == "full_read"
         assert expectations.check_staging_users(conn, t, whole).rows == 6
         conn.rollback()
+
+
+def test_weekly_verification_compares_the_incremental_snapshot_with_a_rebuild(engine):
+    """A snapshot row broken behind the change set's back (triggers off) survives the
+    incremental transform; the whole verification rebuilds, names the row, keeps the
+    rebuild, and makes the next transform a full one."""
+    t = f"cs-{secrets.token_hex(4)}"
+    settings = make_settings(t)
+    with engine.begin() as conn:
+        stage(conn, t, users=[user(f"u{i}") for i in range(1, 11)])
+        rules.refresh_snapshot(conn, settings)
+    with engine.begin() as conn:
+        conn.execute(sa.text("UPDATE staging.users SET job_title = 'Lead' WHERE tenant = :t"
+                             " AND id = 'u1'"), {"t": t})  # fmt: skip
+        _, clean = rules.refresh_snapshot(conn, settings, verify=True)
+        assert (clean.path, clean.verified, clean.mismatch_count) == ("incremental", "match", 0)
+        conn.execute(sa.text("SET LOCAL session_replication_role = replica"))
+        conn.execute(sa.text("UPDATE sync.snapshot_users SET display_name = 'Wrong'"
+                             " WHERE tenant = :t AND graph_id = 'u2'"), {"t": t})  # fmt: skip
+    with engine.begin() as conn:
+        _, daily = rules.refresh_snapshot(conn, settings)
+        assert daily.path == "incremental"  # the daily path cannot see it
+        _, found = rules.refresh_snapshot(conn, settings, verify=True)
+        assert found.verified == "mismatch" and found.mismatch_count == 2
+        assert found.mismatches == (
+            ("snapshot_users", "u2", "full"),
+            ("snapshot_users", "u2", "incremental"),
+        )
+        kept = "SELECT display_name FROM sync.snapshot_users WHERE tenant = :t AND graph_id = 'u2'"
+        name = conn.execute(sa.text(kept), {"t": t}).scalar()
+        assert name != "Wrong"  # the rebuild was kept
+        _, after = rules.refresh_snapshot(conn, settings)
+        assert (after.path, after.full_reason) == ("full", "first_build")
+
+
+def test_a_verification_mismatch_blocks_the_sync_and_names_the_rows(
+    instance, database_url, engine, register
+):
+    slug = f"cs-{secrets.token_hex(4)}"
+    register(slug)
+    assert materialise(instance, slug, database_url=database_url).success
+    with engine.begin() as conn:
+        conn.execute(sa.text("SET LOCAL session_replication_role = replica"))
+        graph_id = conn.execute(
+            sa.text("UPDATE sync.snapshot_users SET job_title = 'Wrong' WHERE graph_id = ("
+                    " SELECT min(graph_id) FROM sync.snapshot_users WHERE tenant = :t"
+                    " AND included) AND tenant = :t RETURNING graph_id"), {"t": slug}
+        ).scalar_one()  # fmt: skip
+        conn.execute(sa.text("UPDATE sync.verifications SET verified_at = now() - interval"
+                             " '8 days' WHERE tenant = :t"), {"t": slug})  # fmt: skip
+    result = materialise(instance, slug, database_url=database_url, raise_on_error=False)
+    assert not result.success
+    failure = next(
+        e for e in result.all_events if e.event_type_value == "STEP_FAILURE"
+    ).step_failure_data.user_failure_data
+    assert f"snapshot_users {graph_id}" in failure.description, failure.description
+    assert "nothing was applied" in failure.description
+    assert not result.asset_materializations_for_node("app_directory")
+    # the next sync rebuilds in full, and passes its whole checks
+    again = materialise(instance, slug, database_url=database_url)
+    assert again.success
+    meta = again.asset_materializations_for_node("directory_snapshot")[0].metadata
+    assert meta["transform_path"].value == "full"
+    # the same for the diff: an app row changed behind the change set's back
+    with engine.begin() as conn:
+        conn.execute(sa.text("SET LOCAL session_replication_role = replica"))
+        external_id = conn.execute(
+            sa.text("UPDATE app.users SET department = 'Hidden' WHERE id = (SELECT min(id)"
+                    " FROM app.users WHERE tenant = :t AND is_active AND source = 'm365')"
+                    " RETURNING external_id"), {"t": slug}
+        ).scalar_one()  # fmt: skip
+        conn.execute(sa.text("UPDATE sync.verifications SET verified_at = now() - interval"
+                             " '8 days' WHERE tenant = :t"), {"t": slug})  # fmt: skip
+    blocked = materialise(instance, slug, database_url=database_url, raise_on_error=False)
+    assert not blocked.success
+    failure = next(
+        e for e in blocked.all_events if e.event_type_value == "STEP_FAILURE"
+    ).step_failure_data.user_failure_data
+    assert f"user update {external_id} (only in the whole diff)" in failure.description
+    assert not blocked.asset_materializations_for_node("app_directory")
+    assert materialise(instance, slug, database_url=database_url).success

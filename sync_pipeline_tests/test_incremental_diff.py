@@ -166,9 +166,13 @@ def test_incremental_diff_equals_whole(
             found: dict[bool, list[Any]] = {}
             for incremental in order:
                 run_id = new_run(conn, tenant)
+                # now and then a weekly verification: the incremental diff, then the whole
+                # one over the same run, compared (it must always match)
+                verify = incremental and step % 5 == 4
                 _, path = diff.compute_diff_path(
-                    conn, tenant, run_id, settings, incremental=incremental
+                    conn, tenant, run_id, settings, incremental=incremental, verify=verify
                 )
+                assert path.verified != "mismatch", (step, path.mismatches)
                 found[incremental] = rows(conn, tenant, run_id)
                 if incremental:
                     paths.append(path.path if not path.full_reason else path.full_reason)
@@ -238,3 +242,41 @@ def test_hand_edit_reaches_other_users(
         "group_detached": {("group", "create"), ("membership", "add")},
     }[edit]
     assert expected <= actions, actions
+
+
+def test_weekly_verification_compares_the_incremental_diff_with_a_whole_one(
+    engine: sa.Engine, tenant_slug: str
+) -> None:
+    """An app row changed behind the change set's back (triggers off: a restore, a bulk load
+    with triggers disabled) is missed by the incremental diff; the whole verification finds
+    it, keeps the whole diff and makes the next diff whole."""
+    t = f"{tenant_slug}-verify"
+    settings = make_settings(t)
+    with engine.begin() as conn:
+        stage(conn, t, users=[user(f"u{i:02d}") for i in range(20)])
+        rules.refresh_snapshot(conn, settings)
+        run_id = new_run(conn, t)
+        diff.compute_diff_path(conn, t, run_id, settings)
+        diff.apply_diff(conn, t, run_id)
+    with engine.begin() as conn:
+        conn.execute(sa.text("UPDATE app.users SET job_title = 'Set by hand' WHERE tenant = :t"
+                             " AND external_id = 'u01'"), {"t": t})  # fmt: skip
+        run_id = new_run(conn, t)
+        _, clean = diff.compute_diff_path(conn, t, run_id, settings, verify=True)
+        assert (clean.path, clean.verified, clean.users_considered) == ("incremental", "match", 1)
+        diff.apply_diff(conn, t, run_id)
+    with engine.begin() as conn:
+        conn.execute(sa.text("SET LOCAL session_replication_role = replica"))
+        conn.execute(sa.text("UPDATE app.users SET department = 'Hidden' WHERE tenant = :t"
+                             " AND external_id = 'u02'"), {"t": t})  # fmt: skip
+    with engine.begin() as conn:
+        run_id = new_run(conn, t)
+        counts, daily = diff.compute_diff_path(conn, t, run_id, settings)
+        assert daily.path == "incremental" and counts["user_update"] == 0  # unseen daily
+        _, found = diff.compute_diff_path(conn, t, run_id, settings, verify=True)
+        assert found.verified == "mismatch" and found.mismatches == (
+            ("user update", "u02", "whole"),
+        )
+        assert [r.key for r in rows(conn, t, run_id)] == ["u02"]  # the whole diff is kept
+        _, after = diff.compute_diff_path(conn, t, new_run(conn, t), settings)
+        assert (after.path, after.full_reason) == ("full", "first_diff")

@@ -54,7 +54,8 @@ class Scope:
 
 
 def decide(conn: sa.Connection, settings: TenantSettings, check_name: str, stage: str) -> Scope:
-    """The extent of `check_name` (stage: staging | snapshot) for this run."""
+    """The extent of `check_name` (stage: staging | snapshot; verify: the transform's and the
+    diff's comparison of their incremental paths with a whole rebuild) for this run."""
     row = conn.execute(
         db.q("checks/scope/read"), {"tenant": settings.slug, "check_name": check_name}
     ).one()
@@ -74,10 +75,14 @@ def decide(conn: sa.Connection, settings: TenantSettings, check_name: str, stage
     return Scope(check_name, bool(reason), reason, row.verified_at, settings.timezone)
 
 
-def record(conn: sa.Connection, tenant: str, scope: Scope, passed: bool) -> None:
-    """Remember a whole pass that found nothing wrong (its own short transaction)."""
+def record(
+    conn: sa.Connection, tenant: str, scope: Scope, passed: bool, *, commit: bool = True
+) -> None:
+    """Remember a whole pass that found nothing wrong (committed at once unless the caller's
+    transaction is to carry it)."""
     if scope.whole and passed:
         conn.execute(
             db.q("checks/scope/record"), {"tenant": tenant, "check_name": scope.check_name}
         )
-        conn.commit()
+        if commit:
+            conn.commit()

@@ -4,6 +4,7 @@ import time
 
 import dagster as dg
 
+from sync_pipeline.checks import scope
 from sync_pipeline.core import db
 from sync_pipeline.core.settings import SettingsError
 from sync_pipeline.defs import metadata
@@ -63,7 +64,24 @@ def directory_snapshot(context: dg.AssetExecutionContext, database: Database):
             unreadable.check_scope(conn, settings)
         except (SettingsError, unreadable.ScopeUnreadable) as exc:
             raise dg.Failure(str(exc), allow_retries=False) from None
-        counts, refresh = rules.refresh_snapshot(conn, settings)
+        # weekly (full_verification_days): the incremental snapshot is compared with a rebuild
+        verification = scope.decide(conn, settings, "snapshot_rebuild", "verify")
+        counts, refresh = rules.refresh_snapshot(conn, settings, verify=verification.whole)
+        scope.record(conn, tenant, verification, refresh.verified != "mismatch", commit=False)
+    if refresh.verified == "mismatch":
+        # the full rebuild was kept and the next transform rebuilds in full; this run stops
+        # before the diff: the incremental path broke an invariant of ours
+        shown = "; ".join(
+            f"{t} {k} (only in the {side} result)" for t, k, side in refresh.mismatches
+        )
+        raise dg.Failure(
+            f"tenant {tenant}: the weekly verification found {refresh.mismatch_count} snapshot "
+            f"row(s) where the incremental transform and a full rebuild disagree: {shown}. "
+            "The full rebuild was kept and nothing was applied; the next sync rebuilds in full. "
+            "Please report this as a bug in sync-pipeline with these rows.",
+            allow_retries=False,
+            metadata={**refresh.metadata(), **verification.facts()},
+        )
     maintenance = metadata.plain(
         db.vacuum_after_load(database.engine(), list(rules.SNAPSHOT_TABLES))
     )
@@ -73,7 +91,13 @@ def directory_snapshot(context: dg.AssetExecutionContext, database: Database):
     group_meta = {k: v for k, v in counts.items() if k.startswith("groups_")}
     yield dg.MaterializeResult(
         asset_key=SNAPSHOT_USERS,
-        metadata={**user_meta, **refresh.metadata(), "seconds": seconds, **maintenance},
+        metadata={
+            **user_meta,
+            **refresh.metadata(),
+            **{f"transform_{k}": v for k, v in verification.facts().items()},
+            "seconds": seconds,
+            **maintenance,
+        },
     )
     yield dg.MaterializeResult(asset_key=SNAPSHOT_GROUPS, metadata=group_meta)
     yield dg.MaterializeResult(

@@ -14,7 +14,7 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import sqlalchemy as sa
 
@@ -69,12 +69,18 @@ class DiffPath:
     path: str  # full | incremental
     full_reason: str  # "" when incremental
     users_considered: int  # users diffed (every snapshot user when full)
+    # a whole verification: "" (none), "match" or "mismatch" (the whole diff was kept)
+    verified: str = ""
+    mismatches: tuple[tuple[str, str, str], ...] = ()  # (change, key, side), the first ones
+    mismatch_count: int = 0
 
     def metadata(self) -> dict[str, str | int]:
         return {
             "diff_path": self.path,
             "diff_full_reason": self.full_reason,
             "diff_users_considered": self.users_considered,
+            "diff_verified": self.verified or "not this run",
+            "diff_verify_mismatches": self.mismatch_count,
         }
 
 
@@ -102,11 +108,17 @@ def compute_diff_path(
     settings: TenantSettings,
     *,
     incremental: bool | None = None,
+    verify: bool = False,
 ) -> tuple[dict[str, int], DiffPath]:
     """compute_diff, over only the users whose rows in the snapshot or in app.* changed since
     the last applied diff (sync.diff_dirty, migration 015) when that is safe (`_full_reason`);
     the rows are the whole diff's either way (sync_pipeline_tests/test_incremental_diff.py).
-    Also returns which path ran."""
+    Also returns which path ran.
+
+    `verify` (a whole verification, due every full_verification_days): after the incremental
+    diff, the whole one is computed for the same run and the two compared row for row. The
+    whole diff is kept; on a mismatch the diff state is forgotten (the next diff is whole) and
+    the DiffPath names the differing rows; the caller blocks the apply."""
     params: dict[str, object] = {
         "tenant": tenant,
         "run_id": run_id,
@@ -136,6 +148,8 @@ def compute_diff_path(
         else DiffPath("full", reason, int(total))
     )
     run_script(conn, "load/diff", params | {"incremental": reason is None})
+    if verify and reason is None:
+        path = _verify(conn, params, path)
     conn.execute(
         db.q("load/state/plan"),
         params
@@ -154,6 +168,22 @@ def compute_diff_path(
     counts = {k: int(v) for k, v in counts.items()}
     runs.set_planned(conn, run_id, counts)
     return counts, path
+
+
+def _verify(conn: sa.Connection, params: dict[str, object], path: DiffPath) -> DiffPath:
+    """Compute the whole diff over the incremental one's run and compare (see
+    compute_diff_path)."""
+    run_script(conn, "load/state/verify_copy", params)
+    run_script(conn, "load/diff", params | {"incremental": False})
+    rows = conn.execute(db.q("load/state/verify_compare"), params | {"limit": 20}).all()
+    if rows:
+        conn.execute(db.q("load/state/forget"), params)
+    return replace(
+        path,
+        verified="mismatch" if rows else "match",
+        mismatches=tuple((r.change, r.key, r.side) for r in rows),
+        mismatch_count=int(rows[0].total) if rows else 0,
+    )
 
 
 def _fingerprint(conn: sa.Connection, settings: TenantSettings) -> str:

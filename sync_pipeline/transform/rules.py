@@ -24,7 +24,7 @@ from __future__ import annotations
 
 import json
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import sqlalchemy as sa
 
@@ -124,6 +124,10 @@ class Refresh:
     keys_touched: int  # keys in the extraction's change set (users and groups)
     users_recomputed: int  # users resolved again (incremental; every user when full)
     groups_recomputed: int  # groups whose memberships were recomputed (incremental)
+    # a whole verification: "" (none), "match" or "mismatch" (the full rebuild was kept)
+    verified: str = ""
+    mismatches: tuple[tuple[str, str, str], ...] = ()  # (table, key, side), the first ones
+    mismatch_count: int = 0
 
     def metadata(self) -> dict[str, str | int]:
         return {
@@ -132,6 +136,8 @@ class Refresh:
             "transform_keys_touched": self.keys_touched,
             "transform_users_recomputed": self.users_recomputed,
             "transform_groups_recomputed": self.groups_recomputed,
+            "transform_verified": self.verified or "not this run",
+            "transform_verify_mismatches": self.mismatch_count,
         }
 
 
@@ -149,11 +155,20 @@ def build_snapshot(conn: sa.Connection, settings: TenantSettings) -> dict[str, i
 
 
 def refresh_snapshot(
-    conn: sa.Connection, settings: TenantSettings, *, incremental: bool | None = None
+    conn: sa.Connection,
+    settings: TenantSettings,
+    *,
+    incremental: bool | None = None,
+    verify: bool = False,
 ) -> tuple[dict[str, int], Refresh]:
     """build_snapshot, recomputing only what the extraction's change set can have changed
     when that is safe (snapshot_state.full_reason); the result is row for row the full
-    path's (sync_pipeline_tests/test_incremental_equality.py). Also returns which path ran."""
+    path's (sync_pipeline_tests/test_incremental_equality.py). Also returns which path ran.
+
+    `verify` (a whole verification, due every full_verification_days): after the incremental
+    path, the full path rebuilds the snapshot too and the two are compared row for row. On a
+    mismatch the full rebuild is kept, the snapshot state is forgotten (the next transform
+    rebuilds in full) and the Refresh names the differing rows; the caller blocks the run."""
     params = snapshot_params(settings) | {"incremental": False}
     tenant = settings.slug
     fp = snapshot_state.fingerprint(conn, params, SCRIPTS + _INCREMENTAL_SCRIPTS)
@@ -176,6 +191,8 @@ def refresh_snapshot(
         for name in ("users", "groups", "inc_memberships"):
             run_script(conn, f"transform/{name}", params)
         refresh = Refresh("incremental", "", keys, int(users), int(groups))
+        if verify:
+            refresh = _verify(conn, params, refresh)
     else:
         for name in SCRIPTS[1:]:
             run_script(conn, f"transform/{name}", params)
@@ -185,8 +202,26 @@ def refresh_snapshot(
     counts |= dict(conn.execute(db.q("transform/counts"), params).all())
     counts = {k: int(v) for k, v in counts.items()}
     snapshot_state.record(conn, tenant, fp, counts, refresh.path)
+    if refresh.verified == "mismatch":
+        conn.execute(db.q("transform/state/forget"), {"tenant": tenant})
     db.analyze_if_stale(conn, list(SNAPSHOT_TABLES), tenant)
     return counts, refresh
+
+
+def _verify(conn: sa.Connection, params: dict[str, object], refresh: Refresh) -> Refresh:
+    """Rebuild the incremental snapshot in full and compare (see refresh_snapshot)."""
+    run_script(conn, "transform/state/verify_copy", params)
+    for name in SCRIPTS[1:]:
+        run_script(conn, f"transform/{name}", params | {"incremental": False})
+    rows = conn.execute(
+        db.q("transform/state/verify_compare"), {"tenant": params["tenant"], "limit": 20}
+    ).all()
+    return replace(
+        refresh,
+        verified="mismatch" if rows else "match",
+        mismatches=tuple((r.tbl, r.key, r.side) for r in rows),
+        mismatch_count=int(rows[0].total) if rows else 0,
+    )
 
 
 def _scope_touched(conn: sa.Connection, settings: TenantSettings) -> bool:
