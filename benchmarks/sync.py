@@ -219,6 +219,23 @@ def maintenance(instance: Any, run_id: str) -> dict[str, Any]:
     return out
 
 
+PATH_KEYS = ("transform_path", "transform_full_reason", "transform_users_recomputed",
+             "diff_path", "diff_full_reason", "diff_users_considered")  # fmt: skip
+
+
+def paths(instance: Any, run_id: str) -> dict[str, Any]:
+    """Which path the transform and the diff took (incremental or full, why, how much they
+    looked at), from their materialisations' metadata."""
+    import dagster as dg
+
+    out: dict[str, Any] = {}
+    kind = dg.DagsterEventType.ASSET_MATERIALIZATION
+    for rec in instance.all_logs(run_id, of_type=kind):
+        meta = rec.dagster_event.event_specific_data.materialization.metadata
+        out |= {k: meta[k].value for k in PATH_KEYS if k in meta}
+    return out
+
+
 def gx_import_seconds(env: dict[str, str]) -> float:
     """GX's import + ephemeral context in a fresh process that has loaded the definitions
     (what a run process has done when its first check step starts)."""
@@ -284,9 +301,13 @@ def bench(args: argparse.Namespace, engine: sa.Engine, reused: bool) -> None:
     runs: list[dict[str, Any]] = []
     churned: dict[str, int] = {}
     try:
-        labels = ["initial", *(f"daily {i + 1}" for i in range(args.daily))]
+        labels = [
+            "initial",
+            *(f"daily {i + 1}" for i in range(args.daily)),
+            *(f"unchanged {i + 1}" for i in range(args.unchanged)),
+        ]
         for n, label in enumerate(labels):
-            if n:
+            if n and not label.startswith("unchanged"):
                 # not the generator's seed: the same stream would draw its user ids again
                 churned = churn(fake, args.churn, seed=args.seed + args.users + n)
                 console.print(f"churn: {churned}")
@@ -302,6 +323,7 @@ def bench(args: argparse.Namespace, engine: sa.Engine, reused: bool) -> None:
                 row["checks_bookkeeping_outside_steps_seconds"] = round(bookkeeping, 2)
                 row["checks"] = check_metadata(instance, run.run_id)
                 row["vacuum"] = maintenance(instance, run.run_id)
+                row["paths"] = paths(instance, run.run_id)
             row["load_average_at_start"] = loads
             runs.append(row)
             s = row["stages_seconds"]
@@ -314,9 +336,18 @@ def bench(args: argparse.Namespace, engine: sa.Engine, reused: bool) -> None:
                 f"vacuumed after the loads: {vacuumed or 'nothing'}"
             )
         gx_s = gx_import_seconds(env)
+        peer = None
+        if args.peer:
+            from extract import run_pager  # the extraction benchmark's sequential pager
+
+            console.print("the peer: a sequential requests pager reads the same tenant ...")
+            time.sleep(args.cooldown)
+            peer = run_pager(info)
+            console.print(f"the pager read it in {peer['seconds']} s")
     finally:
         fake.stop()
-    daily = [r for r in runs if r["run"] != "initial"]
+    daily = [r for r in runs if r["run"].startswith("daily")]
+    unchanged = [r for r in runs if r["run"].startswith("unchanged")]
     report = {
         "benchmark": "sync",
         "command": "DATABASE_URL=... flock /tmp/bench.lock .venv/bin/python benchmarks/sync.py"
@@ -334,6 +365,28 @@ def bench(args: argparse.Namespace, engine: sa.Engine, reused: bool) -> None:
         }
         if daily
         else None,
+        "unchanged_median": {
+            "syncs": len(unchanged),
+            "process_wall_seconds": round(median(r["process_wall_seconds"] for r in unchanged), 2),
+            "peak_rss_mb": max(r["peak_rss_mb"] for r in unchanged),
+        }
+        if unchanged
+        else None,
+        "initial": {
+            "process_wall_seconds": runs[0]["process_wall_seconds"],
+            "pager_read_seconds": peer["seconds"] if peer else None,
+            "faster_than_pager": round(peer["seconds"] / runs[0]["process_wall_seconds"], 2)
+            if peer
+            else None,
+        },
+        "peak_rss_mb": max(r["peak_rss_mb"] for r in runs),
+        "targets": {
+            "initial_s": 60,
+            "initial_vs_pager": 3,
+            "daily_1pct_s": 6,
+            "unchanged_s": 3,
+            "peak_rss_mb": 600,
+        },
         "gx_import_and_context_seconds": gx_s,
         "gx_import_note": "paid once per run process (in-process executor: one process per "
         "run), in a background thread from the run's start; only what is left when the first "
@@ -389,6 +442,22 @@ def print_table(report: dict[str, Any]) -> None:
             cells.append("-" if step is None else f"{step['seconds']:.2f}")
         checks.add_row(name, *cells)
     console.print(checks)
+    for run in runs:
+        p = run.get("paths", {})
+        console.print(
+            f"{run['run']}: transform {p.get('transform_path')} "
+            f"({p.get('transform_full_reason') or p.get('transform_users_recomputed')}), diff "
+            f"{p.get('diff_path')} ({p.get('diff_full_reason') or p.get('diff_users_considered')})"
+        )
+    if report["unchanged_median"]:
+        u = report["unchanged_median"]
+        console.print(f"unchanged syncs (median of {u['syncs']}): {u['process_wall_seconds']} s")
+    initial = report["initial"]
+    if initial["pager_read_seconds"]:
+        console.print(
+            f"initial sync {initial['process_wall_seconds']} s; the pager's read alone "
+            f"{initial['pager_read_seconds']} s ({initial['faster_than_pager']}x)"
+        )
     if report["daily_median"]:
         m = report["daily_median"]
         console.print(
@@ -416,6 +485,12 @@ def main() -> None:
     parser.add_argument("--churn", type=float, default=0.01, help="share of users changed")
     parser.add_argument(
         "--daily", type=int, default=3, help="daily syncs after the initial one, each after churn"
+    )
+    parser.add_argument(
+        "--unchanged", type=int, default=2, help="syncs with nothing changed, after the daily ones"
+    )
+    parser.add_argument(
+        "--no-peer", dest="peer", action="store_false", help="skip the sequential pager's read"
     )
     parser.add_argument("--cooldown", type=float, default=11.0, help="bucket refill, s")
     parser.add_argument("--keep-database", action="store_true", help="keep the scratch database")

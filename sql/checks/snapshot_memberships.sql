@@ -5,6 +5,9 @@
 -- once each from snapshot_memberships_user (~100k of 1.2 M rows), and only the members that
 -- are not imported users are joined back to their memberships. At 100k users this is
 -- ~0.2 CPU-seconds where hashing every membership was ~0.7.
+-- Daily (:changed_only, checks/scope.py): the members looked up are only the users whose
+-- snapshot rows changed since the last apply (sync.diff_dirty kind 'user', migration 015: a
+-- membership row written records its user there too); every group is still checked.
 WITH RECURSIVE grouped AS (
     (SELECT group_graph_id
      FROM sync.snapshot_memberships
@@ -22,7 +25,11 @@ WITH RECURSIVE grouped AS (
 ), members AS (
     SELECT DISTINCT user_graph_id
     FROM sync.snapshot_memberships
-    WHERE tenant = :tenant
+    WHERE tenant = :tenant AND NOT CAST(:changed_only AS boolean)
+    UNION ALL
+    SELECT d.id
+    FROM sync.diff_dirty d
+    WHERE CAST(:changed_only AS boolean) AND d.tenant = :tenant AND d.kind = 'user'
 ), not_imported AS (
     SELECT d.user_graph_id
     FROM members d

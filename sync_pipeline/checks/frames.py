@@ -26,7 +26,6 @@ MEMBERSHIP_STATEMENTS = frozenset(
         "staging_members",
         "snapshot_memberships",
         "staging_members_changed",
-        "snapshot_memberships_changed",
     }
 )
 

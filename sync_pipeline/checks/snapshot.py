@@ -108,9 +108,8 @@ def check_snapshot_memberships(
 ) -> Outcome:
     """Memberships point at imported snapshot groups and users (daily, `scope` not whole:
     every group, and the members among the users rewritten since the last apply)."""
-    whole = scope is None or scope.whole
-    frame = load(conn, "snapshot_memberships" if whole else "snapshot_memberships_changed",
-                 {"tenant": tenant})  # fmt: skip
+    changed_only = scope is not None and not scope.whole
+    frame = load(conn, "snapshot_memberships", {"tenant": tenant, "changed_only": changed_only})
     outcome = validate("snapshot_memberships", frame)
     if scope is not None:
         outcome.facts |= scope.facts()

@@ -36,11 +36,11 @@ def check_staging_users(conn: sa.Connection, tenant: str, scope: Scope | None = 
     user (an index-only count) against the extraction's."""
     extracted = _extracted(conn, tenant).get("users")
     if scope is None or scope.whole:
-        frame = load(conn, "staging_users", {"tenant": tenant})
+        frame = load(conn, "staging_users", {"tenant": tenant, "changed_only": False})
         params = {"extracted_rows": len(frame) if extracted is None else extracted}
         outcome = _with_count(validate("staging_users", frame, params), extracted)
     else:
-        frame = load(conn, "staging_users_changed", {"tenant": tenant})
+        frame = load(conn, "staging_users", {"tenant": tenant, "changed_only": True})
         # the frame is the changed rows: its own length; the count is checked whole below
         outcome = validate("staging_users", frame, {"extracted_rows": len(frame)})
         staged = int(

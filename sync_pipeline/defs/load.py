@@ -9,6 +9,7 @@ from pydantic import Field
 from sync_pipeline.checks import scope
 from sync_pipeline.core import db
 from sync_pipeline.core.settings import TenantSettings
+from sync_pipeline.defs import metadata
 from sync_pipeline.defs.partitions import tenant_partitions
 from sync_pipeline.defs.resources import Database
 from sync_pipeline.defs.stopping import stop_if_asked, test_pause
@@ -75,14 +76,13 @@ def sync_diff(context: dg.AssetExecutionContext, database: Database) -> dg.Mater
     if path.verified == "mismatch":
         # the whole diff is kept (a test sync reports it) but not applied in this run; the
         # next diff is whole: the incremental path broke an invariant of ours
-        shown = "; ".join(f"{c} {k} (only in the {side} diff)" for c, k, side in path.mismatches)
-        raise dg.Failure(
-            f"tenant {tenant}: the weekly verification found {path.mismatch_count} change(s) "
-            f"where the incremental diff and a whole one disagree: {shown}. Nothing was "
-            "applied; the next sync computes the diff whole. Please report this as a bug in "
-            "sync-pipeline with these rows.",
-            allow_retries=False,
-            metadata={**path.metadata(), **verification.facts()},
+        raise metadata.verification_failure(
+            tenant,
+            "change(s) where the incremental diff and a whole one disagree",
+            path.mismatches,
+            path.mismatch_count,
+            "The whole diff was kept (a test sync reports it); the next sync computes it whole.",
+            {**path.metadata(), **verification.facts()},
         )
     if exceeded:
         context.log.warning(message)

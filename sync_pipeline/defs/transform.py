@@ -71,16 +71,13 @@ def directory_snapshot(context: dg.AssetExecutionContext, database: Database):
     if refresh.verified == "mismatch":
         # the full rebuild was kept and the next transform rebuilds in full; this run stops
         # before the diff: the incremental path broke an invariant of ours
-        shown = "; ".join(
-            f"{t} {k} (only in the {side} result)" for t, k, side in refresh.mismatches
-        )
-        raise dg.Failure(
-            f"tenant {tenant}: the weekly verification found {refresh.mismatch_count} snapshot "
-            f"row(s) where the incremental transform and a full rebuild disagree: {shown}. "
-            "The full rebuild was kept and nothing was applied; the next sync rebuilds in full. "
-            "Please report this as a bug in sync-pipeline with these rows.",
-            allow_retries=False,
-            metadata={**refresh.metadata(), **verification.facts()},
+        raise metadata.verification_failure(
+            tenant,
+            "snapshot row(s) where the incremental transform and a full rebuild disagree",
+            refresh.mismatches,
+            refresh.mismatch_count,
+            "The full rebuild was kept; the next sync rebuilds in full.",
+            {**refresh.metadata(), **verification.facts()},
         )
     maintenance = metadata.plain(
         db.vacuum_after_load(database.engine(), list(rules.SNAPSHOT_TABLES))
