@@ -754,3 +754,30 @@ def test_serve_forever_and_ca_reuse(tenant: dict, tmp_path: Path) -> None:
     with _fresh(tenant, tmp_path) as again:
         assert again.ca_path.read_bytes() == ca_before
         assert "access_token" in _app(again, tenant).acquire_token_for_client(scopes=SCOPE)
+
+
+def test_one_app_shares_one_budget_across_its_tenants(tmp_path: Path) -> None:
+    """Per app across tenants (150,000 RU / 20 s, scaled): an app registered in many tenants
+    is throttled in a tenant it has not called yet once the others spent the app's budget;
+    the per-tenant counts say whose calls and 429s they were."""
+    app = str(uuid.UUID(int=1))
+    docs = [generate_tenant(name=f"shared-{i}", users=5, seed=i) for i in range(80)]
+    for doc in docs:
+        doc["client_id"] = app  # one multi-tenant app registration
+    secrets_ = {d["tenant_id"]: SECRET for d in docs}
+    # 0.001: 3.5 RU per tenant (under 50 users), 150 RU for the app across its tenants,
+    # refilled at 7.5 RU/s: 80 tenants spending 3 RU each outrun it
+    with FakeGraph(
+        docs, secrets=secrets_, state_dir=tmp_path, throttle=True, throttle_scale=0.001
+    ) as fake:
+        first_calls = []
+        for doc in docs:
+            client = Client(fake, doc)
+            codes = [client.get("/users?$select=id").status_code for _ in range(4)]
+            first_calls.append(codes[0])
+        stats = fake.stats
+    assert first_calls[0] == 200 and first_calls[-1] == 429  # the app's budget, not the tenant's
+    assert sum(stats["graph_calls_by_tenant"].values()) == 4 * len(docs)
+    last = docs[-1]["tenant_id"]
+    assert stats["throttled_by_tenant"][last] == 4
+    assert sum(stats["throttled_by_tenant"].values()) == stats["throttled"]

@@ -82,6 +82,33 @@ def test_tables_without_statistics_are_analyzed_once(engine):
             conn.execute(sa.text(f"DROP TABLE IF EXISTS {name}"))
 
 
+def test_a_small_new_tenant_in_a_shared_table_gets_statistics(engine):
+    """A table holding other tenants' rows, analysed: a new tenant of a few hundred rows (a
+    fleet's small tenant, first sync) is estimated at a row or so, and gets statistics; a
+    tenant the statistics know is left alone."""
+    name = f"public.sp_probe_{secrets.token_hex(4)}"
+    try:
+        with engine.begin() as conn:
+            conn.execute(sa.text(f"CREATE TABLE {name} (tenant text, id int)"))
+            conn.execute(
+                sa.text(
+                    f"INSERT INTO {name} SELECT 'old-' || (i % 20), i"
+                    " FROM generate_series(1, 6000) i"
+                )
+            )
+            conn.execute(sa.text(f"ANALYZE {name}"))
+        with engine.begin() as conn:
+            conn.execute(
+                sa.text(f"INSERT INTO {name} SELECT 'new', i FROM generate_series(1, 300) i")
+            )
+            assert db.analyze_if_stale(conn, [name], "old-3") == []
+            assert db.analyze_if_stale(conn, [name], "new") == [name]
+            assert db.analyze_if_stale(conn, [name], "new") == []
+    finally:
+        with engine.begin() as conn:
+            conn.execute(sa.text(f"DROP TABLE IF EXISTS {name}"))
+
+
 @pytest.fixture
 def loaded_table(engine: sa.Engine) -> Iterator[str]:
     """A scratch table of 20,000 rows just loaded, committed and analysed, not vacuumed."""

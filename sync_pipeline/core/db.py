@@ -99,7 +99,10 @@ def analyze_if_stale(
     shared by many tenants, a new tenant's first load is far from a fifth of the table, and
     the planner, taking it for a row or two, joins its thousands of rows by nested loops
     (a check ran for minutes that way). The estimate is read from the plan, and the rows
-    counted only up to ten times it: a bounded index scan, no full count."""
+    counted only up to ten times it plus 100: a bounded index scan, no full count. The floor
+    is low on purpose: a fleet's small tenants (a few hundred users) are new to statistics that
+    already hold other tenants, and a check joining a few hundred rows estimated at one by
+    nested loops took 15-30 s of a backend's CPU (benchmarks/fleet.py, docs/performance.md)."""
     stale = list(conn.execute(q("core/stale_stats"), {"tables": tables}).scalars())
     if tenant is not None:
         for name in (t for t in tables if t not in stale):
@@ -109,7 +112,7 @@ def analyze_if_stale(
                 {"t": tenant},
             ).scalar_one()
             estimate = int(plan[0]["Plan"]["Plan Rows"])
-            bound = 10 * estimate + 1_000
+            bound = 10 * estimate + 100
             have = conn.execute(
                 sa.text(
                     f"SELECT count(*) FROM (SELECT 1 FROM {name} WHERE tenant = :t LIMIT :n) x"

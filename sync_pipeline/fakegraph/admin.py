@@ -25,6 +25,8 @@ class _Admin(_Permissions):
                 "status": {str(k): v for k, v in s["status"].items()},
                 "resource_units": s["resource_units"],
                 "resource_units_by_tenant": dict(s["resource_units_by_tenant"]),
+                "graph_calls_by_tenant": dict(s["graph_calls_by_tenant"]),
+                "throttled_by_tenant": dict(s["throttled_by_tenant"]),
                 "throttled": s["throttled"],
                 "throttled_requests_per_second": s["throttled_requests_per_second"],
                 "faults": dict(s["faults"]),

@@ -163,6 +163,8 @@ class _FakeBase:
             "status": collections.Counter(),
             "resource_units": 0,
             "resource_units_by_tenant": collections.Counter(),
+            "graph_calls_by_tenant": collections.Counter(),
+            "throttled_by_tenant": collections.Counter(),
             "throttled": 0,
             "throttled_requests_per_second": 0,
             "faults": collections.Counter(),

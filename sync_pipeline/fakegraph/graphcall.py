@@ -50,6 +50,7 @@ class _GraphCall(_Tokens, _Throttling, _Directory):
                 token = self._authorise(headers)
             tenant = self._tenants[token.tenant_id]
             self._require_permission(tenant, path)
+            self._stats["graph_calls_by_tenant"][tenant.tenant_id] += 1  # $batch items singly
             self._graph_requests += 1
             self._inject_fault()
             opts = _parse_query(query)
@@ -59,8 +60,10 @@ class _GraphCall(_Tokens, _Throttling, _Directory):
             resp.headers.update(extra)
         except GraphError as exc:
             resp = self._graph_error(exc, request_id, crid)
-            if exc.status == 429 and units:
+            if exc.status == 429:
                 units = 0
+                if token is not None:
+                    self._stats["throttled_by_tenant"][token.tenant_id] += 1
         resp.headers["x-ms-resource-unit"] = str(units)
         resp.units = units
         return resp
