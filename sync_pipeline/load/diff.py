@@ -48,6 +48,7 @@ _APPLY_STEPS: tuple[tuple[str, str, str | None], ...] = (
     ("group_create", "load/apply_group_create", None),
     ("group_restore", "load/apply_group_change", "restore"),
     ("group_rename", "load/apply_group_change", "rename"),
+    ("membership_add", "load/apply_membership_add_new_groups", None),
     ("membership_add", "load/apply_membership_add", None),
     ("manager_set", "load/apply_manager_set", None),
 )
@@ -118,8 +119,10 @@ def apply_diff(conn: sa.Connection, tenant: str, run_id: int) -> dict[str, int]:
         # a step's file may set planner options or build a temp table before its data
         # statement, which is its last statement that reports rows
         done = [n for n in run_script(conn, name, params | {"action": action}) if n >= 0]
-        if not key.startswith("_"):
-            counts[key] = done[-1] if done else 0
+        if not key.startswith("_"):  # a change split over two steps adds up
+            counts[key] = counts.get(key, 0) + (done[-1] if done else 0)
+    # the managers of the users this run created were set by their INSERT (apply_user_create)
+    counts["manager_set"] += conn.execute(db.q("load/managers_set_at_create"), params).scalar_one()
     recorded = sum(n for n in run_script(conn, "audit/record", params) if n > 0)
     log.info("tenant %s: run %s applied and recorded %s changes", tenant, run_id, recorded)
     return counts
