@@ -2,8 +2,10 @@
 -- app ids of the rows this run created and, in `before`, every prior value an undo restores.
 -- Rows made in this run are not in the planner's statistics yet (see load/apply_manager_set).
 -- Membership adds (a first load has a million) are resolved to app ids again by two hash
--- joins on the external ids (cheaper than writing the resolved rows to a temp table of
--- their own for the app insert and reading it back here), in the app's key order as before.
+-- joins on the external ids: cheaper than writing the resolved rows (with their key, label
+-- and after) to a temp table for the app insert and reading them back here. Written in the
+-- plan's order: sorting a million wide rows would buy no index order (changes_user is by
+-- user, the app's key by group).
 SET LOCAL enable_nestloop = off;
 -- one batch for the hash joins, the sort in memory (as load/diff)
 SET LOCAL work_mem = '256MB';
@@ -44,6 +46,5 @@ LEFT JOIN app.groups g
   ON d.group_app_id IS NULL AND g.tenant = :tenant AND g.external_id = d.group_external_id
 LEFT JOIN app.users u
   ON d.user_app_id IS NULL AND u.tenant = :tenant AND u.external_id = d.user_external_id
-WHERE d.tenant = :tenant AND d.run_id = :run_id AND d.entity = 'membership' AND d.action = 'add'
-ORDER BY 8, 7;
+WHERE d.tenant = :tenant AND d.run_id = :run_id AND d.entity = 'membership' AND d.action = 'add';
 SET LOCAL enable_nestloop TO DEFAULT
