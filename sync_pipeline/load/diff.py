@@ -117,7 +117,7 @@ def apply_diff(conn: sa.Connection, tenant: str, run_id: int) -> dict[str, int]:
     """
     params = {"tenant": tenant, "run_id": run_id}
     run_script(conn, "audit/prior", params)  # prior values the diff rows do not carry
-    counts = {}
+    counts: dict[str, int] = {}
     for key, name, action in _APPLY_STEPS:
         # a step's file may set planner options or build a temp table before its data
         # statement, which is its last statement that reports rows
