@@ -376,7 +376,8 @@ def bench(users: int, args: argparse.Namespace, database_url: str) -> dict[str, 
         measured("ours_incremental", run_ours, info, database_url, slug, False)
     delta_pages = math.ceil(users / 200)
     out["floor_full_http_requests"] = (
-        delta_pages + math.ceil(users / 100) + math.ceil(info["groups"] / 200)
+        # managers come with the users delta pages (`manager@delta`): no chain of their own
+        delta_pages + math.ceil(info["groups"] / 200)
         + math.ceil(info["groups"] / 20) + (info["member_pages"] - info["groups"]) + 1 + 3
         + 1  # the groups members link ($deltatoken=latest) a batched full read takes first
     )  # fmt: skip

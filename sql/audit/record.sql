@@ -1,8 +1,9 @@
 -- After the apply, in its transaction: one sync.changes row per applied diff row, with the
 -- app ids of the rows this run created and, in `before`, every prior value an undo restores.
 -- Rows made in this run are not in the planner's statistics yet (see load/apply_manager_set).
--- Membership adds (a first load has a million) come from load/apply_membership_add's
--- resolved rows, already in key order; everything else from the run's diff.
+-- Membership adds (a first load has a million) are recorded by the steps that apply them,
+-- which run after this one (load/apply_membership_add*), so that they are the run's last
+-- rows, as before.
 SET LOCAL enable_nestloop = off;
 INSERT INTO sync.changes (
     tenant, run_id, entity, action, key, label, user_id, group_id, before, after)
@@ -32,8 +33,4 @@ LEFT JOIN app.groups ng
   ON d.entity = 'group' AND d.app_id IS NULL AND ng.tenant = :tenant AND ng.external_id = d.key
 WHERE d.tenant = :tenant AND d.run_id = :run_id
   AND (d.entity <> 'membership' OR d.action = 'remove');
-SET LOCAL enable_nestloop TO DEFAULT;
-INSERT INTO sync.changes (
-    tenant, run_id, entity, action, key, label, user_id, group_id, before, after)
-SELECT :tenant, :run_id, 'membership', 'add', key, label, user_id, group_id, NULL, after
-FROM sp_madd
+SET LOCAL enable_nestloop TO DEFAULT

@@ -35,7 +35,8 @@ COUNT_KEYS = tuple(f"{entity}_{action}" for entity, acts in ACTIONS.items() for 
 
 # Apply order: free addresses and drop stale rows first, so that the active-email unique index
 # never trips in the ordinary cases (a leaver's address reused by a newcomer), then change and
-# create users and groups, then memberships and managers, which need the new ids.
+# create users and groups (new users with their managers), then managers and memberships,
+# which need the new ids; memberships last, each recorded with its insert.
 _APPLY_STEPS: tuple[tuple[str, str, str | None], ...] = (
     ("user_deactivate", "load/apply_user_deactivate", None),
     ("membership_remove", "load/apply_membership_remove", None),
@@ -50,8 +51,11 @@ _APPLY_STEPS: tuple[tuple[str, str, str | None], ...] = (
     ("group_create", "load/apply_group_create", None),
     ("group_restore", "load/apply_group_change", "restore"),
     ("group_rename", "load/apply_group_change", "rename"),
-    ("membership_add", "load/apply_membership_add", None),
     ("manager_set", "load/apply_manager_set", None),
+    # the audit of all the above; membership adds record their own rows, with their apply
+    ("_record", "audit/record", None),
+    ("membership_add", "load/apply_membership_add_new_groups", None),
+    ("membership_add", "load/apply_membership_add", None),
 )
 
 
@@ -249,17 +253,18 @@ def apply_diff(conn: sa.Connection, tenant: str, run_id: int) -> dict[str, int]:
     # to diff again (migration 015); the app's writes, and an undo's, are
     conn.execute(db.q("load/state/writer"), {"writer": "sync"})
     run_script(conn, "audit/prior", params)  # prior values the diff rows do not carry
-    counts = {}
+    counts: dict[str, int] = {}
     for key, name, action in _APPLY_STEPS:
         # a step's file may set planner options or build a temp table before its data
         # statement, which is its last statement that reports rows
         done = [n for n in run_script(conn, name, params | {"action": action}) if n >= 0]
-        if not key.startswith("_"):
-            counts[key] = done[-1] if done else 0
-    recorded = sum(n for n in run_script(conn, "audit/record", params) if n > 0)
+        if not key.startswith("_"):  # a change split over two steps adds up
+            counts[key] = counts.get(key, 0) + (done[-1] if done else 0)
+    # the managers of the users this run created were set by their INSERT (apply_user_create)
+    counts["manager_set"] += conn.execute(db.q("load/managers_set_at_create"), params).scalar_one()
     run_script(conn, "load/state/consume", params)
     conn.execute(db.q("load/state/writer"), {"writer": ""})
-    log.info("tenant %s: run %s applied and recorded %s changes", tenant, run_id, recorded)
+    log.info("tenant %s: run %s applied %s changes", tenant, run_id, sum(counts.values()))
     return counts
 
 
