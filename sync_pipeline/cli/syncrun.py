@@ -2,7 +2,8 @@
 progress lines, Ctrl-C (stop at the next step, or leave at once), and its outcome.
 
 The run executes in this process and is recorded in the Dagster instance, so it shows in the
-UI afterwards. Progress comes from the run's own event log, polled while the job runs.
+UI afterwards. Progress comes from the run's own events, handed over by the instance as it
+stores them.
 """
 
 from __future__ import annotations
