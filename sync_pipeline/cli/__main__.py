@@ -1,3 +1,3 @@
-from sync_pipeline.cli import main
+from sync_pipeline.cli import run
 
-main(prog_name="sync-pipeline")
+run()

@@ -3,6 +3,8 @@ step, and launch a sync. Commands never import each other; they share these acti
 
 from __future__ import annotations
 
+from typing import Any
+
 import sqlalchemy as sa
 
 from sync_pipeline.cli.common import (
@@ -80,13 +82,13 @@ def warn_unset_secret(s: TenantSettings) -> None:
     )
 
 
-def partitions_add(slugs: list[str]) -> None:
+def partitions_add(slugs: list[str], instance: Any = None) -> None:
     """Keep Dagster's tenant partitions in step, so the UI can launch syncs at once."""
     import dagster as dg
 
     from sync_pipeline.defs.partitions import TENANT_PARTITIONS
 
-    instance = dg.DagsterInstance.get()
+    instance = instance or dg.DagsterInstance.get()
     known = set(instance.get_dynamic_partitions(TENANT_PARTITIONS))
     new = [s for s in slugs if s not in known]
     if new:
@@ -103,7 +105,7 @@ def sync(
 ) -> None:
     """Run the sync (or test sync) of one tenant in this process, with progress, and exit
     with the sync's exit code when it did not succeed (see the `sync` command)."""
-    from sync_pipeline.cli.syncrun import SyncRun
+    from sync_pipeline.cli.syncrun import SyncRun, cli_instance
 
     try:
         prepare()
@@ -116,7 +118,7 @@ def sync(
         except CredentialError as exc:  # configuration: no run, no retry
             err_console.print(f"[bold red]error:[/] {exc}", soft_wrap=True)
             raise SystemExit(EXIT_BAD_INPUT) from None
-        partitions_add([tenant])
+        partitions_add([tenant], cli_instance())
         run = SyncRun(stored, dry_run, allow_mass_deactivation, full_read)
     except KeyboardInterrupt:
         err_console.print(f"interrupted before the sync of {tenant} started: nothing changed")

@@ -38,6 +38,7 @@ class Options:
     """The top-level options every command may consult."""
 
     verbose: bool = False  # -v: Dagster's own log lines too
+    exit_at_once: bool = False  # the command is done: leave without interpreter teardown
 
 
 options = Options()

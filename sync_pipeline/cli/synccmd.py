@@ -9,7 +9,7 @@ from __future__ import annotations
 import click
 
 from sync_pipeline.cli import actions
-from sync_pipeline.cli.common import handle_errors
+from sync_pipeline.cli.common import handle_errors, options
 
 
 @click.command("sync")
@@ -37,9 +37,12 @@ def sync_command(
     Ctrl-C stops the sync at the next step (during the apply: once it has committed) and
     says what was applied; a second Ctrl-C leaves at once and says what state TENANT is in.
     """
-    actions.sync(
-        tenant,
-        dry_run=dry_run,
-        allow_mass_deactivation=allow_mass_deactivation,
-        full_read=full_read,
-    )
+    try:
+        actions.sync(
+            tenant,
+            dry_run=dry_run,
+            allow_mass_deactivation=allow_mass_deactivation,
+            full_read=full_read,
+        )
+    finally:
+        options.exit_at_once = True  # the run is over, recorded, its outcome printed

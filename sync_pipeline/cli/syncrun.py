@@ -2,17 +2,19 @@
 progress lines, Ctrl-C (stop at the next step, or leave at once), and its outcome.
 
 The run executes in this process and is recorded in the Dagster instance, so it shows in the
-UI afterwards. Progress comes from the run's own event log, polled while the job runs.
+UI afterwards. Progress comes from the run's own events, handed over by the instance as it
+stores them.
 """
 
 from __future__ import annotations
 
+import functools
 import logging
 import os
+import queue
 import signal
 import sys
 import threading
-import time
 import uuid
 from typing import Any
 from zoneinfo import ZoneInfo
@@ -30,21 +32,39 @@ from sync_pipeline.core import config, db
 from sync_pipeline.registry import runlimits, runs
 from sync_pipeline.registry.tenants import StoredTenant
 
+POOL_RECYCLE_SECONDS = 3600
+POOL_OVERFLOW = 4  # the run's thread, the main thread's stop requests, a check's threads
+POLL_SECONDS = 0.2  # how often the main thread looks at Ctrl-C and the run's thread
+
 
 def cli_instance() -> Any:
-    """The Dagster instance of $DAGSTER_HOME, without capturing the steps' stdout/stderr.
+    """The Dagster instance of $DAGSTER_HOME (and its storage URL), one per process."""
+    return _instance(config.prepared_dagster_home(), config.dagster_pg_url())
+
+
+@functools.cache
+def _instance(dagster_home: str, storage_url: str | None) -> Any:
+    """The Dagster instance of `dagster_home` for `sync`, without
+    capturing the steps' stdout/stderr, holding its storage connections.
 
     The default compute log manager tees the process's file descriptors through a child
     process while steps run: in a terminal that garbles the progress display (the cursor
     moves arrive late, through the pipe), and the child, in the terminal's process group,
     prints a KeyboardInterrupt traceback of its own on Ctrl-C. Our steps log through
     context.log, which the event log keeps anyway; runs from the UI keep their captured logs.
+
+    dagster-postgres opens a new connection for every statement by default (NullPool: a
+    long-lived process accumulates none), ~340 in a small tenant's run, each a TCP connect,
+    authentication and backend start (~2.5 s of the run). A sync is one short process, so it
+    keeps them as Dagster's webserver does (`optimize_for_webserver`: one pooled connection
+    per storage, more only while threads overlap), with no statement timeout: a run's own
+    writes must not be cut short.
     """
     import dagster as dg
     from dagster._core.instance.ref import InstanceRef
 
     ref = InstanceRef.from_dir(
-        config.prepared_dagster_home(),
+        dagster_home,
         overrides={
             "compute_logs": {
                 "module": "dagster._core.storage.noop_compute_log_manager",
@@ -52,7 +72,11 @@ def cli_instance() -> Any:
             }
         },
     )
-    return dg.DagsterInstance.from_ref(ref)
+    instance = dg.DagsterInstance.from_ref(ref)
+    instance.optimize_for_webserver(
+        statement_timeout=0, pool_recycle=POOL_RECYCLE_SECONDS, max_overflow=POOL_OVERFLOW
+    )
+    return instance
 
 
 class SyncRun:
@@ -98,6 +122,16 @@ class SyncRun:
         runlimits.refuse_if_busy(self.instance, self.tenant)
         self.outcome: dict[str, Any] = {}
         self.progress = Progress()
+        import dagster as dg
+
+        self._kinds = {
+            dg.DagsterEventType.STEP_START,
+            dg.DagsterEventType.STEP_SUCCESS,
+            dg.DagsterEventType.ASSET_MATERIALIZATION,
+            dg.DagsterEventType.STEP_FAILURE,
+        }
+        self._events: queue.Queue[Any] = queue.Queue()
+        self.instance.add_event_listener(self.run_id, self._on_event)
         self.interrupts = 0  # Ctrl-C presses, counted by the signal handler
         self.handled = 0  # presses acted on by the main loop
         self.stop_asked = False
@@ -141,25 +175,22 @@ class SyncRun:
         self.interrupts += 1
 
     def _follow(self, worker: threading.Thread) -> None:
-        """Print each stage as the run's event log records it, until the job thread ends."""
-        import dagster as dg
+        """Print each stage as the run's event log records it, until the job thread ends.
 
-        kinds = {
-            dg.DagsterEventType.STEP_START,
-            dg.DagsterEventType.STEP_SUCCESS,
-            dg.DagsterEventType.ASSET_MATERIALIZATION,
-            dg.DagsterEventType.STEP_FAILURE,
-        }
-        seen = 0
+        The events come from the instance in this process as it stores them (its event
+        listener, called on the run's thread), not by reading the run's log back: polling
+        `all_logs` re-read the whole log, a query and a connection every 0.2 s."""
         with err_console.status("syncing…") as status:
             while True:
                 alive = worker.is_alive()
-                records = self.instance.all_logs(self.run_id, of_type=kinds)
-                for event in records[seen:]:
+                while True:
+                    try:
+                        event = self._events.get_nowait()
+                    except queue.Empty:
+                        break
                     line = self.progress.line(event)
                     if line:
                         err_console.print(line)
-                seen = len(records)
                 running = self.progress.running
                 status.update(f"{stage(running)}…" if running else "syncing…")
                 if self.stop_asked is False and self.handled:
@@ -169,7 +200,13 @@ class SyncRun:
                     self._on_interrupt(self.handled)
                 if not alive:
                     return
-                time.sleep(0.2)
+                worker.join(POLL_SECONDS)
+
+    def _on_event(self, event: Any) -> None:
+        """The instance's event listener (the run's thread): keep what progress shows."""
+        dagster_event = event.dagster_event
+        if dagster_event is not None and dagster_event.event_type in self._kinds:
+            self._events.put(event)
 
     def _on_interrupt(self, n: int) -> None:
         if n == 1:

@@ -51,11 +51,12 @@ class Graph(dg.ConfigurableResource):
             yield self
 
     def client(self, settings: TenantSettings) -> GraphClient:
-        """A client for the tenant, after the preflight (graph/preflight.py): a configuration
-        that cannot work fails the step at once, never retried."""
+        """A client for the tenant, after the preflight (graph/preflight.py; not again when
+        the CLI that launched this run checked the same settings a moment ago): a
+        configuration that cannot work fails the step at once, never retried."""
         try:
             served = demo.serving(settings)
-            preflight.check(served)
+            preflight.check_unless_passed(served)
             return GraphClient(served, pool_size=max(16, 2 * self.workers))
         except CredentialError as exc:
             raise dg.Failure(str(exc), allow_retries=False) from None

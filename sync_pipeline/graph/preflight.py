@@ -10,6 +10,7 @@ to check.
 
 from __future__ import annotations
 
+import hashlib
 import socket
 import ssl
 import time
@@ -24,11 +25,39 @@ from sync_pipeline.graph.errors import CredentialError, GraphUnreachable
 
 REFUSED_RETRY_SECONDS = 4.0  # how long a refusing host is tried again
 CONNECT_TIMEOUT = 5.0
+# A CLI sync checks before it launches the run, and the run's Graph resource checks again a
+# moment later in the same process: the same settings that passed this recently pass.
+PASSED_RECENTLY_SECONDS = 10.0
+_passed: dict[str, float] = {}  # the settings and credential -> when they last passed
+
+
+def check_unless_passed(settings: TenantSettings) -> None:
+    """`check`, unless the very same settings passed it in this process within
+    PASSED_RECENTLY_SECONDS (the CLI's own preflight before the run it launches)."""
+    try:
+        passed = _passed.get(_key(settings))
+    except CredentialError:
+        passed = None  # check says why
+    if passed is None or time.monotonic() - passed > PASSED_RECENTLY_SECONDS:
+        check(settings)
+
+
+def _key(settings: TenantSettings) -> str:
+    """The settings and the credential they resolve to (a secret changed: checked again)."""
+    if settings.auth_mode != "application":
+        return settings.model_dump_json()
+    credential = str(resolve_credential(settings)).encode()
+    return settings.model_dump_json() + hashlib.sha256(credential).hexdigest()
 
 
 def check(settings: TenantSettings, *, retry_seconds: float = REFUSED_RETRY_SECONDS) -> None:
     """Raise CredentialError (or GraphUnreachable) naming the tenant, the setting and the value
     when the tenant's settings cannot work from this machine."""
+    _check(settings, retry_seconds)
+    _passed[_key(settings)] = time.monotonic()
+
+
+def _check(settings: TenantSettings, retry_seconds: float) -> None:
     if settings.auth_mode == "application":
         credential = resolve_credential(settings)
         if isinstance(credential, dict):
