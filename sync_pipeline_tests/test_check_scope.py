@@ -13,7 +13,7 @@ import sqlalchemy as sa
 from sync_pipeline.checks import expectations, scope
 from sync_pipeline.transform import rules
 from sync_pipeline_tests.support.pipeline import materialise
-from sync_pipeline_tests.support.rows import make_settings, stage, user
+from sync_pipeline_tests.support.rows import group, make_settings, stage, user
 
 SNAPSHOT_SQL = (
     "INSERT INTO sync.snapshot_users (tenant, graph_id, included, email, manager_graph_id)"
@@ -217,3 +217,32 @@ def test_a_verification_mismatch_blocks_the_sync_and_names_the_rows(
     assert f"user update {external_id} (only in the whole result)" in failure_text(blocked)
     assert not blocked.asset_materializations_for_node("app_directory")
     assert materialise(instance, slug, database_url=database_url).success
+
+
+def test_staging_members_daily_sees_written_lists_and_users_gone(engine):
+    t = f"cs-{secrets.token_hex(4)}"
+    settings = make_settings(t)
+    with engine.connect() as conn:
+        stage(conn, t, users=[user(f"u{i}") for i in range(6)],
+              groups=[group("g1"), group("g2")],
+              members={"g1": ["u0", "u1", "u2"], "g2": ["u3", "u4"]})  # fmt: skip
+        conn.execute(sa.text("INSERT INTO sync.verifications (tenant, check_name) VALUES"
+                             " (:t, 'staging_members_valid')"), {"t": t})  # fmt: skip
+        settle(conn, t)
+        conn.commit()
+        daily = scope.decide(conn, settings, "staging_members_valid", "staging")
+        assert not daily.whole
+        quiet = expectations.check_staging_members(conn, t, daily)
+        assert quiet.passed and quiet.rows == 0 and quiet.facts["rows_staged"] == 5
+        # a user deleted while g2 still lists it, and g1's list rewritten with a ghost
+        conn.execute(sa.text("DELETE FROM staging.users WHERE tenant = :t AND id = 'u4'"), {"t": t})
+        ghost = (
+            "INSERT INTO staging.group_members (tenant, group_id, member_id, member_type)"
+            " VALUES (:t, 'g1', 'ghost', 'user')"
+        )
+        conn.execute(sa.text(ghost), {"t": t})
+        outcome = expectations.check_staging_members(conn, t, daily)
+        bad = outcome.failures[0]
+        assert bad.expectation == "expect_column_values_to_be_in_set(missing_members)"
+        assert bad.unexpected_count == 2  # g1 (the ghost) and g2 (u4, its list unchanged)
+        conn.rollback()

@@ -1,34 +1,40 @@
--- staging_members.sql for the groups whose member list this extraction wrote since the last
--- transform, and the groups of the users it wrote (sync.touched, migration 014): the same
--- columns, for a daily check (checks/scope.py). The tenant's membership count is whole (an
--- index-only count).
+-- staging_members.sql for a daily check (checks/scope.py): the members of the groups whose
+-- member list this extraction wrote since the last transform, and the memberships of the
+-- users it wrote (sync.touched, migration 014); the same columns. The tenant's membership
+-- count is whole (an index-only count).
 WITH grp AS (
     SELECT t.id AS group_id
     FROM sync.touched t
     WHERE t.tenant = :tenant AND t.kind IN ('group', 'members')
+), rows AS (
+    -- every member of a group whose member list was written
+    SELECT g.group_id, gm.member_id, gm.member_type
+    FROM grp g
+    LEFT JOIN staging.group_members gm ON gm.tenant = :tenant AND gm.group_id = g.group_id
     UNION
-    SELECT gm.group_id
+    -- and the memberships of the users written (a user gone while still listed as a member
+    -- of a group whose list did not change), not the rest of those groups
+    SELECT gm.group_id, gm.member_id, gm.member_type
     FROM sync.touched t
     JOIN staging.group_members gm ON gm.tenant = :tenant AND gm.member_id = t.id
     WHERE t.tenant = :tenant AND t.kind = 'user'
 ), looked AS (
     SELECT
-        g.group_id,
-        gm.member_id,
-        gm.member_type,
-        gm.member_type IN ('user', 'group')
+        r.group_id,
+        r.member_id,
+        r.member_type,
+        r.member_type IN ('user', 'group')
             AND NOT EXISTS (SELECT 1 FROM staging.users u
-                            WHERE u.tenant = :tenant AND u.id = gm.member_id)
+                            WHERE u.tenant = :tenant AND u.id = r.member_id)
             AND NOT EXISTS (SELECT 1 FROM staging.groups s
-                            WHERE s.tenant = :tenant AND s.id = gm.member_id) AS missing,
-        gm.member_type IS NOT NULL AND gm.member_type NOT IN ('user', 'group')
-            AND NOT gm.member_type = ANY (CAST(:other_types AS text[]))
+                            WHERE s.tenant = :tenant AND s.id = r.member_id) AS missing,
+        r.member_type IS NOT NULL AND r.member_type NOT IN ('user', 'group')
+            AND NOT r.member_type = ANY (CAST(:other_types AS text[]))
             AND NOT EXISTS (SELECT 1 FROM staging.users u
-                            WHERE u.tenant = :tenant AND u.id = gm.member_id)
+                            WHERE u.tenant = :tenant AND u.id = r.member_id)
             AND NOT EXISTS (SELECT 1 FROM staging.groups s
-                            WHERE s.tenant = :tenant AND s.id = gm.member_id) AS unknown_type
-    FROM grp g
-    LEFT JOIN staging.group_members gm ON gm.tenant = :tenant AND gm.group_id = g.group_id
+                            WHERE s.tenant = :tenant AND s.id = r.member_id) AS unknown_type
+    FROM rows r
 ), per_group AS (
     SELECT
         l.group_id,
