@@ -1,10 +1,10 @@
 -- snapshot_users.sql for a daily check (checks/scope.py): the imported users whose snapshot
--- row changed since the last apply (sync.diff_dirty kind 'user', migration 015) and the users
--- they manage, with manager_known and manager_chain_ends worked out here (a walk up from
--- these users only: a new cycle has a changed link, so it is found from that user); then,
--- over every imported user, the addresses held twice (the index on lower(email), no row
+-- row changed since the last apply (sync.diff_dirty kind 'user', migration 015), the users
+-- they manage, and the users in :also (those whose manager chain does not end: the chains are
+-- walked over every user in Python, from two columns), with manager_known worked out here;
+-- then, over every imported user, the addresses held twice (the index on lower(email), no row
 -- read), each user holding one, so that the uniqueness expectation sees both.
-WITH RECURSIVE changed AS (
+WITH changed AS (
     SELECT d.id AS graph_id
     FROM sync.diff_dirty d
     WHERE d.tenant = :tenant AND d.kind = 'user'
@@ -13,6 +13,8 @@ WITH RECURSIVE changed AS (
     FROM sync.diff_dirty d
     JOIN sync.snapshot_users s ON s.tenant = :tenant AND s.manager_graph_id = d.id
     WHERE d.tenant = :tenant AND d.kind = 'user'
+    UNION
+    SELECT unnest(CAST(:also AS text[]))
 ), twice AS (
     SELECT lower(s.email) AS k
     FROM sync.snapshot_users s
@@ -27,14 +29,7 @@ WITH RECURSIVE changed AS (
     SELECT s.graph_id, s.email, s.manager_graph_id
     FROM twice t
     JOIN sync.snapshot_users s ON s.tenant = :tenant AND lower(s.email) = t.k AND s.included
-), walk (start_id, cur) AS (
-    SELECT f.graph_id, f.manager_graph_id FROM frame f WHERE f.manager_graph_id IS NOT NULL
-    UNION ALL
-    SELECT w.start_id, s.manager_graph_id
-    FROM walk w
-    JOIN sync.snapshot_users s ON s.tenant = :tenant AND s.graph_id = w.cur AND s.included
-    WHERE s.manager_graph_id IS NOT NULL
-) CYCLE cur SET in_cycle USING walked
+)
 SELECT
     f.graph_id,
     f.email,
@@ -43,7 +38,5 @@ SELECT
     f.manager_graph_id IS NULL OR EXISTS (
         SELECT 1 FROM sync.snapshot_users m
         WHERE m.tenant = :tenant AND m.graph_id = f.manager_graph_id AND m.included
-    ) AS manager_known,
-    NOT EXISTS (SELECT 1 FROM walk w WHERE w.start_id = f.graph_id AND w.in_cycle)
-        AS manager_chain_ends
+    ) AS manager_known
 FROM frame f

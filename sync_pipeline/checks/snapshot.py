@@ -60,7 +60,8 @@ def check_snapshot_users(
     """Imported users: addresses (present, well-formed, unique, not denied), managers.
 
     Daily (`scope` not whole): the users rewritten since the last apply and their reports,
-    their manager chains walked in SQL, and every user holding an address twice."""
+    every user holding an address twice, and every user whose manager chain does not end
+    (the chains walked over all users, from two columns)."""
     if scope is None or scope.whole:
         frame = load(conn, "snapshot_users", {"tenant": settings.slug})
         managers = frame["manager_graph_id"]
@@ -68,7 +69,17 @@ def check_snapshot_users(
         frame["manager_known"] = [m is None or m in imported for m in managers]
         frame["manager_chain_ends"] = manager_chain_ends(frame["graph_id"], managers)
     else:
-        frame = load(conn, "snapshot_users_changed", {"tenant": settings.slug})
+        chains = load(conn, "snapshot_managers", {"tenant": settings.slug})
+        ends = dict(
+            zip(
+                chains["graph_id"],
+                manager_chain_ends(chains["graph_id"], chains["manager_graph_id"]),
+                strict=True,
+            )
+        )
+        cycling = [g for g, ok in ends.items() if not ok]
+        frame = load(conn, "snapshot_users_changed", {"tenant": settings.slug, "also": cycling})
+        frame["manager_chain_ends"] = [bool(ends.get(g, True)) for g in frame["graph_id"]]
     frame["address_domain"] = [
         k.rpartition("@")[2] if k is not None else None for k in frame["address_key"]
     ]
