@@ -140,10 +140,12 @@ def compute_diff_path(
             name,
         )
     unreadable = bool(conn.execute(db.q("load/state/unreadable"), params).scalar_one())
-    run_script(conn, "load/state/scope", params)
-    considered, total = conn.execute(db.q("load/state/scope_counts"), params).one()
     wanted = INCREMENTAL if incremental is None else incremental
     reason = _full_reason(conn, settings, fp, unreadable) if wanted else "asked"
+    # the change set is remembered either way (the apply consumes it); the users it reaches
+    # are worked out only for an incremental diff
+    run_script(conn, "load/state/scope", params | {"populate": reason is None})
+    considered, total = conn.execute(db.q("load/state/scope_counts"), params).one()
     if reason is None and considered > INCREMENTAL_MAX_SHARE * max(total, 1):
         reason = "many_changes"
     path = (

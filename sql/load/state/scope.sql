@@ -10,6 +10,7 @@
 -- Every diff row is about one user, or about a group (groups are diffed whole), so the diff
 -- of these users alone is the whole diff's rows for them; the others have none (the last
 -- applied diff left them in line, and nothing they depend on moved since).
+-- With :populate false (the diff is whole anyway) only the change set is remembered.
 -- Statements end with a semicolon at the end of a line.
 SET LOCAL enable_nestloop = on;
 DELETE FROM sync.diff_seen WHERE tenant = :tenant;
@@ -20,29 +21,31 @@ CREATE TEMP TABLE sp_scope_u (graph_id text PRIMARY KEY) ON COMMIT DROP;
 DROP TABLE IF EXISTS pg_temp.sp_scope_a;
 CREATE TEMP TABLE sp_scope_a (id bigint PRIMARY KEY) ON COMMIT DROP;
 INSERT INTO sp_scope_u (graph_id)
-SELECT e.id FROM sync.diff_seen e WHERE e.run_id = :run_id AND e.kind = 'user'
+SELECT e.id FROM sync.diff_seen e
+WHERE CAST(:populate AS boolean) AND e.run_id = :run_id AND e.kind = 'user'
 UNION
 SELECT s.graph_id
 FROM sync.diff_seen e
 JOIN sync.snapshot_users s ON s.tenant = :tenant AND lower(s.email) = e.id
-WHERE e.run_id = :run_id AND e.kind = 'email'
+WHERE CAST(:populate AS boolean) AND e.run_id = :run_id AND e.kind = 'email'
 UNION
 SELECT m.user_graph_id
 FROM sync.diff_seen e
 JOIN sync.snapshot_memberships m ON m.tenant = :tenant AND m.group_graph_id = e.id
-WHERE e.run_id = :run_id AND e.kind = 'app_group_ext'
+WHERE CAST(:populate AS boolean) AND e.run_id = :run_id AND e.kind = 'app_group_ext'
 UNION
 SELECT s.graph_id
 FROM sync.diff_seen e
 JOIN sync.snapshot_users s ON s.tenant = :tenant AND s.manager_graph_id = e.id
-WHERE e.run_id = :run_id AND e.kind = 'user';
+WHERE CAST(:populate AS boolean) AND e.run_id = :run_id AND e.kind = 'user';
 INSERT INTO sp_scope_a (id)
-SELECT CAST(e.id AS bigint) FROM sync.diff_seen e WHERE e.run_id = :run_id AND e.kind = 'app_user'
+SELECT CAST(e.id AS bigint) FROM sync.diff_seen e
+WHERE CAST(:populate AS boolean) AND e.run_id = :run_id AND e.kind = 'app_user'
 UNION
 SELECT gm.user_id
 FROM sync.diff_seen e
 JOIN app.group_members gm ON gm.tenant = :tenant AND gm.group_id = CAST(e.id AS bigint)
-WHERE e.run_id = :run_id AND e.kind = 'app_group';
+WHERE CAST(:populate AS boolean) AND e.run_id = :run_id AND e.kind = 'app_group';
 INSERT INTO sp_scope_u (graph_id)
 SELECT u.external_id
 FROM sp_scope_a a
