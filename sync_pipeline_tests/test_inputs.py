@@ -269,6 +269,7 @@ BAD_VALUES = {
     "drift_error_percent": (101, "must be between 0 and 100"),
     "count_tolerance_objects": (1.5, "is not a whole number"),
     "count_tolerance_percent": (11, "must be between 0 and 10"),
+    "full_verification_days": (0, "must be between 1 and 90"),
 }
 
 

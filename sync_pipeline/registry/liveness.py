@@ -55,9 +55,12 @@ def presumed_dead(
     conn: sa.Connection, dagster_run_id: str, started_at: float | None, now: float
 ) -> bool:
     """Whether a run that started at `started_at` (epoch seconds; None: unknown) is dead: old
-    enough to have taken its lock, and nobody holds it."""
+    enough to have taken its lock (or known to have: a step wrote its sync.runs row), and
+    nobody holds it. A run killed within the grace after its start is found dead at once."""
     if started_at and now - started_at < GRACE_SECONDS:
-        return False
+        recorded = conn.execute(db.q("runs/recorded"), {"dagster_run_id": dagster_run_id})
+        if not recorded.scalar():
+            return False
     return not alive(conn, dagster_run_id)
 
 
