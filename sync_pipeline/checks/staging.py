@@ -3,6 +3,8 @@ the counts it recorded."""
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import pandas as pd
 import sqlalchemy as sa
 
@@ -78,6 +80,10 @@ def check_staging_members(conn: sa.Connection, tenant: str, scope: Scope | None 
     Daily (`scope` not whole): the groups whose members the extraction wrote and the groups
     of the users it wrote; the membership count is whole."""
     extracted = _extracted(conn, tenant).get("group_members")
+    if scope is not None and not scope.whole:
+        params = {"tenant": tenant}
+        if conn.execute(db.q("checks/scope/many_groups_touched"), params).scalar():
+            scope = replace(scope, whole=True, reason="many_groups_touched")
     whole = scope is None or scope.whole
     frame = load(
         conn,
