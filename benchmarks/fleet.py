@@ -63,14 +63,12 @@ from sync_pipeline.core.settings import TenantSettings
 from sync_pipeline.registry import tenants
 from sync_pipeline_tests.support.database import drop_database, save_tenant
 from sync_pipeline_tests.support.fakegraph import FAKE_SECRET, settings_fields
+from sync_pipeline_tests.support.topology import LOCATION, SCHEDULE, TICK, start_schedule_since
 
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = Path(__file__).with_name("results") / "fleet.json"
 WORKSPACE = ROOT / "deploy" / "workspace.yaml"
 VENV_BIN = Path(sys.executable).parent
-LOCATION = "sync_pipeline"
-SCHEDULE = "daily_tenant_syncs"
-TICK = dt.timedelta(minutes=5)  # the schedule's cron: */5 * * * *
 SECRET_ENV = "SP_FLEET_SECRET"
 WRONG_SECRET_ENV = "SP_FLEET_WRONG_SECRET"  # the failing tenants' (a secret that was rotated)
 console = Console(highlight=False)
@@ -285,33 +283,6 @@ def schedule_loaded(base: str) -> bool:
         if entry["name"] == LOCATION and location.get("__typename") == "RepositoryLocation":
             return SCHEDULE in {s["name"] for r in location["repositories"] for s in r["schedules"]}
     return False
-
-
-def start_schedule_since(instance: Any, since: dt.datetime) -> None:
-    """The schedule's state stored as running since `since`, under the daemon's origin."""
-    from dagster._core.scheduler.instigation import (
-        InstigatorState,
-        InstigatorStatus,
-        InstigatorType,
-        ScheduleInstigatorData,
-    )
-    from dagster._core.workspace.context import WorkspaceProcessContext
-    from dagster._core.workspace.load_target import WorkspaceFileTarget
-
-    target = WorkspaceFileTarget(paths=[str(WORKSPACE)])
-    with WorkspaceProcessContext(instance, target) as context:
-        location = context.create_request_context().get_code_location(LOCATION)
-        (repository,) = location.get_repositories().values()
-        schedule = repository.get_schedule(SCHEDULE)
-        data = ScheduleInstigatorData(schedule.cron_schedule, start_timestamp=since.timestamp())
-        instance.add_instigator_state(
-            InstigatorState(
-                schedule.get_remote_origin(),
-                InstigatorType.SCHEDULE,
-                InstigatorStatus.RUNNING,
-                data,
-            )
-        )
 
 
 class CpuSampler:

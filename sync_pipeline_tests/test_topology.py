@@ -37,6 +37,13 @@ from sqlalchemy.engine import make_url
 from sync_pipeline.core import db
 from sync_pipeline_tests.conftest import FAKE_SECRET, FAKE_SECRET_ENV
 from sync_pipeline_tests.support.fakegraph import expected_in_scope
+from sync_pipeline_tests.support.topology import (
+    LOCATION,
+    SCHEDULE,
+    TICK,
+    WORKSPACE,
+    start_schedule_since,
+)
 
 VENV = os.environ.get("SYNC_PIPELINE_DEPLOY_VENV")
 if not VENV:
@@ -48,10 +55,6 @@ if not VENV:
         allow_module_level=True,
     )
 BIN = Path(VENV) / "bin"
-WORKSPACE = Path(__file__).resolve().parents[1] / "deploy" / "workspace.yaml"
-LOCATION = "sync_pipeline"
-SCHEDULE = "daily_tenant_syncs"
-TICK = dt.timedelta(minutes=5)  # the schedule's cron: */5 * * * *
 
 
 def free_port() -> int:
@@ -170,34 +173,6 @@ def slot_and_start(now: dt.datetime) -> tuple[dt.datetime, dt.datetime]:
     last = now.replace(minute=now.minute - now.minute % 5, second=0, microsecond=0)
     slot = last + TICK if last + TICK - now < dt.timedelta(seconds=90) else last
     return slot, last - dt.timedelta(minutes=1)
-
-
-def start_schedule_since(instance, since: dt.datetime) -> None:
-    """Store the schedule's state as running since `since`, under the origin the daemon sees
-    (the same workspace file, so the same gRPC origin)."""
-    from dagster._core.scheduler.instigation import (
-        InstigatorState,
-        InstigatorStatus,
-        InstigatorType,
-        ScheduleInstigatorData,
-    )
-    from dagster._core.workspace.context import WorkspaceProcessContext
-    from dagster._core.workspace.load_target import WorkspaceFileTarget
-
-    target = WorkspaceFileTarget(paths=[str(WORKSPACE)])
-    with WorkspaceProcessContext(instance, target) as context:
-        location = context.create_request_context().get_code_location(LOCATION)
-        (repository,) = location.get_repositories().values()
-        schedule = repository.get_schedule(SCHEDULE)
-        data = ScheduleInstigatorData(schedule.cron_schedule, start_timestamp=since.timestamp())
-        instance.add_instigator_state(
-            InstigatorState(
-                schedule.get_remote_origin(),
-                InstigatorType.SCHEDULE,
-                InstigatorStatus.RUNNING,
-                data,
-            )
-        )
 
 
 def test_the_daemon_schedules_a_sync_through_the_code_server_and_it_converges(
