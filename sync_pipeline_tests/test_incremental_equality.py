@@ -20,9 +20,18 @@ import sqlalchemy as sa
 from sync_pipeline.core.settings import TenantSettings
 from sync_pipeline.load import diff
 from sync_pipeline.transform import rules
-from sync_pipeline_tests.support.churn import Churn, planned, random_settings, snapshot
+from sync_pipeline_tests.support.churn import (
+    GROUPS_SQL,
+    USERS_SQL,
+    Churn,
+    planned,
+    random_settings,
+    snapshot,
+)
 from sync_pipeline_tests.support.converge import new_run
+from sync_pipeline_tests.support.rows import group as group_row
 from sync_pipeline_tests.support.rows import make_settings
+from sync_pipeline_tests.support.rows import user as user_row
 
 
 def sync_one(
@@ -77,3 +86,84 @@ def test_incremental_equals_full(engine: sa.Engine, tenant_slug: str, seed: int)
         paths.append(refresh.path)
     # the comparison means something only if the incremental path actually ran
     assert paths.count("incremental") >= steps // 2, paths
+
+
+def test_incremental_manager_chains(engine: sa.Engine, tenant_slug: str) -> None:
+    """The manager cases random churn seldom hits, each written to both tenants alike: a cycle
+    broken and formed by a member that is not the one cut, a cycle broken by an exclusion,
+    a manager deleted under their reports, a long chain re-rooted, and a membership joined
+    below a nested group. The incremental path recomputes only the users around a change
+    (sql/transform/users.sql, sp_around), so each of these must reach every row it moves."""
+    inc, full = f"{tenant_slug}-inc", f"{tenant_slug}-full"
+    churn = Churn(random.Random(0), (inc, full))
+    ids = [f"m{n:02d}" for n in range(12)]
+    edits: list[tuple[str, Any]] = []
+
+    def edit(label: str, fn: Any) -> None:
+        edits.append((label, fn))
+
+    def setup(conn: sa.Connection) -> None:
+        for uid in ids:
+            churn.sql(conn, USERS_SQL, **user_row(uid))
+            churn.users.add(uid)
+        for gid in ("top", "mid"):
+            churn.sql(conn, GROUPS_SQL, **group_row(gid))
+            churn.groups.add(gid)
+        churn.join(conn, "top", "mid", "group")
+        # m00 <- m01 <- m02 <- m00 (a cycle of three, m00 cut); a chain m03..m08 under m02
+        for uid, mid in (("m00", "m02"), ("m01", "m00"), ("m02", "m01"), ("m03", "m02"),
+                         ("m04", "m03"), ("m05", "m04"), ("m06", "m05"), ("m07", "m06"),
+                         ("m08", "m07")):  # fmt: skip
+            churn.set_manager(conn, uid, mid)
+
+    # the cycle m00 -> m02 -> m01 -> m00 (manager order) is broken by m01, whose report is
+    # m02, not the cut m00: walking up from m01's reports never reaches m00
+    edit("cycle broken by a member two steps from the cut",
+         lambda c: churn.set_manager(c, "m01", "m09"))  # fmt: skip
+    edit("cycle formed again by that member", lambda c: churn.set_manager(c, "m01", "m00"))
+    edit(
+        "cycle member disabled",
+        lambda c: churn.sql(
+            c, "UPDATE staging.users SET account_enabled = false WHERE tenant = :t AND id = 'm01'"
+        ),
+    )
+    edit(
+        "cycle member enabled again",
+        lambda c: churn.sql(
+            c, "UPDATE staging.users SET account_enabled = true WHERE tenant = :t AND id = 'm01'"
+        ),
+    )
+    edit("a long cycle formed at the chain's foot", lambda c: churn.set_manager(c, "m02", "m08"))
+    edit("a manager deleted under their reports", lambda c: churn.remove_user(c, "m05"))
+    edit("the chain re-rooted", lambda c: churn.set_manager(c, "m06", "m10"))
+    edit("a member joins the nested group", lambda c: churn.join(c, "mid", "m07", "user"))
+    edit("and leaves it", lambda c: churn.leave(c, ("mid", "m07", "user")))
+
+    with engine.begin() as conn:
+        setup(conn)
+    settings = {"import_managers": True}
+    seen: dict[str, Any] = {}
+    for label, fn in [("setup", None), *edits]:
+        with engine.begin() as conn:
+            if fn is not None:
+                fn(conn)
+            refresh, _ = sync_one(conn, make_settings(inc, **settings), incremental=True,
+                                  with_diff=False)  # fmt: skip
+            sync_one(conn, make_settings(full, **settings), incremental=False, with_diff=False)
+            now = snapshot(conn, inc)
+            assert now == snapshot(conn, full), label
+            if fn is not None:
+                assert refresh.path == "incremental", (label, refresh.full_reason)
+            seen[label] = now
+    # the edits did what their labels say, so the comparisons above were about something
+    manager = {
+        label: {u.graph_id: u.manager_graph_id for u in snap[0]} for label, snap in seen.items()
+    }
+    note = {label: {u.graph_id: u.manager_note for u in snap[0]} for label, snap in seen.items()}
+    assert manager["setup"]["m00"] is None and note["setup"]["m00"].startswith("manager_cycle:")
+    assert manager["cycle broken by a member two steps from the cut"]["m00"] == "m02"
+    assert manager["cycle member disabled"]["m00"] == "m02"
+    assert note["a long cycle formed at the chain's foot"]["m02"].startswith("manager_cycle:")
+    assert note["a manager deleted under their reports"]["m06"] == "manager_not_found"
+    assert ("top", "m07") in seen["a member joins the nested group"][2]
+    assert ("top", "m07") not in seen["and leaves it"][2]

@@ -2,6 +2,8 @@
 -- and of the users in sp_recompute (incremental.sql) computed again, the same rule, and only
 -- the difference written within that domain. Every other pair has the same group inclusion,
 -- the same members below the group and the same user inclusion as when it was last built.
+-- users.sql has written the snapshot's users already: a member's inclusion is read from there
+-- (sp_users holds only the users around the change set).
 DROP TABLE IF EXISTS pg_temp.sp_memberships;
 CREATE TEMP TABLE sp_memberships ON COMMIT DROP AS
 SELECT DISTINCT x.group_id, x.user_id
@@ -12,7 +14,8 @@ FROM (
     JOIN sp_groups g ON g.id = a.id AND g.reason IS NULL
     JOIN staging.group_members gm
       ON gm.tenant = :tenant AND gm.group_id = g.id AND gm.member_type = 'user'
-    JOIN sp_users u ON u.id = gm.member_id AND u.included
+    JOIN sync.snapshot_users u
+      ON u.tenant = :tenant AND u.graph_id = gm.member_id AND u.included
     UNION ALL
     -- groups in sp_ga: members through nested groups
     SELECT c.ancestor, gm.member_id
@@ -21,7 +24,8 @@ FROM (
     JOIN sp_closure c ON c.ancestor = g.id
     JOIN staging.group_members gm
       ON gm.tenant = :tenant AND gm.group_id = c.descendant AND gm.member_type = 'user'
-    JOIN sp_users u ON u.id = gm.member_id AND u.included
+    JOIN sync.snapshot_users u
+      ON u.tenant = :tenant AND u.graph_id = gm.member_id AND u.included
     UNION ALL
     -- users in sp_recompute: their direct groups
     SELECT gm.group_id, gm.member_id

@@ -5,10 +5,11 @@
 -- lower-cased), exactly as the snapshot check compares them, and stored in their clean form.
 -- Manager cycles are cut here (sp_manager_cuts). Statements end with a semicolon at the end
 -- of a line.
--- Incremental (:incremental, transform/incremental.py): only the users in sp_recompute are
--- resolved and ranked here; every other user's row is copied from the snapshot, which already
--- holds what this statement would compute for it. The manager links, cycles and the write
--- below always run over every user.
+-- Incremental (:incremental, sql/transform/incremental.sql): only the users in sp_recompute are
+-- resolved and ranked here. The rest of the work runs over them and the users around them
+-- (sp_around), whose rows are copied from the snapshot, which already holds what this file
+-- would compute for them: everything below then gives the same rows for those users as the
+-- full path, and every other user's row cannot have changed (see sp_around).
 CREATE TEMP TABLE IF NOT EXISTS sp_recompute (id text PRIMARY KEY) ON COMMIT DROP;
 DROP TABLE IF EXISTS pg_temp.sp_scoped;
 CREATE TEMP TABLE sp_scoped ON COMMIT DROP AS
@@ -23,7 +24,9 @@ FROM (
     SELECT c.descendant FROM sp_closure c WHERE c.ancestor = ANY (CAST(:scope_group_ids AS text[]))
 ) s
 JOIN staging.group_members gm
-  ON gm.tenant = :tenant AND gm.group_id = s.descendant AND gm.member_type = 'user';
+  ON gm.tenant = :tenant AND gm.group_id = s.descendant AND gm.member_type = 'user'
+WHERE NOT CAST(:incremental AS boolean)
+   OR gm.member_id IN (SELECT r.id FROM pg_temp.sp_recompute r);
 DROP TABLE IF EXISTS pg_temp.sp_users;
 CREATE TEMP TABLE sp_users ON COMMIT DROP AS
 WITH resolved AS MATERIALIZED (
@@ -105,12 +108,46 @@ SELECT
               THEN ARRAY['duplicate_email'] ELSE '{}'::text[] END AS reasons,
     cardinality(k.pre_reasons) = 0 AND k.address_rank = 1 AS included
 FROM ranked k;
+-- Incremental: the users whose row may change although they were not resolved again, and
+-- everyone above them. A user's row depends, besides their own staging rows, only on their
+-- manager's row (manager_graph_id, manager_note) and on the manager cycle they may be on.
+-- So the seeds are the recomputed users, their reports, and the members cut earlier from a
+-- cycle through a recomputed user (it may be broken now). A cycle that is new now holds a
+-- changed link or a user whose inclusion changed, so a recomputed user, and lies above them.
+-- Walking up from the seeds by the staged links (whatever the inclusion: a superset) reaches
+-- every manager the statements below look at, so the cycle walk over sp_users sees every
+-- cycle above a seed whole.
+DROP TABLE IF EXISTS pg_temp.sp_around;
+CREATE TEMP TABLE sp_around ON COMMIT DROP AS
+WITH RECURSIVE seeds (id) AS (
+    SELECT r.id FROM pg_temp.sp_recompute r WHERE CAST(:incremental AS boolean)
+    UNION
+    SELECT um.user_id
+    FROM staging.user_managers um
+    WHERE CAST(:incremental AS boolean) AND um.tenant = :tenant
+      AND um.manager_id IN (SELECT r.id FROM pg_temp.sp_recompute r)
+    UNION
+    SELECT s.graph_id
+    FROM sync.snapshot_users s
+    WHERE CAST(:incremental AS boolean) AND s.tenant = :tenant
+      AND s.manager_note LIKE 'manager\_cycle\:%'
+      AND string_to_array(substr(s.manager_note, 15), ' ')
+          && ARRAY(SELECT r.id FROM pg_temp.sp_recompute r)
+), up (id) AS (
+    SELECT s.id FROM seeds s
+    UNION
+    SELECT um.manager_id
+    FROM up
+    JOIN staging.user_managers um ON um.tenant = :tenant AND um.user_id = up.id
+)
+SELECT up.id FROM up;
 INSERT INTO sp_users (
     id, address, display_name, given_name, surname, job_title, department, reasons, included)
 SELECT s.graph_id, s.email, s.display_name, s.first_name, s.last_name, s.job_title,
        s.department, s.reasons, s.included
 FROM sync.snapshot_users s
 WHERE CAST(:incremental AS boolean) AND s.tenant = :tenant
+  AND s.graph_id IN (SELECT a.id FROM sp_around a)
   AND NOT EXISTS (SELECT 1 FROM pg_temp.sp_recompute r WHERE r.id = s.graph_id);
 CREATE UNIQUE INDEX ON sp_users (id);
 ANALYZE sp_users;
@@ -183,6 +220,8 @@ LEFT JOIN sp_manager_cuts c ON c.user_id = u.id;
 ANALYZE sp_snapshot_users;
 DELETE FROM sync.snapshot_users s
 WHERE s.tenant = :tenant
+  AND (NOT CAST(:incremental AS boolean)
+       OR s.graph_id IN (SELECT r.id FROM pg_temp.sp_recompute r))
   AND NOT EXISTS (SELECT 1 FROM sp_snapshot_users n WHERE n.graph_id = s.graph_id);
 UPDATE sync.snapshot_users s
 SET included = n.included, reason = n.reason, reasons = n.reasons, email = n.email,
