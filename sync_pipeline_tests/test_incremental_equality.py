@@ -167,3 +167,35 @@ def test_incremental_manager_chains(engine: sa.Engine, tenant_slug: str) -> None
     assert note["a manager deleted under their reports"]["m06"] == "manager_not_found"
     assert ("top", "m07") in seen["a member joins the nested group"][2]
     assert ("top", "m07") not in seen["and leaves it"][2]
+
+
+def test_a_snapshot_written_outside_the_transform_is_rebuilt(
+    engine: sa.Engine, tenant_slug: str
+) -> None:
+    """The incremental path trusts the rows it does not recompute, so any write to the snapshot
+    but the transform's own (migration 017's triggers) makes the next transform a full one,
+    which puts the row right; the transform's own writes leave the state trusted."""
+    settings = make_settings(tenant_slug)
+    with engine.begin() as conn:
+        churn = Churn(random.Random(5), (tenant_slug,))
+        for uid in ("u001", "u002", "u003", "u004", "u005", "u006"):
+            churn.sql(conn, USERS_SQL, **user_row(uid))
+        rules.refresh_snapshot(conn, settings)
+    with engine.begin() as conn:
+        rename = (
+            "UPDATE staging.users SET display_name = 'Renamed' WHERE tenant = :t AND id = 'u001'"
+        )
+        churn.sql(conn, rename)
+        _, own = rules.refresh_snapshot(conn, settings)
+        assert own.path == "incremental", own.full_reason
+    want = "SELECT display_name FROM sync.snapshot_users WHERE tenant = :t AND graph_id = 'u002'"
+    with engine.begin() as conn:
+        name = conn.execute(sa.text(want), {"t": tenant_slug}).scalar_one()
+        edit = "UPDATE sync.snapshot_users SET display_name = 'Edited' WHERE tenant = :t"
+        conn.execute(sa.text(edit + " AND graph_id = 'u002'"), {"t": tenant_slug})
+    with engine.begin() as conn:
+        _, rebuilt = rules.refresh_snapshot(conn, settings)
+        assert (rebuilt.path, rebuilt.full_reason) == ("full", "snapshot_changed_outside")
+        assert conn.execute(sa.text(want), {"t": tenant_slug}).scalar_one() == name
+        _, after = rules.refresh_snapshot(conn, settings)
+        assert after.path == "incremental"

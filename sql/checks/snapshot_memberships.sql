@@ -2,7 +2,7 @@
 -- group is an imported snapshot group, and how many of its members are not imported snapshot
 -- users. Nothing here is done once per membership row except reading an index in order:
 -- the groups come by skipping through the primary key (one descent per group), the members
--- once each from snapshot_memberships_user (~100k of 1.2 M rows), and only the members that
+-- once each from snapshot_memberships_user_group (~100k of 1.2 M rows), and only the members that
 -- are not imported users are joined back to their memberships. At 100k users this is
 -- ~0.2 CPU-seconds where hashing every membership was ~0.7.
 -- Daily (:changed_only, checks/scope.py): the members looked up are only the users whose

@@ -45,18 +45,35 @@ FROM (
     JOIN sp_groups g ON g.id = c.ancestor AND g.reason IS NULL
 ) x;
 ANALYZE sp_memberships;
+-- The pairs the snapshot holds within that domain now, by index alone (the user's index
+-- carries the group id, migration 017; the primary key leads with the group).
+DROP TABLE IF EXISTS pg_temp.sp_old_memberships;
+CREATE TEMP TABLE sp_old_memberships ON COMMIT DROP AS
+SELECT m.group_graph_id AS group_id, m.user_graph_id AS user_id
+FROM sp_recompute r
+JOIN sync.snapshot_memberships m ON m.tenant = :tenant AND m.user_graph_id = r.id
+UNION
+SELECT m.group_graph_id, m.user_graph_id
+FROM sp_ga a
+JOIN sync.snapshot_memberships m ON m.tenant = :tenant AND m.group_graph_id = a.id;
+ANALYZE sp_old_memberships;
+DROP TABLE IF EXISTS pg_temp.sp_gone_memberships;
+CREATE TEMP TABLE sp_gone_memberships ON COMMIT DROP AS
+SELECT o.group_id, o.user_id FROM sp_old_memberships o
+EXCEPT
+SELECT n.group_id, n.user_id FROM sp_memberships n;
+DROP TABLE IF EXISTS pg_temp.sp_new_memberships;
+CREATE TEMP TABLE sp_new_memberships ON COMMIT DROP AS
+SELECT n.group_id, n.user_id FROM sp_memberships n
+EXCEPT
+SELECT o.group_id, o.user_id FROM sp_old_memberships o;
+ANALYZE sp_gone_memberships;
 DELETE FROM sync.snapshot_memberships m
-WHERE m.tenant = :tenant
-  AND (m.group_graph_id IN (SELECT a.id FROM sp_ga a)
-       OR m.user_graph_id IN (SELECT r.id FROM sp_recompute r))
-  AND NOT EXISTS (
-      SELECT 1 FROM sp_memberships n
-      WHERE n.group_id = m.group_graph_id AND n.user_id = m.user_graph_id);
+USING sp_gone_memberships gone
+WHERE m.tenant = :tenant AND m.group_graph_id = gone.group_id AND m.user_graph_id = gone.user_id;
 INSERT INTO sync.snapshot_memberships (tenant, group_graph_id, user_graph_id)
-SELECT :tenant, n.group_id, n.user_id
-FROM sp_memberships n
-WHERE NOT EXISTS (
-    SELECT 1 FROM sync.snapshot_memberships m
-    WHERE m.tenant = :tenant AND m.group_graph_id = n.group_id AND m.user_graph_id = n.user_id)
+SELECT :tenant, x.group_id, x.user_id
+FROM sp_new_memberships x
 ORDER BY 2, 3;
+RESET random_page_cost;
 RESET enable_nestloop

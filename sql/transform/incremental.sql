@@ -10,8 +10,13 @@
 -- 014), and a recomputed user's memberships are recomputed in every group above their direct
 -- ones (inc_memberships.sql), which is exactly where that pair can appear or vanish.
 -- Statements end with a semicolon at the end of a line.
--- Few keys, looked up by index: nested loops are welcome again here (see closure.sql).
+-- Few keys, looked up by index: nested loops are welcome again here (see closure.sql), and so
+-- are index probes. At the default random_page_cost (4, for spinning disks) the planner would
+-- rather scan a tenant's 1.2 M memberships than probe an index a few thousand times; the
+-- tables the transform reads are hot in the cache, where a probe costs about what the value
+-- for SSDs (1.1) says. Both are reset at the end of inc_memberships.sql.
 SET LOCAL enable_nestloop = on;
+SET LOCAL random_page_cost = 1.1;
 CREATE TEMP TABLE IF NOT EXISTS sp_recompute (id text PRIMARY KEY) ON COMMIT DROP;
 TRUNCATE sp_recompute;
 INSERT INTO sp_recompute (id)

@@ -130,7 +130,7 @@ WITH RECURSIVE seeds (id) AS (
     SELECT s.graph_id
     FROM sync.snapshot_users s
     WHERE CAST(:incremental AS boolean) AND s.tenant = :tenant
-      AND s.manager_note LIKE 'manager\_cycle\:%'
+      AND starts_with(s.manager_note, 'manager_cycle:')  -- index snapshot_users_cycle_cut
       AND string_to_array(substr(s.manager_note, 15), ' ')
           && ARRAY(SELECT r.id FROM pg_temp.sp_recompute r)
 ), up (id) AS (

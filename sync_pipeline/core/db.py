@@ -87,7 +87,11 @@ def q(name: str) -> sa.TextClause:
 
 
 def analyze_if_stale(
-    conn: sa.Connection, tables: list[str], tenant: str | None = None
+    conn: sa.Connection,
+    tables: list[str],
+    tenant: str | None = None,
+    *,
+    sizes: dict[str, int] | None = None,
 ) -> list[str]:
     """ANALYZE those of `tables` the planner has no or stale statistics for (see
     sql/core/stale_stats.sql); returns them. Inside the caller's transaction, so its own new rows
@@ -102,7 +106,9 @@ def analyze_if_stale(
     counted only up to ten times it plus 100: a bounded index scan, no full count. The floor
     is low on purpose: a fleet's small tenants (a few hundred users) are new to statistics that
     already hold other tenants, and a check joining a few hundred rows estimated at one by
-    nested loops took 15-30 s of a backend's CPU (benchmarks/fleet.py, docs/performance.md)."""
+    nested loops took 15-30 s of a backend's CPU (benchmarks/fleet.py, docs/performance.md).
+    `sizes` gives the tenant's rows per table where the caller knows them already (the
+    transform's counts): those are not counted again (a scan of 1.2 M memberships per run)."""
     stale = list(conn.execute(q("core/stale_stats"), {"tables": tables}).scalars())
     if tenant is not None:
         for name in (t for t in tables if t not in stale):
@@ -113,6 +119,10 @@ def analyze_if_stale(
             ).scalar_one()
             estimate = int(plan[0]["Plan"]["Plan Rows"])
             bound = 10 * estimate + 100
+            if sizes is not None and name in sizes:
+                if sizes[name] > bound:
+                    stale.append(name)
+                continue
             have = conn.execute(
                 sa.text(
                     f"SELECT count(*) FROM (SELECT 1 FROM {name} WHERE tenant = :t LIMIT :n) x"

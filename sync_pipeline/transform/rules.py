@@ -176,7 +176,8 @@ def refresh_snapshot(
     touched = snapshot_state.touched(conn)
     keys = sum(n for k, n in touched.items() if k != "full")
     wanted = INCREMENTAL if incremental is None else incremental
-    reason = snapshot_state.full_reason(conn, tenant, fp, touched) if wanted else "asked"
+    state = snapshot_state.read(conn, tenant)
+    reason = snapshot_state.full_reason(state, fp, touched) if wanted else "asked"
     run_script(conn, "transform/closure", params)
     if reason is None and _scope_touched(conn, settings):
         reason = "scope_changed"
@@ -200,12 +201,31 @@ def refresh_snapshot(
     counts = {f"excluded_{r}": 0 for r in USER_REASONS}
     counts |= {f"groups_excluded_{r}": 0 for r in GROUP_REASONS}
     counts |= dict(conn.execute(db.q("transform/counts"), params).all())
+    if refresh.path == "incremental" and refresh.verified != "mismatch":
+        assert state is not None  # the incremental path ran on a recorded state
+        counts["memberships"] = conn.execute(
+            db.q("transform/memberships_counted"), {"previous": state.memberships}
+        ).scalar_one()
+    else:
+        counts["memberships"] = conn.execute(
+            db.q("transform/memberships_count"), params
+        ).scalar_one()
     counts = {k: int(v) for k, v in counts.items()}
     snapshot_state.record(conn, tenant, fp, counts, refresh.path)
     if refresh.verified == "mismatch":
         conn.execute(db.q("transform/state/forget"), {"tenant": tenant})
-    db.analyze_if_stale(conn, list(SNAPSHOT_TABLES), tenant)
+    sizes = dict(zip(SNAPSHOT_TABLES, _table_sizes(counts), strict=True))
+    db.analyze_if_stale(conn, list(SNAPSHOT_TABLES), tenant, sizes=sizes)
     return counts, refresh
+
+
+def _table_sizes(counts: dict[str, int]) -> tuple[int, int, int]:
+    """The tenant's rows in each of SNAPSHOT_TABLES, from the counts."""
+    return (
+        counts["users_included"] + counts["users_excluded"],
+        counts["groups_included"] + counts["groups_excluded"],
+        counts["memberships"],
+    )
 
 
 def _verify(conn: sa.Connection, params: dict[str, object], refresh: Refresh) -> Refresh:

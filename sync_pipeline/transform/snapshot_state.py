@@ -35,9 +35,14 @@ def touched(conn: sa.Connection) -> dict[str, int]:
     return {k: int(n) for k, n in conn.execute(db.q("transform/state/touched_counts"))}
 
 
-def full_reason(conn: sa.Connection, tenant: str, fp: str, touched: dict[str, int]) -> str | None:
-    """Why the snapshot must be rebuilt in full, or None when the change set suffices."""
-    row = conn.execute(db.q("transform/state/read"), {"tenant": tenant}).one_or_none()
+def read(conn: sa.Connection, tenant: str) -> sa.Row | None:
+    """The tenant's snapshot state (sql/transform/state/read.sql), None before a first build."""
+    return conn.execute(db.q("transform/state/read"), {"tenant": tenant}).one_or_none()
+
+
+def full_reason(row: sa.Row | None, fp: str, touched: dict[str, int]) -> str | None:
+    """Why the snapshot must be rebuilt in full, or None when the change set suffices (`row`:
+    read())."""
     if row is None:
         return "first_build"
     if row.fingerprint != fp:

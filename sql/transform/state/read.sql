@@ -1,10 +1,5 @@
--- What the tenant's snapshot was last built from, beside its row counts now.
-SELECT
-    s.fingerprint,
-    s.users = (SELECT count(*) FROM sync.snapshot_users u WHERE u.tenant = :tenant)
-    AND s.groups = (SELECT count(*) FROM sync.snapshot_groups g WHERE g.tenant = :tenant)
-    AND s.memberships
-        = (SELECT count(*) FROM sync.snapshot_memberships m WHERE m.tenant = :tenant)
-      AS counts_match
+-- What the tenant's snapshot was last built from, whether anyone but the transform wrote it
+-- since (migration 017), and its memberships then (the incremental path counts on from there).
+SELECT s.fingerprint, NOT s.written_outside AS counts_match, s.memberships
 FROM sync.snapshot_state s
 WHERE s.tenant = :tenant

@@ -1,0 +1,58 @@
+-- Lookups the incremental transform makes by key (sql/transform/users.sql, inc_memberships.sql).
+-- Idempotent.
+
+-- A recomputed user's memberships, read by index alone (the group id is in the index): at 100k
+-- users the heap pages of a thousand users' memberships lie all over 1.2 M rows.
+DROP INDEX IF EXISTS sync.snapshot_memberships_user;
+CREATE INDEX IF NOT EXISTS snapshot_memberships_user_group
+    ON sync.snapshot_memberships (tenant, user_graph_id) INCLUDE (group_graph_id);
+
+-- The reports of a recomputed user (their manager's row decides their manager columns).
+CREATE INDEX IF NOT EXISTS user_managers_manager
+    ON staging.user_managers (tenant, manager_id);
+
+-- The members cut from a manager cycle (a handful per tenant), whose cycle a change may break.
+CREATE INDEX IF NOT EXISTS snapshot_users_cycle_cut
+    ON sync.snapshot_users (tenant) WHERE starts_with(manager_note, 'manager_cycle:');
+
+-- The nesting edges (a few thousand of 1.4 M memberships at 100k users), which every transform
+-- reads whole to build the closure (sql/transform/closure.sql).
+CREATE INDEX IF NOT EXISTS group_members_nesting
+    ON staging.group_members (tenant, group_id, member_id) WHERE member_type = 'group';
+
+-- A snapshot written by anyone but the transform can no longer be refreshed incrementally:
+-- the incremental path trusts every row it does not recompute. The transform marks its own
+-- transaction (sync_pipeline.writer = 'transform', sql/transform/state/consume.sql); any other
+-- write marks the tenant's snapshot state, and the next transform rebuilds in full. This
+-- replaces comparing the row counts recorded with a count of the snapshot's rows, which cost
+-- a scan of 1.2 M memberships per run at 100k users and saw no update at all.
+ALTER TABLE sync.snapshot_state
+    ADD COLUMN IF NOT EXISTS written_outside boolean NOT NULL DEFAULT false;
+
+CREATE OR REPLACE FUNCTION sync.snapshot_written() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+    IF current_setting('sync_pipeline.writer', true) IS DISTINCT FROM 'transform' THEN
+        UPDATE sync.snapshot_state s SET written_outside = true
+        WHERE s.tenant IN (SELECT DISTINCT c.tenant FROM changed c) AND NOT s.written_outside;
+    END IF;
+    RETURN NULL;
+END $$;
+
+DO $$
+DECLARE
+    t text;
+    ev text;
+BEGIN
+    FOREACH t IN ARRAY ARRAY['snapshot_users', 'snapshot_groups', 'snapshot_memberships'] LOOP
+        FOREACH ev IN ARRAY ARRAY['insert', 'update', 'delete'] LOOP
+            EXECUTE 'DROP TRIGGER IF EXISTS written_' || ev || ' ON sync.' || quote_ident(t);
+            EXECUTE 'CREATE TRIGGER written_' || ev || ' AFTER ' || upper(ev)
+                || ' ON sync.' || quote_ident(t) || ' REFERENCING '
+                || CASE ev WHEN 'delete' THEN 'OLD' ELSE 'NEW' END
+                || ' TABLE AS changed FOR EACH STATEMENT EXECUTE FUNCTION sync.snapshot_written()';
+        END LOOP;
+        EXECUTE 'DROP TRIGGER IF EXISTS written_truncate ON sync.' || quote_ident(t);
+        EXECUTE 'CREATE TRIGGER written_truncate AFTER TRUNCATE ON sync.' || quote_ident(t)
+            || ' FOR EACH STATEMENT EXECUTE FUNCTION sync.forget_snapshot_state()';
+    END LOOP;
+END $$;

@@ -1,0 +1,2 @@
+-- The snapshot's memberships, counted (the full path).
+SELECT count(*) FROM sync.snapshot_memberships WHERE tenant = :tenant
