@@ -5,7 +5,7 @@
 WITH grp AS (
     SELECT t.id AS group_id
     FROM sync.touched t
-    WHERE t.tenant = :tenant AND t.kind IN ('group', 'members')
+    WHERE t.tenant = :tenant AND t.kind IN ('group', 'members', 'nesting')
 ), rows AS (
     -- every member of a group whose member list was written
     SELECT g.group_id, gm.member_id, gm.member_type

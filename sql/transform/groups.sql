@@ -40,7 +40,29 @@ SELECT
 FROM decided d;
 CREATE UNIQUE INDEX ON sp_groups (id);
 ANALYZE sp_groups;
-DELETE FROM sync.snapshot_groups WHERE tenant = :tenant;
+-- The groups whose inclusion changed, new and gone ones included: the incremental path
+-- recomputes their memberships whole (inc_memberships.sql). A group's inclusion decides only
+-- its own pairs (a nested group's members count for its parents whether or not it is
+-- imported itself, memberships.sql).
+DROP TABLE IF EXISTS pg_temp.sp_groups_flipped;
+CREATE TEMP TABLE sp_groups_flipped ON COMMIT DROP AS
+SELECT coalesce(n.id, o.graph_id) AS id
+FROM sp_groups n
+FULL JOIN (SELECT s.graph_id, s.included FROM sync.snapshot_groups s WHERE s.tenant = :tenant) o
+  ON o.graph_id = n.id
+WHERE n.id IS NULL OR o.graph_id IS NULL OR (n.reason IS NULL) <> o.included;
+-- Only the difference is written (gone, changed, new).
+DELETE FROM sync.snapshot_groups s
+WHERE s.tenant = :tenant AND NOT EXISTS (SELECT 1 FROM sp_groups g WHERE g.id = s.graph_id);
+UPDATE sync.snapshot_groups s
+SET included = g.reason IS NULL, reason = g.reason, name = g.name, group_kind = g.kind,
+    mapped_to = g.mapped_to
+FROM sp_groups g
+WHERE s.tenant = :tenant AND s.graph_id = g.id
+  AND (s.included, s.reason, s.name, s.group_kind, s.mapped_to)
+      IS DISTINCT FROM (g.reason IS NULL, g.reason, g.name, g.kind, g.mapped_to);
 INSERT INTO sync.snapshot_groups (tenant, graph_id, included, reason, name, group_kind, mapped_to)
 SELECT :tenant, g.id, g.reason IS NULL, g.reason, g.name, g.kind, g.mapped_to
 FROM sp_groups g
+WHERE NOT EXISTS (
+    SELECT 1 FROM sync.snapshot_groups s WHERE s.tenant = :tenant AND s.graph_id = g.id)

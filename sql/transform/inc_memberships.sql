@@ -4,6 +4,8 @@
 -- the same members below the group and the same user inclusion as when it was last built.
 -- users.sql has written the snapshot's users already: a member's inclusion is read from there
 -- (sp_users holds only the users around the change set).
+-- The groups whose inclusion changed join those recomputed whole (groups.sql).
+INSERT INTO sp_ga (id) SELECT f.id FROM sp_groups_flipped f ON CONFLICT DO NOTHING;
 DROP TABLE IF EXISTS pg_temp.sp_memberships;
 CREATE TEMP TABLE sp_memberships ON COMMIT DROP AS
 SELECT DISTINCT x.group_id, x.user_id

@@ -2,13 +2,14 @@
 -- sp_touched (sync.touched, migration 014) and the new nesting closure (closure.sql):
 -- sp_recompute, the users whose row is resolved again: every touched user, and every user
 -- sharing an address key with one, old or new (their duplicate_email ranks may change); and
--- sp_ga, the groups whose flattened memberships are recomputed whole: every group whose own row
--- or nesting edges were touched ('group'), and every group above one. An edge removed below a
--- group leaves its parent touched, and the path from the group down to that parent unchanged,
--- so the new closure finds the group. A user joining or leaving a group ('members') is not a
--- reason to recompute the whole group: the same write touched the user ('user', migration
--- 014), and a recomputed user's memberships are recomputed in every group above their direct
--- ones (inc_memberships.sql), which is exactly where that pair can appear or vanish.
+-- sp_ga, the groups whose flattened memberships are recomputed whole: every group with a
+-- nesting edge touched ('nesting', migration 017), and every group above one. An edge removed
+-- below a group leaves its parent touched, and the path from the group down to that parent
+-- unchanged, so the new closure finds the group. groups.sql adds the groups whose inclusion
+-- changed (sp_groups_flipped). A user joining or leaving a group ('members') is no reason to
+-- recompute the whole group: the same write touched the user ('user'), and a recomputed
+-- user's memberships are recomputed in every group above their direct ones
+-- (inc_memberships.sql), which is exactly where that pair can appear or vanish.
 -- Statements end with a semicolon at the end of a line.
 -- Few keys, looked up by index: nested loops are welcome again here (see closure.sql), and so
 -- are index probes. At the default random_page_cost (4, for spinning disks) the planner would
@@ -54,11 +55,11 @@ ON CONFLICT DO NOTHING;
 ANALYZE sp_recompute;
 DROP TABLE IF EXISTS pg_temp.sp_ga;
 CREATE TEMP TABLE sp_ga ON COMMIT DROP AS
-SELECT t.id FROM sp_touched t WHERE t.kind = 'group'
+SELECT t.id FROM sp_touched t WHERE t.kind = 'nesting'
 UNION
 SELECT c.ancestor
 FROM sp_touched t
 JOIN sp_closure c ON c.descendant = t.id
-WHERE t.kind = 'group';
+WHERE t.kind = 'nesting';
 CREATE UNIQUE INDEX ON sp_ga (id);
 ANALYZE sp_ga

@@ -191,6 +191,8 @@ def refresh_snapshot(
         params["incremental"] = True
         for name in ("users", "groups", "inc_memberships"):
             run_script(conn, f"transform/{name}", params)
+        # inc_memberships added the groups whose inclusion changed (groups.sql)
+        groups = conn.execute(db.q("transform/state/recompute_counts")).one()[1]
         refresh = Refresh("incremental", "", keys, int(users), int(groups))
         if verify:
             refresh = _verify(conn, params, refresh)

@@ -3,5 +3,5 @@
 -- 100k users), is cheaper than looking at each of those groups' members (~10 s when 3,000 of
 -- 4,000 groups were touched by 1 % churn: every user deleted touches each of its groups).
 SELECT (SELECT count(*) FROM sync.touched t
-        WHERE t.tenant = :tenant AND t.kind IN ('group', 'members'))
+        WHERE t.tenant = :tenant AND t.kind IN ('group', 'members', 'nesting'))
        > 0.05 * greatest((SELECT count(*) FROM staging.groups g WHERE g.tenant = :tenant), 1)
