@@ -1,7 +1,7 @@
 -- staging_members.sql for a daily check (checks/scope.py): the members of the groups whose
 -- member list this extraction wrote since the last transform, and the memberships of the
 -- users it wrote (sync.touched, migration 014); the same columns. The tenant's membership
--- count is whole (an index-only count).
+-- count is the one the staging triggers keep (sync.staged_rows, migration 017).
 WITH grp AS (
     SELECT t.id AS group_id
     FROM sync.touched t
@@ -59,7 +59,8 @@ SELECT
     p.unknown_type_members,
     concat_ws(', ', p.first_unknown_type, nullif(p.last_unknown_type, p.first_unknown_type))
         AS unknown_type_sample,
-    (SELECT count(*) FROM staging.group_members WHERE tenant = :tenant) AS memberships_staged
+    coalesce((SELECT r.n FROM sync.staged_rows r
+              WHERE r.tenant = :tenant AND r.tbl = 'group_members'), 0) AS memberships_staged
 FROM per_group p
 -- a group gone from staging with its members gone too is no row, as in the whole query
 WHERE p.members > 0

@@ -1,8 +1,11 @@
--- Rows staged for the tenant, to reconcile against Graph's $count.
+-- Rows staged for the tenant, to reconcile against Graph's $count: the counts the staging
+-- triggers keep (sync.staged_rows, migration 017), this transaction's writes included.
 SELECT
-    (SELECT count(*) FROM staging.users WHERE tenant = :t) AS users,
-    (SELECT count(*) FROM staging.groups WHERE tenant = :t) AS "groups",
-    (SELECT count(*) FROM staging.group_members WHERE tenant = :t) AS group_members,
-    (SELECT count(*) FROM staging.user_licences WHERE tenant = :t) AS user_licences,
-    (SELECT count(*) FROM staging.user_managers WHERE tenant = :t) AS user_managers,
-    (SELECT count(*) FROM staging.subscribed_skus WHERE tenant = :t) AS subscribed_skus
+    coalesce(max(n) FILTER (WHERE tbl = 'users'), 0) AS users,
+    coalesce(max(n) FILTER (WHERE tbl = 'groups'), 0) AS "groups",
+    coalesce(max(n) FILTER (WHERE tbl = 'group_members'), 0) AS group_members,
+    coalesce(max(n) FILTER (WHERE tbl = 'user_licences'), 0) AS user_licences,
+    coalesce(max(n) FILTER (WHERE tbl = 'user_managers'), 0) AS user_managers,
+    coalesce(max(n) FILTER (WHERE tbl = 'subscribed_skus'), 0) AS subscribed_skus
+FROM sync.staged_rows
+WHERE tenant = :t

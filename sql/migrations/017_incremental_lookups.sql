@@ -78,3 +78,57 @@ BEGIN
     ON CONFLICT DO NOTHING;
     RETURN NULL;
 END $$;
+
+-- sync.staged_rows: each tenant's rows in each staging table, kept by statement triggers in the
+-- writers' own transactions, so that a run reads its counts instead of counting 1.4 M
+-- memberships again (the extraction's reconciliation with Graph's $count, the statistics
+-- check, the daily staging checks). A whole check counts the rows themselves against these
+-- (checks/staging.py), so a count that drifted cannot hide. Counted once here from the rows
+-- as they are, with writers held off (SHARE locks) until the triggers are in place.
+CREATE TABLE IF NOT EXISTS sync.staged_rows (
+    tenant text NOT NULL,
+    tbl    text NOT NULL,
+    n      bigint NOT NULL,
+    PRIMARY KEY (tenant, tbl)
+);
+
+CREATE OR REPLACE FUNCTION sync.count_staged() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+    INSERT INTO sync.staged_rows AS r (tenant, tbl, n)
+    SELECT c.tenant, TG_TABLE_NAME, CASE TG_OP WHEN 'DELETE' THEN -count(*) ELSE count(*) END
+    FROM changed c
+    GROUP BY c.tenant
+    ON CONFLICT (tenant, tbl) DO UPDATE SET n = r.n + EXCLUDED.n;
+    RETURN NULL;
+END $$;
+
+CREATE OR REPLACE FUNCTION sync.uncount_staged() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+    DELETE FROM sync.staged_rows WHERE tbl = TG_TABLE_NAME;
+    RETURN NULL;
+END $$;
+
+DO $$
+DECLARE
+    t text;
+    ev text;
+BEGIN
+    FOREACH t IN ARRAY ARRAY['users', 'groups', 'group_members', 'subscribed_skus',
+                             'user_licences', 'user_managers'] LOOP
+        EXECUTE 'LOCK TABLE staging.' || quote_ident(t) || ' IN SHARE MODE';
+        FOREACH ev IN ARRAY ARRAY['insert', 'delete'] LOOP
+            EXECUTE 'DROP TRIGGER IF EXISTS counted_' || ev || ' ON staging.' || quote_ident(t);
+            EXECUTE 'CREATE TRIGGER counted_' || ev || ' AFTER ' || upper(ev)
+                || ' ON staging.' || quote_ident(t) || ' REFERENCING '
+                || CASE ev WHEN 'delete' THEN 'OLD' ELSE 'NEW' END
+                || ' TABLE AS changed FOR EACH STATEMENT EXECUTE FUNCTION sync.count_staged()';
+        END LOOP;
+        EXECUTE 'DROP TRIGGER IF EXISTS counted_truncate ON staging.' || quote_ident(t);
+        EXECUTE 'CREATE TRIGGER counted_truncate AFTER TRUNCATE ON staging.' || quote_ident(t)
+            || ' FOR EACH STATEMENT EXECUTE FUNCTION sync.uncount_staged()';
+        EXECUTE 'DELETE FROM sync.staged_rows WHERE tbl = ' || quote_literal(t);
+        EXECUTE 'INSERT INTO sync.staged_rows (tenant, tbl, n) SELECT tenant, '
+            || quote_literal(t) || ', count(*) FROM staging.' || quote_ident(t)
+            || ' GROUP BY tenant';
+    END LOOP;
+END $$;

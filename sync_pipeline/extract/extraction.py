@@ -153,5 +153,6 @@ def extract(
         result.unreadable.setdefault(row.group_id, {})["name"] = row.display_name  # metadata
     for entity, rows in result.staged.items():
         writer.w.record(entity, rows, client.stats.requests)
-    db.analyze_if_stale(conn, [f"staging.{table}" for table in COLUMNS], tenant)
+    sizes = {f"staging.{table}": result.staged.get(table, 0) for table in COLUMNS}
+    db.analyze_if_stale(conn, list(sizes), tenant, sizes=sizes)
     return result
