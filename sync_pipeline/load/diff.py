@@ -266,6 +266,15 @@ def apply_diff(conn: sa.Connection, tenant: str, run_id: int) -> dict[str, int]:
     counts["manager_set"] += conn.execute(db.q("load/managers_set_at_create"), params).scalar_one()
     run_script(conn, "load/state/consume", params)
     conn.execute(db.q("load/state/writer"), {"writer": ""})
+    db.analyze_after_writes(
+        conn,
+        {
+            "app.users": counts["user_create"] + counts["user_update"] + counts["manager_set"],
+            "app.groups": counts["group_create"],
+            "app.group_members": counts["membership_add"] + counts["membership_remove"],
+        },
+        tenant,
+    )
     log.info("tenant %s: run %s applied %s changes", tenant, run_id, sum(counts.values()))
     return counts
 
