@@ -248,3 +248,13 @@ def test_staging_members_daily_sees_written_lists_and_users_gone(engine):
         # one group of 25 written: the daily query ran, not the whole one
         assert outcome.facts["verification"] == "changed rows", outcome.facts
         conn.rollback()
+        # a group's row gone while its members stay: found from the group's row alone (one
+        # member read, migration 017), not from its member list
+        conn.execute(
+            sa.text("DELETE FROM staging.groups WHERE tenant = :t AND id = 'g1'"), {"t": t}
+        )
+        orphan = expectations.check_staging_members(conn, t, daily)
+        assert not orphan.passed
+        assert any("group_staged" in f.expectation for f in orphan.failures), orphan.failures
+        assert orphan.facts["verification"] == "changed rows", orphan.facts
+        conn.rollback()

@@ -1,23 +1,37 @@
--- staging_members.sql for a daily check (checks/scope.py): the members of the groups whose
--- member list this extraction wrote since the last transform, and the memberships of the
--- users it wrote (sync.touched, migration 014); the same columns. The tenant's membership
--- count is the one the staging triggers keep (sync.staged_rows, migration 017).
+-- staging_members.sql for a daily check (checks/scope.py), from what the extraction wrote
+-- since the last transform (sync.touched, migrations 014 and 017); the same columns:
+-- - every member of a group with a nesting edge or a member of another type written
+--   ('nesting', 'members'): those rows are only recorded per group;
+-- - the memberships of the users written ('user'): a user member joining or leaving is
+--   recorded as the user, and a user gone while still listed shows here;
+-- - for a group whose own row was written ('group': Graph's delta lists a group again when a
+--   member moves), one member only: whether the group still has members is all the group's
+--   row can change here (a group gone from staging with members left).
+-- The tenant's membership count is the one the staging triggers keep (sync.staged_rows,
+-- migration 017).
 WITH grp AS (
     SELECT t.id AS group_id
     FROM sync.touched t
-    WHERE t.tenant = :tenant AND t.kind IN ('group', 'members', 'nesting')
+    WHERE t.tenant = :tenant AND t.kind IN ('members', 'nesting')
 ), rows AS (
-    -- every member of a group whose member list was written
     SELECT g.group_id, gm.member_id, gm.member_type
     FROM grp g
     LEFT JOIN staging.group_members gm ON gm.tenant = :tenant AND gm.group_id = g.group_id
     UNION
-    -- and the memberships of the users written (a user gone while still listed as a member
-    -- of a group whose list did not change), not the rest of those groups
     SELECT gm.group_id, gm.member_id, gm.member_type
     FROM sync.touched t
     JOIN staging.group_members gm ON gm.tenant = :tenant AND gm.member_id = t.id
     WHERE t.tenant = :tenant AND t.kind = 'user'
+    UNION
+    SELECT t.id, one.member_id, one.member_type
+    FROM sync.touched t
+    LEFT JOIN LATERAL (
+        SELECT gm.member_id, gm.member_type
+        FROM staging.group_members gm
+        WHERE gm.tenant = :tenant AND gm.group_id = t.id
+        LIMIT 1
+    ) one ON true
+    WHERE t.tenant = :tenant AND t.kind = 'group'
 ), looked AS (
     SELECT
         r.group_id,

@@ -58,7 +58,9 @@ BEGIN
 END $$;
 
 -- A nesting edge (a group member of a group) is recorded as kind 'nesting' on the parent group,
--- no longer as 'group': 'group' now means the group's own row only. The incremental transform
+-- no longer as 'group': 'group' now means the group's own row only. A user member is recorded
+-- as the user alone ('user'); 'members' is left for the other member types (contacts,
+-- devices, ...), whose rows only the staging check looks at. The incremental transform
 -- recomputes a group's flattened memberships whole only for a nesting change below it, or when
 -- its inclusion changed (sql/transform/groups.sql, sp_groups_flipped), not each time Graph's
 -- delta lists the group again because a member joined or left (the extraction rewrites the
@@ -69,10 +71,11 @@ BEGIN
     SELECT DISTINCT x.tenant, x.kind, x.id
     FROM changed c
     CROSS JOIN LATERAL (VALUES
-        (c.tenant, CASE WHEN c.member_type = 'group' THEN 'nesting' ELSE 'members' END, c.group_id),
+        (c.tenant, CASE c.member_type WHEN 'group' THEN 'nesting' WHEN 'user' THEN NULL
+                   ELSE 'members' END, c.group_id),
         (c.tenant, 'user', CASE WHEN c.member_type = 'user' THEN c.member_id END)
     ) AS x (tenant, kind, id)
-    WHERE x.id IS NOT NULL
+    WHERE x.kind IS NOT NULL AND x.id IS NOT NULL
       AND NOT EXISTS (SELECT 1 FROM sync.touched f
                       WHERE f.tenant = x.tenant AND f.kind = 'full' AND f.id = '')
     ON CONFLICT DO NOTHING;
