@@ -17,7 +17,11 @@ timed, --repeat times each (the median is reported), in three situations on a fr
 usual scheduled sync) and `changed` (every option at once over the defaults' snapshot), while a
 thread samples this process's RSS; the Postgres side is read from the backend's peak RSS
 (/proc/<pid>/status VmHWM, when the server runs on this machine) and the temporary bytes it
-spilled (pg_stat_database). Prints the figures and writes benchmarks/results/transform.json.
+spilled (pg_stat_database). Then the incremental path (`rules.refresh_snapshot`) over the
+defaults' snapshot: with nothing changed, and after 1 % churn written to staging with plain
+SQL (renames, memberships removed, managers moved; the staging triggers record the change
+set), each with its slowest statements. Prints the figures and writes
+benchmarks/results/transform.json.
 """
 
 from __future__ import annotations
@@ -185,6 +189,91 @@ def step_breakdown(engine: sa.Engine, settings: TenantSettings) -> list[dict]:
     return out
 
 
+def churn_staging(engine: sa.Engine, share: float, seed: int) -> dict[str, int]:
+    """`share` of the staged users changed with plain SQL, as a delta round would write them
+    (the staging triggers record the change set): half renamed, as many memberships removed
+    as a quarter of them, a tenth given another manager."""
+    with engine.begin() as conn:
+        n = int(conn.execute(
+            sa.text("SELECT count(*) FROM staging.users WHERE tenant = :t"), {"t": TENANT}
+        ).scalar_one() * share)  # fmt: skip
+        conn.execute(sa.text("SELECT setseed(:s)"), {"s": (seed % 100) / 100})
+        ids = list(conn.execute(sa.text(
+            "SELECT id FROM staging.users WHERE tenant = :t ORDER BY random() LIMIT :n"
+        ), {"t": TENANT, "n": n}).scalars())  # fmt: skip
+        rename = (
+            "UPDATE staging.users SET display_name = display_name || ' (renamed)'"
+            " WHERE tenant = :t AND id = ANY (:ids)"
+        )
+        conn.execute(sa.text(rename), {"t": TENANT, "ids": ids[: n // 2]})
+        removed = conn.execute(sa.text(
+            "DELETE FROM staging.group_members WHERE (tenant, group_id, member_id) IN ("
+            " SELECT tenant, group_id, member_id FROM staging.group_members WHERE tenant = :t"
+            " AND member_type = 'user' AND member_id = ANY (:ids))"),
+            {"t": TENANT, "ids": ids[n // 2 : n // 2 + n // 4]}).rowcount  # fmt: skip
+        rng = random.Random(seed)
+        moved = ids[n // 2 + n // 4 :][: n // 10]
+        for uid in moved:
+            conn.execute(sa.text(
+                "UPDATE staging.user_managers SET manager_id = :m WHERE tenant = :t"
+                " AND user_id = :u"), {"t": TENANT, "u": uid, "m": rng.choice(ids)})  # fmt: skip
+    return {"renamed": n // 2, "memberships_removed": removed, "managers_moved": len(moved)}
+
+
+def incremental_runs(engine: sa.Engine, settings: TenantSettings, seed: int) -> list[dict]:
+    """The incremental path (rules.refresh_snapshot) over the snapshot just built: with nothing
+    changed, then after 1 % churn; each with its slowest statements."""
+    statements: list[tuple[float, str]] = []
+
+    def before(conn, cursor, statement, params, context, many):  # type: ignore[no-untyped-def]
+        conn.info["sp_started"] = time.perf_counter()
+
+    def after(conn, cursor, statement, params, context, many):  # type: ignore[no-untyped-def]
+        code = " ".join(ln for ln in statement.splitlines() if not ln.lstrip().startswith("--"))
+        statements.append(
+            (time.perf_counter() - conn.info["sp_started"], " ".join(code.split())[:80])
+        )
+
+    out = []
+    with engine.begin() as conn:
+        rules.refresh_snapshot(conn, settings)  # whatever path: the state to start from
+    sa.event.listen(engine, "before_cursor_execute", before)
+    sa.event.listen(engine, "after_cursor_execute", after)
+    try:
+        for name in ("unchanged", "daily_1pct"):
+            churned = churn_staging(engine, 0.01, seed) if name == "daily_1pct" else {}
+            statements.clear()
+            load_before = load_average()
+            started = time.perf_counter()
+            with engine.begin() as conn:
+                _, refresh = rules.refresh_snapshot(conn, settings)
+            seconds = round(time.perf_counter() - started, 2)
+            slowest = sorted(statements, reverse=True)[:12]
+            out.append(
+                {
+                    "situation": name,
+                    "seconds": seconds,
+                    "load_average_before": load_before,
+                    "churn": churned,
+                    **refresh.metadata(),
+                    "slowest_statements": [
+                        {"seconds": round(t, 3), "statement": x} for t, x in slowest
+                    ],
+                }
+            )
+            print(
+                f"{name:>10}: {seconds:6.2f} s, {refresh.path} ({refresh.full_reason or 'ok'}), "
+                f"{refresh.users_recomputed} users and {refresh.groups_recomputed} groups "
+                f"recomputed, load {load_before[0]}"
+            )
+            for t, x in slowest[:6]:
+                print(f"    {t:6.3f} s  {x}")
+    finally:
+        sa.event.remove(engine, "before_cursor_execute", before)
+        sa.event.remove(engine, "after_cursor_execute", after)
+    return out
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--users", type=int, default=100_000)
@@ -262,6 +351,8 @@ def run(args: argparse.Namespace, engine: sa.Engine, reused: bool) -> None:
             f"{row['python_rss_peak_mb']} MB, postgres backend peak "
             f"{row['postgres_backend_peak_rss_mb']} MB"
         )
+    print("incremental path (defaults):")
+    incremental = incremental_runs(engine, defaults, args.seed)
     breakdown = []
     if not args.no_breakdown:
         clear_snapshot(engine)
@@ -288,6 +379,7 @@ def run(args: argparse.Namespace, engine: sa.Engine, reused: bool) -> None:
         },
         "summary": summary,
         "runs": runs,
+        "incremental": incremental,
         "per_statement_first": breakdown,
         "target": {"seconds": 30, "peak_memory_mb": 1536},
         "machine": {
