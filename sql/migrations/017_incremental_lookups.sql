@@ -38,24 +38,30 @@ BEGIN
     RETURN NULL;
 END $$;
 
-DO $$
+-- Statement triggers with a transition table named "changed", one per event, plus one on
+-- TRUNCATE, each dropped first so the migration can be applied again; used twice below.
+CREATE OR REPLACE FUNCTION sync.install_statement_triggers(
+    tbl regclass, prefix text, events text[], fn text, truncate_fn text
+) RETURNS void LANGUAGE plpgsql AS $$
 DECLARE
-    t text;
     ev text;
 BEGIN
-    FOREACH t IN ARRAY ARRAY['snapshot_users', 'snapshot_groups', 'snapshot_memberships'] LOOP
-        FOREACH ev IN ARRAY ARRAY['insert', 'update', 'delete'] LOOP
-            EXECUTE 'DROP TRIGGER IF EXISTS written_' || ev || ' ON sync.' || quote_ident(t);
-            EXECUTE 'CREATE TRIGGER written_' || ev || ' AFTER ' || upper(ev)
-                || ' ON sync.' || quote_ident(t) || ' REFERENCING '
-                || CASE ev WHEN 'delete' THEN 'OLD' ELSE 'NEW' END
-                || ' TABLE AS changed FOR EACH STATEMENT EXECUTE FUNCTION sync.snapshot_written()';
-        END LOOP;
-        EXECUTE 'DROP TRIGGER IF EXISTS written_truncate ON sync.' || quote_ident(t);
-        EXECUTE 'CREATE TRIGGER written_truncate AFTER TRUNCATE ON sync.' || quote_ident(t)
-            || ' FOR EACH STATEMENT EXECUTE FUNCTION sync.forget_snapshot_state()';
+    FOREACH ev IN ARRAY events LOOP
+        EXECUTE 'DROP TRIGGER IF EXISTS ' || quote_ident(prefix || '_' || ev) || ' ON ' || tbl;
+        EXECUTE 'CREATE TRIGGER ' || quote_ident(prefix || '_' || ev) || ' AFTER ' || upper(ev)
+            || ' ON ' || tbl || ' REFERENCING '
+            || CASE ev WHEN 'delete' THEN 'OLD' ELSE 'NEW' END
+            || ' TABLE AS changed FOR EACH STATEMENT EXECUTE FUNCTION ' || fn || '()';
     END LOOP;
+    EXECUTE 'DROP TRIGGER IF EXISTS ' || quote_ident(prefix || '_truncate') || ' ON ' || tbl;
+    EXECUTE 'CREATE TRIGGER ' || quote_ident(prefix || '_truncate') || ' AFTER TRUNCATE ON '
+        || tbl || ' FOR EACH STATEMENT EXECUTE FUNCTION ' || truncate_fn || '()';
 END $$;
+
+SELECT sync.install_statement_triggers(('sync.' || t)::regclass, 'written',
+                                       ARRAY['insert', 'update', 'delete'],
+                                       'sync.snapshot_written', 'sync.forget_snapshot_state')
+FROM unnest(ARRAY['snapshot_users', 'snapshot_groups', 'snapshot_memberships']) AS t;
 
 -- A nesting edge (a group member of a group) is recorded as kind 'nesting' on the parent group,
 -- no longer as 'group': 'group' now means the group's own row only. A user member is recorded
@@ -114,21 +120,13 @@ END $$;
 DO $$
 DECLARE
     t text;
-    ev text;
 BEGIN
     FOREACH t IN ARRAY ARRAY['users', 'groups', 'group_members', 'subscribed_skus',
                              'user_licences', 'user_managers'] LOOP
         EXECUTE 'LOCK TABLE staging.' || quote_ident(t) || ' IN SHARE MODE';
-        FOREACH ev IN ARRAY ARRAY['insert', 'delete'] LOOP
-            EXECUTE 'DROP TRIGGER IF EXISTS counted_' || ev || ' ON staging.' || quote_ident(t);
-            EXECUTE 'CREATE TRIGGER counted_' || ev || ' AFTER ' || upper(ev)
-                || ' ON staging.' || quote_ident(t) || ' REFERENCING '
-                || CASE ev WHEN 'delete' THEN 'OLD' ELSE 'NEW' END
-                || ' TABLE AS changed FOR EACH STATEMENT EXECUTE FUNCTION sync.count_staged()';
-        END LOOP;
-        EXECUTE 'DROP TRIGGER IF EXISTS counted_truncate ON staging.' || quote_ident(t);
-        EXECUTE 'CREATE TRIGGER counted_truncate AFTER TRUNCATE ON staging.' || quote_ident(t)
-            || ' FOR EACH STATEMENT EXECUTE FUNCTION sync.uncount_staged()';
+        PERFORM sync.install_statement_triggers(('staging.' || t)::regclass, 'counted',
+                                                ARRAY['insert', 'delete'],
+                                                'sync.count_staged', 'sync.uncount_staged');
         EXECUTE 'DELETE FROM sync.staged_rows WHERE tbl = ' || quote_literal(t);
         EXECUTE 'INSERT INTO sync.staged_rows (tenant, tbl, n) SELECT tenant, '
             || quote_literal(t) || ', count(*) FROM staging.' || quote_ident(t)
