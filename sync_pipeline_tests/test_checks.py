@@ -98,9 +98,11 @@ def test_checks_sit_beside_their_assets_and_block():
         ("snapshot_users", "snapshot_odd_rows"),
         ("sync_diff", "sync_diff_within_safety_limit"),
         ("sync_diff", "sync_diff_keeps_addresses_and_names"),
+        ("sync_diff", "sync_diff_nothing_held_long"),
     }
     for (asset, name), spec in listed.items():
-        if name == "snapshot_odd_rows":  # advisory only: odd Graph rows never stop a sync
+        # advisory only: odd Graph rows never stop a sync, nor do changes held for review
+        if name in ("snapshot_odd_rows", "sync_diff_nothing_held_long"):
             assert not spec.blocking
         elif asset.startswith(("snapshot_", "sync_diff")):
             assert spec.blocking, f"{asset}:{name} must block the apply"
@@ -118,7 +120,7 @@ def test_good_data_passes_every_check(
     result = materialise(instance, slug, database_url=database_url, raise_on_error=False)
     assert result.success
     found = evaluations(result)
-    assert len(found) == 10
+    assert len(found) == 11
     odd = found.pop("snapshot_odd_rows")
     assert all(e.passed for e in found.values()), {
         n: e.metadata for n, e in found.items() if not e.passed
@@ -335,33 +337,36 @@ def test_drift_warns_without_blocking_then_errors(instance, database_url, engine
     )
 
 
-def test_mass_deactivation_blocks_unless_the_operator_allows_it(
+def test_mass_deactivation_is_held_unless_the_operator_allows_it(
     instance, database_url, engine, docs, fake
 ):
+    """Over the safety limit the sync applies the rest and holds the deactivations (the
+    deactivation gate, load/gate.py): the safety check passes on what is applied, the held
+    check reports them; an operator's allow_mass_deactivation lets them through, warned."""
     doc = docs["mass"]
     slug = new_tenant(engine, "qc", doc, fake)
     before = first_sync(instance, database_url, engine, slug)
     leavers = [r[2] for r in before[0][: len(before[0]) // 5]]  # 20%: over the 10% limit
     for uid in leavers:
         fake.delete_user(doc["tenant_id"], uid)
-    found = assert_blocked(
-        materialise(instance, slug, database_url=database_url, raise_on_error=False),
-        engine,
-        slug,
-        before,
-        "sync_diff_within_safety_limit",
-        "deactivation_percent",
-    )
-    safety = found["sync_diff_within_safety_limit"]
-    assert f"sync-pipeline sync {slug} --allow-mass-deactivation" in safety.description
+    held = materialise(instance, slug, database_url=database_url, raise_on_error=False)
+    assert held.success
+    found = evaluations(held)
+    assert found["sync_diff_within_safety_limit"].passed
+    waiting = found["sync_diff_nothing_held_long"]
+    assert waiting.passed and waiting.metadata["held"].value == len(leavers)
     assert found["snapshot_users_drift"].severity == dg.AssetCheckSeverity.WARN  # 20% < 30%
+    (applied,) = held.asset_materializations_for_node("app_directory")
+    assert applied.metadata["user_deactivate"].value == 0
+    (planned,) = held.asset_materializations_for_node("sync_diff")
+    assert planned.metadata["gate_deactivate_held"].value == len(leavers)
+    assert f"sync-pipeline held {slug}" in planned.metadata["withheld"].value
+    assert app_state(engine, slug) == before  # held people keep everything
 
     dry = materialise(
         instance, slug, job="test_sync", database_url=database_url, raise_on_error=False
     )
-    assert dry.success  # a test sync reports the excess instead of stopping
-    warned = evaluations(dry)["sync_diff_within_safety_limit"]
-    assert not warned.passed and warned.severity == dg.AssetCheckSeverity.WARN
+    assert dry.success
     assert app_state(engine, slug) == before
 
     allowed = materialise(

@@ -337,15 +337,24 @@ def test_safety_check(tenant_slug, deactivations, active, percent, maximum, exce
 
 
 def test_safety_check_on_a_real_diff(engine, tenant_slug):
+    """Over the limit, the gate holds the deactivations (the rest applies); an operator's
+    allow_mass_deactivation lets them through, and then the safety check names them."""
     converge(engine, tenant_slug, {"users": [user(f"u{i}") for i in range(10)]})
     settings = make_settings(tenant_slug)
     with engine.begin() as conn:
         stage(conn, tenant_slug, users=[user(f"u{i}") for i in range(8)])
         rules.build_snapshot(conn, settings)
-        counts = diff.compute_diff(conn, tenant_slug, new_run(conn, tenant_slug), settings)
+        held = diff.compute_diff(conn, tenant_slug, new_run(conn, tenant_slug), settings)
+        allowed = diff.compute_diff(
+            conn, tenant_slug, new_run(conn, tenant_slug), settings, allow_mass_deactivation=True
+        )
         conn.rollback()
-    assert (counts["user_deactivate"], counts["active_users"]) == (2, 10)
-    over, message = diff.safety_check(counts, settings)
+    assert (held["user_deactivate"], held["gate_deactivate_held"]) == (0, 2)
+    assert not diff.safety_check(held, settings)[0]
+    assert "2 deactivation(s) held" in (diff.held_message(held, settings) or "")
+    assert (allowed["user_deactivate"], allowed["active_users"]) == (2, 10)
+    assert allowed["gate_deactivate_allowed"] == 2
+    over, message = diff.safety_check(allowed, settings)
     assert over
     assert "2 of 10 active users (20.0%)" in message
 

@@ -93,7 +93,11 @@ def test_safety_limit_is_a_warning_in_the_report(register, tenant_slug, smtp_ser
     [(_, msg)] = smtp_server.messages
     assert "warning" in msg["Subject"]
     plain = msg.get_body(("plain",)).get_content()
-    assert "--allow-mass-deactivation" in plain
+    # a sync would apply the rest and hold the deactivations for a decision: the report
+    # says so, and names the people
+    assert "deactivation(s) held" in plain
+    assert f"sync-pipeline approve {tenant_slug}" in plain
+    assert "deactivation held since" in plain
 
 
 def test_a_report_too_large_to_email_counts_memberships_per_group(

@@ -34,6 +34,7 @@ UNDO_STEPS: tuple[tuple[str, dict[str, bool]], ...] = (
     ("audit/undo_groups", {}),
     ("audit/undo_members_added", {}),
     ("audit/undo_members_removed", {}),
+    ("audit/undo_decisions", {}),  # approvals and rejections of withheld changes (load/gate)
 )
 
 

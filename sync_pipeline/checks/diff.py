@@ -56,3 +56,16 @@ def check_diff_fields(conn: sa.Connection, tenant: str, run_id: int) -> Outcome:
     outcome = validate("diff_fields", frame)
     outcome.facts["sync_run_id"] = run_id
     return outcome
+
+
+def check_diff_held(conn: sa.Connection, tenant: str, run_id: int) -> Outcome:
+    """Advisory: what the gate holds for a person's decision (load/gate.py), with how long it
+    has been held; red while anything has waited for more than a day."""
+    frame = load(conn, "diff_held", {"tenant": tenant, "run_id": run_id})
+    outcome = validate("diff_held", frame)
+    outcome.facts |= {
+        "sync_run_id": run_id,
+        "held": len(frame),
+        "held_longest_hours": round(float(frame["held_hours"].max()), 1) if len(frame) else 0.0,
+    }
+    return outcome

@@ -30,7 +30,12 @@ module names them all, as the asset checks, tests and benchmarks use them.
 
 from __future__ import annotations
 
-from sync_pipeline.checks.diff import check_diff_fields, check_diff_safety, diff_run_id
+from sync_pipeline.checks.diff import (
+    check_diff_fields,
+    check_diff_held,
+    check_diff_safety,
+    diff_run_id,
+)
 from sync_pipeline.checks.frames import MEMBERSHIP_PLANNER, MEMBERSHIP_STATEMENTS, load
 from sync_pipeline.checks.gxrun import (
     SAMPLE_ROWS,
@@ -83,6 +88,7 @@ __all__ = [
     "Failure",
     "Outcome",
     "check_diff_fields",
+    "check_diff_held",
     "check_diff_safety",
     "check_drift",
     "check_snapshot_groups",

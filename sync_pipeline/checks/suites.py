@@ -33,6 +33,7 @@ SAMPLE_COLUMNS = {
     "snapshot_memberships": ["group_graph_id", "unknown_sample"],
     "diff_safety": ["deactivations", "active_users"],
     "diff_fields": ["entity", "action", "key", "label", "field"],
+    "diff_held": ["kind", "label", "status"],
     "drift": ["imported", "baseline"],
 }
 
@@ -241,6 +242,15 @@ def _diff(strict: bool) -> dict[str, list[Expectation]]:
                 column="new_value",
                 regex=BLANK_REGEX,
                 description="no update sets an address or a name to spaces",
+            ),
+        ],
+        "diff_held": [
+            e.ExpectColumnValuesToBeBetween(
+                column="held_hours",
+                min_value=0,
+                max_value=24,
+                description="nothing held for a person's decision for more than a day",
+                severity=FailureSeverity.WARNING,
             ),
         ],
         "drift": [

@@ -22,6 +22,7 @@ from sync_pipeline.cli.dbcmd import db_group
 from sync_pipeline.cli.democmd import demo_command
 from sync_pipeline.cli.explaincmd import explain_command
 from sync_pipeline.cli.fakegraphcmd import fakegraph_group
+from sync_pipeline.cli.heldcmd import approve_command, held_command, pending_command, reject_command
 from sync_pipeline.cli.historycmd import history_command
 from sync_pipeline.cli.reportcmd import report_command
 from sync_pipeline.cli.synccmd import sync_command
@@ -57,6 +58,10 @@ main.add_command(explain_command)
 main.add_command(history_command)
 main.add_command(report_command)
 main.add_command(undo_command)
+main.add_command(pending_command)
+main.add_command(held_command)
+main.add_command(approve_command)
+main.add_command(reject_command)
 tenant_group.add_command(connect_command)
 tenant_group.add_command(setup_command)
 

@@ -31,6 +31,7 @@ def _render(x: explain.Explanation) -> Panel:
         lines.append("[bold red]will not be synced[/], because:")
         lines.extend(f"  • {s}" for s in x.sentences)
     lines.extend(f"[yellow]note:[/] {escape(s)}" for s in x.unreadable)
+    lines.extend(f"[yellow]in the app:[/] {escape(s)}" for s in x.withheld)
     return Panel("\n".join(lines), expand=False)
 
 
@@ -57,6 +58,13 @@ def explain_command(tenant: str, email_or_upn: str) -> None:
         )
     zone = ZoneInfo(stored.timezone)
     if not found:
+        with db.engine().connect() as conn:
+            gone = explain.withheld_sentences(conn, stored, email=email_or_upn)
+        if gone:  # no longer in Graph, still active in the app: what the gate says
+            console.print(f"{tenant}: {email_or_upn!r} is no longer in Graph; in the app:")
+            for sentence in gone:
+                console.print(f"  • {escape(sentence)}", soft_wrap=True)
+            return
         fail(
             f"tenant {tenant}: no user matches {email_or_upn!r} (UPN, mail, proxy address or "
             f"Graph id) in the directory read at {when.astimezone(zone):%Y-%m-%d %H:%M %Z}; "

@@ -136,6 +136,44 @@ class TenantSettings(BaseModel):
     admin_email: str | None = None
     max_deactivation_percent: float = Field(default=10.0, ge=0, le=100)
     max_deactivations: int = Field(default=500, ge=0)
+    # The deactivation gate (load/gate.py, docs/architecture.md): a person who leaves scope is
+    # pending first, and deactivated once out of scope in this many consecutive complete reads
+    # and for this many hours. The defaults: two reads, so that no single odd read (a group
+    # emptied by mistake, a filter mis-set in Entra ID for an hour) deactivates anyone, and
+    # 20 hours, so that with the daily sync a leaver is deactivated by the next day's sync (a
+    # schedule a few hours earlier still counts) and the admin has a day to see the pending
+    # list in the report. 1 and 0 deactivate at the first read, as before the gate.
+    deactivation_grace_reads: int = Field(
+        default=2,
+        ge=1,
+        le=100,
+        description="Consecutive complete reads out of scope before a person is deactivated.",
+    )
+    deactivation_grace_hours: float = Field(
+        default=20.0,
+        ge=0,
+        le=24 * 90,
+        description="... and hours out of scope before a person is deactivated.",
+    )
+    deleted_skip_grace: bool = Field(
+        default=False,
+        description="People no longer in Graph at all (deleted) are deactivated at once.",
+    )
+    protected_users: list[str] = Field(
+        default_factory=list,
+        description="Addresses or Graph user ids the sync never deactivates (break-glass admins).",
+    )
+    max_group_removal_percent: float = Field(
+        default=30.0,
+        ge=0,
+        le=100,
+        description="A group losing more of its members in one sync has those removals held.",
+    )
+    group_removal_min_members: int = Field(
+        default=20,
+        ge=1,
+        description="... when the group has at least this many members.",
+    )
     drift_warn_percent: float = Field(
         default=10.0, ge=0, le=100, description="Active users changing by more: a warning."
     )
@@ -250,6 +288,23 @@ class TenantSettings(BaseModel):
                 raise ValueError(f"entry {entry!r} is neither an address nor a *@domain pattern")
             out.append(e)
         return out
+
+    @field_validator("protected_users")
+    @classmethod
+    def _protected(cls, v: list[str]) -> list[str]:
+        out: list[str] = []
+        for entry in v:
+            e = entry.strip()
+            if _ADDRESS.match(e):
+                out.append(e.lower())
+                continue
+            try:
+                out.append(str(uuid.UUID(e)))
+            except ValueError:
+                raise ValueError(
+                    f"entry {entry!r} is neither an email address nor a Graph user id (a GUID)"
+                ) from None
+        return sorted(set(out), key=out.index)
 
     @field_validator("scope_group_ids", "group_ids")
     @classmethod

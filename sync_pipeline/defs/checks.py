@@ -16,7 +16,7 @@ to the instance), a fifth of what the checks themselves take on a 100k-user tena
 
 import time
 import warnings
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
@@ -78,10 +78,7 @@ def _table(outcome: expectations.Outcome) -> str:
 def _guarding(context: dg.AssetCheckExecutionContext) -> bool:
     """Whether big changes block this run (`runmode.guards_the_load`), from its job and
     app_directory's allow_mass_deactivation in its run config."""
-    ops = (context.run.run_config or {}).get("ops")
-    step = ops.get("app_directory") if isinstance(ops, Mapping) else None
-    config = step.get("config") if isinstance(step, Mapping) else None
-    allowed = isinstance(config, Mapping) and bool(config.get("allow_mass_deactivation", False))
+    allowed = runmode.allows_mass_deactivation(context.run.run_config)
     return runmode.guards_the_load(
         dry_run=runmode.is_dry_run(context.job_def.name), allow_mass_deactivation=allowed
     )
@@ -215,6 +212,15 @@ def _diff_fields(
     return expectations.check_diff_fields(conn, tenant, run_id)
 
 
+def _diff_held(
+    context: dg.AssetCheckExecutionContext, database: Database, conn: sa.Connection, tenant: str
+) -> expectations.Outcome | dg.AssetCheckResult:
+    run_id = expectations.diff_run_id(conn, tenant, context.run.run_id)
+    if run_id is None:
+        return _no_diff_yet("sync_diff_nothing_held_long", tenant)
+    return expectations.check_diff_held(conn, tenant, run_id)
+
+
 def _scoped(check: Callable[..., expectations.Outcome], name: str, stage: str) -> Evaluate:
     """A check of (conn, tenant, scope) on the rows that changed, or whole when due
     (checks/scope.py); a whole pass that found nothing wrong is recorded."""
@@ -327,6 +333,15 @@ DIFF_CHECKS = [
         "No update, adoption, reactivation or rename blanks a user's address or name or a "
         "group's name.",
     ),
+    Check(
+        "sync_diff_nothing_held_long",
+        sync_diff,
+        _diff_held,
+        "Advisory (WARN, never blocks): the deactivations, group removals and reactivations "
+        "the sync holds for a person's decision (`sync-pipeline held TENANT`); red while any "
+        "has waited for more than a day.",
+        blocking=False,
+    ),
 ]
 
 
@@ -351,7 +366,8 @@ def snapshot_checks(
 def diff_checks(
     context: dg.AssetCheckExecutionContext, database: Database, gx_warm_up: ExpectationsWarmUp
 ) -> Iterator[dg.AssetCheckResult]:
-    """The diff suites: the deactivation safety limit and no blanked addresses or names."""
+    """The diff suites: the deactivation safety limit, no blanked addresses or names, and
+    nothing held for a decision for long."""
     yield from _run(context, database, DIFF_CHECKS)
 
 

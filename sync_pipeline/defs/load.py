@@ -14,10 +14,10 @@ from sync_pipeline.defs.partitions import tenant_partitions
 from sync_pipeline.defs.resources import Database
 from sync_pipeline.defs.stopping import stop_if_asked, test_pause
 from sync_pipeline.defs.transform import SNAPSHOT_GROUPS, SNAPSHOT_MEMBERSHIPS, SNAPSHOT_USERS
-from sync_pipeline.load import diff, runmode
+from sync_pipeline.load import diff, gate, runmode
 from sync_pipeline.registry import runs, schedule
+from sync_pipeline.report import alerts, mail
 from sync_pipeline.report import build as report
-from sync_pipeline.report import mail
 
 SNAPSHOTS = [SNAPSHOT_USERS, SNAPSHOT_GROUPS, SNAPSHOT_MEMBERSHIPS]
 
@@ -67,10 +67,16 @@ def sync_diff(context: dg.AssetExecutionContext, database: Database) -> dg.Mater
         # weekly (full_verification_days): the incremental diff is compared with a whole one
         verification = scope.decide(conn, settings, "diff_rebuild", "verify")
         counts, path = diff.compute_diff_path(
-            conn, tenant, run_id, settings, verify=verification.whole
+            conn,
+            tenant,
+            run_id,
+            settings,
+            verify=verification.whole,
+            allow_mass_deactivation=runmode.allows_mass_deactivation(context.run.run_config),
         )
         scope.record(conn, tenant, verification, path.verified != "mismatch", commit=False)
         exceeded, message = diff.safety_check(counts, settings)
+        held = diff.held_message(counts, settings)
         table = diff.diff_markdown(conn, tenant, run_id)
         rows = diff.diff_rows(conn, tenant, run_id)
     if path.verified == "mismatch":
@@ -86,6 +92,8 @@ def sync_diff(context: dg.AssetExecutionContext, database: Database) -> dg.Mater
         )
     if exceeded:
         context.log.warning(message)
+    if held:
+        context.log.warning(held)
     return dg.MaterializeResult(
         metadata={
             **_ints(counts),
@@ -93,6 +101,7 @@ def sync_diff(context: dg.AssetExecutionContext, database: Database) -> dg.Mater
             **{f"diff_{k}": v for k, v in verification.facts().items()},
             "sync_run_id": run_id,
             "within_safety_limit": not exceeded,
+            "withheld": held or "nothing held",
             "next_auto_sync": next_auto_sync(settings),
             "changes": dg.MetadataValue.md(table),
             "change_list": change_table(rows),
@@ -115,7 +124,13 @@ def app_directory(
         test_pause("apply")
         # The diff sync_diff wrote in this run (and the blocking checks passed) is applied as
         # it is; computed here only when this run has none.
-        planned, computed = diff.planned_diff(conn, tenant, run_id, settings)
+        planned, computed = diff.planned_diff(
+            conn,
+            tenant,
+            run_id,
+            settings,
+            allow_mass_deactivation=config.allow_mass_deactivation,
+        )
         context.log.info(
             f"tenant {tenant}: applying the diff "
             + ("computed now" if computed else "planned and checked earlier in this run")
@@ -132,16 +147,36 @@ def app_directory(
         table = diff.diff_markdown(conn, tenant, run_id)
         rows = diff.diff_rows(conn, tenant, run_id)
     context.log.info(f"tenant {tenant}: applied {applied}")
+    notified = _notify_held(context, database, settings)
     return dg.MaterializeResult(
         metadata={
             **_ints(applied),
             "sync_run_id": run_id,
             "diff_reused": not computed,
+            "held_newly_notified": notified,
             "changes": dg.MetadataValue.md(table),
             "change_list": change_table(rows),
             "seconds": round(time.monotonic() - started, 3),
         }
     )
+
+
+def _notify_held(
+    context: dg.AssetExecutionContext, database: Database, settings: TenantSettings
+) -> int:
+    """One email to the tenant's admin listing what this apply newly held for a decision
+    (load/gate.py); marked notified only once it went out. Returns how many it listed."""
+    if not settings.admin_email:
+        return 0
+    with database.engine().begin() as conn:
+        sentences = gate.unnotified(conn, settings)
+        if sentences:
+            where = mail.send(alerts.held_notice(settings.slug, sentences, settings.admin_email))
+            context.log.info(
+                f"tenant {settings.slug}: {len(sentences)} held change(s) emailed to "
+                f"{settings.admin_email} via {where}"
+            )
+    return len(sentences)
 
 
 @dg.asset(partitions_def=tenant_partitions, group_name="report", deps=[sync_diff], kinds={"email"})

@@ -50,6 +50,8 @@ class Explanation:
     winner: dict[str, Any] | None = None  # for duplicate_email: the user keeping the address
     # groups this user is in as last read whose members Graph refused this time
     unreadable: list[str] = field(default_factory=list)
+    # what the deactivation gate withheld for them at the last apply (load/gate.py)
+    withheld: list[str] = field(default_factory=list)
 
 
 def _person(row: Any) -> str:
@@ -147,6 +149,7 @@ def lookup(conn: sa.Connection, settings: TenantSettings, query: str) -> list[Ex
                 x.winner = {"graph_id": win.graph_id, "who": _person(win), "upn": win.upn}
         x.sentences = [_sentence(conn, settings, row, r, x) for r in x.reasons]
         x.unreadable = [g.sentence for g in unreadable.of_user(conn, tenant, row.graph_id)]
+        x.withheld = withheld_sentences(conn, settings, graph_id=row.graph_id)
         if x.included:
             x.groups = [
                 GroupLanding(g.graph_id, g.name, g.group_kind, g.mapped_to)
@@ -157,6 +160,28 @@ def lookup(conn: sa.Connection, settings: TenantSettings, query: str) -> list[Ex
             _manager(conn, settings, row, x)
         out.append(x)
     return out
+
+
+def withheld_sentences(
+    conn: sa.Connection,
+    settings: TenantSettings,
+    *,
+    graph_id: str | None = None,
+    email: str | None = None,
+) -> list[str]:
+    """What the gate withheld for one person (by Graph id, or by app address for someone no
+    longer in Graph), each as a sentence in the tenant's zone."""
+    from sync_pipeline.load import gate
+
+    rows = conn.execute(
+        db.q("explain/withheld"), {"tenant": settings.slug, "graph_id": graph_id, "email": email}
+    )
+    keys = {(r.kind, r.key) for r in rows}
+    return [
+        gate.sentence(w, settings.timezone, settings)
+        for w in gate.withheld(conn, settings.slug)
+        if (w.kind, w.key) in keys
+    ]
 
 
 def _manager(conn: sa.Connection, settings: TenantSettings, row: Any, x: Explanation) -> None:

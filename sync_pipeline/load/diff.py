@@ -20,6 +20,7 @@ import sqlalchemy as sa
 
 from sync_pipeline.core import db
 from sync_pipeline.core.settings import TenantSettings
+from sync_pipeline.load import gate
 from sync_pipeline.registry import runs
 from sync_pipeline.transform.rules import run_script
 
@@ -95,14 +96,24 @@ def compute_diff(
     settings: TenantSettings,
     *,
     incremental: bool | None = None,
+    allow_mass_deactivation: bool = False,
 ) -> dict[str, int]:
-    """Replace run_id's sync.diffs rows with the changes that make app.* match the snapshot.
+    """Replace run_id's sync.diffs rows with the changes that make app.* match the snapshot,
+    less what the deactivation gate withholds (load/gate.py).
 
-    Returns counts per `<entity>_<action>` (every key of COUNT_KEYS), `active_users` (the
-    tenant's active app users before the sync) and `group_mapping_missing` (imported groups
-    whose mapping target is not an existing app group; their members are skipped).
+    Returns counts per `<entity>_<action>` (every key of COUNT_KEYS), the gate's counts
+    (gate.COUNT_KEYS), `active_users` (the tenant's active app users before the sync) and
+    `group_mapping_missing` (imported groups whose mapping target is not an existing app
+    group; their members are skipped).
     """
-    return compute_diff_path(conn, tenant, run_id, settings, incremental=incremental)[0]
+    return compute_diff_path(
+        conn,
+        tenant,
+        run_id,
+        settings,
+        incremental=incremental,
+        allow_mass_deactivation=allow_mass_deactivation,
+    )[0]
 
 
 def compute_diff_path(
@@ -113,6 +124,7 @@ def compute_diff_path(
     *,
     incremental: bool | None = None,
     verify: bool = False,
+    allow_mass_deactivation: bool = False,
 ) -> tuple[dict[str, int], DiffPath]:
     """compute_diff, over only the users whose rows in the snapshot or in app.* changed since
     the last applied diff (sync.diff_dirty, migration 015) when that is safe (`_full_reason`);
@@ -156,6 +168,10 @@ def compute_diff_path(
     run_script(conn, "load/diff", params | {"incremental": reason is None})
     if verify and reason is None:
         path = _verify(conn, params, path)
+    # what the gate withholds leaves the diff before anything checks, reports or applies it
+    withheld = gate.classify(
+        conn, settings, run_id, int(active), allow_mass_deactivation=allow_mass_deactivation
+    )
     conn.execute(
         db.q("load/state/plan"),
         params
@@ -169,6 +185,7 @@ def compute_diff_path(
     )
     counts = dict.fromkeys(COUNT_KEYS, 0)
     counts |= dict(conn.execute(db.q("load/diff_counts"), params).all())
+    counts |= withheld
     counts["active_users"] = active
     counts["group_mapping_missing"] = len(missing)
     counts = {k: int(v) for k, v in counts.items()}
@@ -223,7 +240,12 @@ def _full_reason(
 
 
 def planned_diff(
-    conn: sa.Connection, tenant: str, run_id: int, settings: TenantSettings
+    conn: sa.Connection,
+    tenant: str,
+    run_id: int,
+    settings: TenantSettings,
+    *,
+    allow_mass_deactivation: bool = False,
 ) -> tuple[dict[str, int], bool]:
     """The counts of run_id's diff and whether it was computed here.
 
@@ -239,7 +261,9 @@ def planned_diff(
         or conn.execute(db.q("load/diff_exists"), {"tenant": tenant, "run_id": run_id}).scalar()
     ):
         return counts, False
-    return compute_diff(conn, tenant, run_id, settings), True
+    return compute_diff(
+        conn, tenant, run_id, settings, allow_mass_deactivation=allow_mass_deactivation
+    ), True
 
 
 def apply_diff(conn: sa.Connection, tenant: str, run_id: int) -> dict[str, int]:
@@ -264,6 +288,7 @@ def apply_diff(conn: sa.Connection, tenant: str, run_id: int) -> dict[str, int]:
             counts[key] = counts.get(key, 0) + (done[-1] if done else 0)
     # the managers of the users this run created were set by their INSERT (apply_user_create)
     counts["manager_set"] += conn.execute(db.q("load/managers_set_at_create"), params).scalar_one()
+    gate.remember(conn, tenant, run_id)  # what was withheld, for the next sync's gate
     run_script(conn, "load/state/consume", params)
     conn.execute(db.q("load/state/writer"), {"writer": ""})
     db.analyze_after_writes(
@@ -280,13 +305,18 @@ def apply_diff(conn: sa.Connection, tenant: str, run_id: int) -> dict[str, int]:
 
 
 def safety_check(counts: dict[str, int], settings: TenantSettings) -> tuple[bool, str]:
-    """Whether the planned deactivations exceed the tenant's limit, and a message saying so.
+    """Whether the run's deactivations exceed the tenant's limit, and a message saying so.
 
     Exceeded when deactivations are more than `max_deactivation_percent` % of the active
     users, or more than `max_deactivations`, whichever is hit first. With no active users
     (a tenant's first sync) there is nothing to deactivate, so the percentage never trips.
+    Deactivations a person approved (`sync-pipeline approve`) do not count. The gate
+    (load/gate.py) holds the due deactivations when they would exceed it, so after the gate
+    this trips only when an operator allowed a mass deactivation, or on a broken invariant.
     """
-    deactivations = int(counts.get("user_deactivate", 0))
+    deactivations = int(counts.get("user_deactivate", 0)) - int(
+        counts.get("gate_deactivate_approved", 0)
+    )
     active = int(counts.get("active_users", 0))
     percent = 100.0 * deactivations / active if active else 0.0
     limits = (
@@ -304,6 +334,37 @@ def safety_check(counts: dict[str, int], settings: TenantSettings) -> tuple[bool
         f"`sync-pipeline sync {settings.slug} --allow-mass-deactivation`, or launch the sync "
         "job with run config `allow_mass_deactivation: true` in the UI; or raise "
         "max_deactivation_percent / max_deactivations in the tenant's settings."
+    )
+
+
+def held_message(counts: dict[str, int], settings: TenantSettings) -> str | None:
+    """What the gate held in this run, and the way out; None when nothing was held."""
+    people = int(counts.get("gate_deactivate_held", 0))
+    removals = int(counts.get("gate_membership_remove_held", 0))
+    conflicts = int(counts.get("gate_reactivate_app_decision", 0)) + int(
+        counts.get("gate_membership_add_app_decision", 0)
+    )
+    parts = []
+    if people:
+        parts.append(
+            f"{people} deactivation(s) held: together over the safety limit "
+            f"({settings.max_deactivation_percent:g}% of active users or "
+            f"{settings.max_deactivations} users)"
+        )
+    if removals:
+        parts.append(
+            f"{removals} membership removal(s) held: their groups lost more than "
+            f"{settings.max_group_removal_percent:g}% of their members"
+        )
+    if conflicts:
+        parts.append(f"{conflicts} change(s) not made because the app decided otherwise")
+    if not parts:
+        return None
+    return (
+        f"tenant {settings.slug}: " + "; ".join(parts) + ". Everything else was applied. "
+        f"Review them with `sync-pipeline held {settings.slug}`, then "
+        f"`sync-pipeline approve {settings.slug} --all` (or EMAIL...) or "
+        f"`sync-pipeline reject {settings.slug} EMAIL...`."
     )
 
 

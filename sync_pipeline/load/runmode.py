@@ -9,6 +9,9 @@ the only dry one.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+from typing import Any
+
 SYNC_JOB = "sync"
 TEST_SYNC_JOB = "test_sync"
 DRY_RUN_JOBS = frozenset({TEST_SYNC_JOB})
@@ -30,3 +33,12 @@ def counts_toward_quarantine(job_name: str) -> bool:
     """Whether a failed run of `job_name` counts toward the tenant's quarantine: real syncs
     only."""
     return not is_dry_run(job_name)
+
+
+def allows_mass_deactivation(run_config: Mapping[str, Any] | None) -> bool:
+    """Whether a run's config sets app_directory's allow_mass_deactivation (the CLI's
+    `--allow-mass-deactivation`, or the UI's launchpad)."""
+    ops = (run_config or {}).get("ops")
+    step = ops.get("app_directory") if isinstance(ops, Mapping) else None
+    config = step.get("config") if isinstance(step, Mapping) else None
+    return isinstance(config, Mapping) and bool(config.get("allow_mass_deactivation", False))

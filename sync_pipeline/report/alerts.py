@@ -59,3 +59,22 @@ def quarantine_notice(failure: FailedSync, to: str, failures: int) -> EmailMessa
         subject=f"Your Microsoft 365 sync ({failure.tenant}) is paused after {failures} failures",
         text=text,
     )
+
+
+def held_notice(tenant: str, sentences: list[str], to: str) -> EmailMessage:
+    """One email to the tenant's admin listing the changes a sync newly held for a decision
+    (load/gate.py); later syncs do not repeat it while the same changes stay held."""
+    text = (
+        f"The sync of your directory ({tenant}) applied its other changes, and held "
+        f"{len(sentences)} for a person's decision instead of making them:\n\n"
+        + "\n".join(f"  - {s}" for s in sentences)
+        + "\n\nNothing is lost while they wait: held people stay active, in their groups. "
+        "Review them with your sync operator (`sync-pipeline held "
+        f"{tenant}`), then approve (`sync-pipeline approve {tenant} EMAIL...` or --all) or keep "
+        f"them as they are (`sync-pipeline reject {tenant} EMAIL... --reason TEXT`)."
+    )
+    return mail.build(
+        to=to,
+        subject=f"Your Microsoft 365 sync ({tenant}): {len(sentences)} change(s) held for review",
+        text=text,
+    )

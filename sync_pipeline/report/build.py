@@ -35,7 +35,7 @@ import sqlalchemy as sa
 from sync_pipeline.core import config, db
 from sync_pipeline.core.settings import TenantSettings
 from sync_pipeline.explain import lookup as explain
-from sync_pipeline.load import diff
+from sync_pipeline.load import diff, gate
 from sync_pipeline.report import mail
 from sync_pipeline.transform import unreadable
 
@@ -87,6 +87,10 @@ class Report:
     # groups that are odd but legal in Entra ID (a blank name, nesting in a cycle), each in a
     # sentence: nothing was left out, but the admin may want to tidy them
     group_notes: list[str] = field(default_factory=list)
+    # what the deactivation gate withheld (pending, held, protected, rejected, the app's own
+    # decisions), one sentence per change, and how many there were in all
+    withheld: list[str] = field(default_factory=list)
+    withheld_total: int = 0
 
     @property
     def total_changes(self) -> int:
@@ -115,6 +119,17 @@ def build(conn: sa.Connection, settings: TenantSettings, run_id: int, *, dry_run
         {"user_deactivate": counts.get("user_deactivate", 0), "active_users": active}, settings
     )
     warnings = [message] if exceeded else []
+    gated = gate.counts(conn, settings.slug, run_id)
+    held = diff.held_message(gated, settings)
+    warnings += [held] if held else []
+    withheld = [
+        f"{w.email or w.label}"
+        + (f" in {w.group}" if w.group else "")
+        + f": {gate.sentence(w, settings.timezone, settings)}"
+        for w in gate.run_rows(conn, settings.slug, run_id, limit=SHOWN)
+    ]
+    withheld_total = sum(v for k, v in gated.items() if not k.endswith("_with_person"))
+    withheld_total -= gated["gate_deactivate_approved"] + gated["gate_deactivate_allowed"]
     missing = conn.execute(db.q("load/mapping_missing"), params).all()
     warnings += [
         f"group {graph_id} is mapped to app group {name!r}, which does not exist: "
@@ -134,6 +149,8 @@ def build(conn: sa.Connection, settings: TenantSettings, run_id: int, *, dry_run
         changes=changes,
         excluded=excluded,
         warnings=warnings,
+        withheld=withheld,
+        withheld_total=withheld_total,
         attachment=changes_attachment(conn, settings.slug, run_id),
         manager_notes=manager_notes,
         group_notes=group_notes,
@@ -174,6 +191,9 @@ def markdown(report: Report) -> str:
     lines += [f"| {k.replace('_', ' ')} | {v} |" for k, v in sorted(report.counts.items())]
     if report.warnings:
         lines += ["", "**Warnings**", *[f"- {w}" for w in report.warnings]]
+    if report.withheld:
+        lines += ["", f"**Withheld ({report.withheld_total})**"]
+        lines += [f"- {w}" for w in report.withheld]
     if report.excluded_by_reason:
         lines += ["", "| left out because | users |", "| --- | ---: |"]
         lines += [f"| {k} | {v} |" for k, v in sorted(report.excluded_by_reason.items())]
@@ -283,6 +303,9 @@ def text(report: Report) -> str:
     ]
     if report.warnings:
         lines += ["", "Warnings:", *[f"  - {w}" for w in report.warnings]]
+    if report.withheld:
+        lines += ["", f"Withheld, not changed in the app ({report.withheld_total}):"]
+        lines += [f"  - {w}" for w in report.withheld]
     if report.excluded:
         lines += ["", "Left out of the sync:"]
         lines += [f"  {k}: {v}" for k, v in sorted(report.excluded_by_reason.items())]
@@ -306,6 +329,7 @@ def _html(report: Report) -> str:
         for k, v in sorted(report.counts.items())
     )
     warn = "".join(f"<li>{esc(w)}</li>" for w in report.warnings)
+    warn += "".join(f"<li>withheld: {esc(w)}</li>" for w in report.withheld)
     cuts = "".join(f"<li>{esc(n)}</li>" for n in report.manager_notes)
     odd_groups = "".join(f"<li>{esc(n)}</li>" for n in report.group_notes)
     changes = "".join(

@@ -17,6 +17,7 @@ import sqlalchemy as sa
 
 from sync_pipeline.core.settings import TenantSettings
 from sync_pipeline_tests.support.database import save_tenant
+from sync_pipeline_tests.support.rows import NO_GRACE
 
 if TYPE_CHECKING:  # imported when used: the benchmarks' measured readers never load the fake
     import pytest
@@ -67,7 +68,7 @@ def settings_for(slug: str, doc: dict, fake: FakeGraph, **overrides: Any) -> Ten
         base_url=fake.base_url,
         ca_path=str(fake.ca_path),
     )
-    return TenantSettings(**(fields | overrides))
+    return TenantSettings(**(fields | NO_GRACE | overrides))
 
 
 def register_tenant(

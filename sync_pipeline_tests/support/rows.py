@@ -13,10 +13,16 @@ from sync_pipeline.core.settings import TenantSettings
 from sync_pipeline.transform import rules
 
 ZERO = "00000000-0000-0000-0000-000000000000"
+# Deactivate at the first read that finds a person out of scope: the behaviour the tests
+# written before the deactivation gate (load/gate.py) describe, and what K = 1, D = 0 keeps.
+# The gate's own tests (test_gate.py) use the defaults or set these themselves.
+NO_GRACE: dict[str, Any] = {"deactivation_grace_reads": 1, "deactivation_grace_hours": 0}
 
 
 def make_settings(slug: str, **kw: Any) -> TenantSettings:
-    return TenantSettings(slug=slug, tenant_id=ZERO, client_id=ZERO, client_secret_env="X", **kw)
+    return TenantSettings(
+        slug=slug, tenant_id=ZERO, client_id=ZERO, client_secret_env="X", **(NO_GRACE | kw)
+    )
 
 
 def user(

@@ -5,8 +5,9 @@
 --   (adoption), every snapshot member of a dirty app group, and every report of a dirty user
 --   (the manager's address and id show in their manager rows); then the external ids of the
 --   app users in sp_scope_a;
---   sp_scope_a, app user ids: every dirty app user, every member of a dirty app group, and
---   the app rows of the users in sp_scope_u (diff.sql adds the adopted ones).
+--   sp_scope_a, app user ids: every dirty app user, every member of a dirty app group, every
+--   user with a withheld or decided change (load/gate.sql), and the app rows of the users in
+--   sp_scope_u (diff.sql adds the adopted ones).
 -- Every diff row is about one user, or about a group (groups are diffed whole), so the diff
 -- of these users alone is the whole diff's rows for them; the others have none (the last
 -- applied diff left them in line, and nothing they depend on moved since).
@@ -45,7 +46,15 @@ UNION
 SELECT gm.user_id
 FROM sync.diff_seen e
 JOIN app.group_members gm ON gm.tenant = :tenant AND gm.group_id = CAST(e.id AS bigint)
-WHERE CAST(:populate AS boolean) AND e.run_id = :run_id AND e.kind = 'app_group';
+WHERE CAST(:populate AS boolean) AND e.run_id = :run_id AND e.kind = 'app_group'
+UNION
+-- the people with a change the gate withheld, or decided on (load/gate.sql): diffed again,
+-- so that the gate sees whether the change still comes up
+SELECT w.user_id FROM sync.withheld w
+WHERE CAST(:populate AS boolean) AND w.tenant = :tenant AND w.user_id IS NOT NULL
+UNION
+SELECT dc.user_id FROM sync.decisions dc
+WHERE CAST(:populate AS boolean) AND dc.tenant = :tenant AND dc.user_id IS NOT NULL;
 INSERT INTO sp_scope_u (graph_id)
 SELECT u.external_id
 FROM sp_scope_a a

@@ -1,0 +1,180 @@
+-- The deactivation gate (load/gate.py): after the diff, before anything is checked, reported
+-- or applied. Every deactivation, every removal from a group that loses a large share of its
+-- members, and every reactivation or re-add of something the app itself undid is classified in
+-- sync.diff_gate; what is withheld is taken out of sync.diffs, so that what a test sync
+-- reports and what the apply writes stay exactly sync.diffs. Nothing here writes the state
+-- kept between syncs (sync.withheld, sync.decisions): the apply does, in its own
+-- transaction (load/gate_apply.sql), so that a test sync or a blocked run moves no clock.
+-- Statements end with a semicolon at the end of a line (rules.run_script).
+DELETE FROM sync.diff_gate WHERE tenant = :tenant AND run_id = :run_id;
+-- The read this diff follows: its users' extraction time (now when none is recorded).
+DROP TABLE IF EXISTS pg_temp.sp_read;
+CREATE TEMP TABLE sp_read ON COMMIT DROP AS
+SELECT coalesce(
+    (SELECT e.extracted_at FROM staging.extractions e
+     WHERE e.tenant = :tenant AND e.entity = 'users'),
+    now()) AS read_at;
+-- 1. Deactivations. Reads count once per extraction: a second diff of the same read (the apply
+-- of a run whose diff was planned in an earlier step) does not count it again.
+INSERT INTO sync.diff_gate (
+    tenant, run_id, kind, key, label, user_app_id, user_external_id, status, reason, since,
+    reads, due_at, read_at)
+SELECT
+    :tenant, :run_id, 'deactivate', d.key, d.label, d.app_id, d.key,
+    CASE
+        WHEN lower(d.label) = ANY (CAST(:protected AS text[]))
+          OR d.key = ANY (CAST(:protected AS text[])) THEN 'protected'
+        WHEN dc.decision = 'rejected' THEN 'rejected'
+        WHEN dc.decision = 'approved' THEN 'approved'
+        -- held once, held until a person decides: an approval of some never lets the
+        -- others through because they alone are now within the limit
+        WHEN p.held_since IS NOT NULL THEN CASE WHEN CAST(:allow_mass AS boolean) THEN 'allowed'
+                                         ELSE 'held' END
+        WHEN CAST(:deleted_skip_grace AS boolean) AND s.graph_id IS NULL THEN 'due'
+        WHEN c.reads < CAST(:grace_reads AS integer)
+          OR r.read_at < c.since + make_interval(secs => CAST(:grace_hours AS float8) * 3600)
+            THEN 'pending'
+        ELSE 'due' END,
+    coalesce(s.reason, 'not_in_graph'),
+    c.since, c.reads,
+    c.since + make_interval(secs => CAST(:grace_hours AS float8) * 3600), r.read_at
+FROM sync.diffs d
+CROSS JOIN sp_read r
+LEFT JOIN sync.withheld p ON p.tenant = :tenant AND p.kind = 'deactivate' AND p.key = d.key
+LEFT JOIN sync.decisions dc ON dc.tenant = :tenant AND dc.kind = 'deactivate' AND dc.key = d.key
+LEFT JOIN sync.snapshot_users s ON s.tenant = :tenant AND s.graph_id = d.key
+CROSS JOIN LATERAL (
+    SELECT coalesce(p.since, r.read_at) AS since,
+           coalesce(p.reads, 0)
+             + CASE WHEN p.last_read_at IS NULL OR p.last_read_at < r.read_at THEN 1 ELSE 0 END
+             AS reads
+) c
+WHERE d.tenant = :tenant AND d.run_id = :run_id AND d.entity = 'user'
+  AND d.action = 'deactivate';
+-- Over the safety limit (max_deactivations, or max_deactivation_percent of the active users;
+-- no percentage before there are active users), every due deactivation is held, unless the
+-- operator allowed a mass deactivation for this run. Approved ones are a person's decision:
+-- they apply and do not count.
+UPDATE sync.diff_gate g
+SET status = CASE WHEN CAST(:allow_mass AS boolean) THEN 'allowed' ELSE 'held' END
+FROM (
+    SELECT count(*) AS n FROM sync.diff_gate
+    WHERE tenant = :tenant AND run_id = :run_id AND kind = 'deactivate' AND status = 'due'
+) due
+WHERE g.tenant = :tenant AND g.run_id = :run_id AND g.kind = 'deactivate' AND g.status = 'due'
+  AND (due.n > CAST(:max_count AS integer)
+       OR (CAST(:active AS integer) > 0
+           AND 100.0 * due.n / CAST(:active AS integer) > CAST(:max_percent AS float8)));
+-- 2. Reactivations of users the app deactivated itself: the sync reactivates only a user whose
+-- deactivation it made, by a sync or an undo (a sync.changes row of its own with the same
+-- deactivated_at). Anyone else stays inactive; the conflict is reported and left to
+-- `sync-pipeline approve`.
+INSERT INTO sync.diff_gate (
+    tenant, run_id, kind, key, label, user_app_id, user_external_id, status, reason, since)
+SELECT :tenant, :run_id, 'reactivate', d.key, d.label, d.app_id, d.key,
+       CASE dc.decision WHEN 'approved' THEN 'approved' ELSE 'app_decision' END,
+       'deactivated in the app', u.deactivated_at
+FROM sync.diffs d
+JOIN app.users u ON u.tenant = :tenant AND u.id = d.app_id
+LEFT JOIN sync.decisions dc
+  ON dc.tenant = :tenant AND dc.kind = 'reactivate' AND dc.key = d.key
+WHERE d.tenant = :tenant AND d.run_id = :run_id AND d.entity = 'user'
+  AND d.action = 'reactivate'
+  AND NOT EXISTS (
+      SELECT 1
+      FROM sync.changes ch
+      WHERE ch.tenant = :tenant AND ch.user_id = u.id AND ch.entity = 'user'
+        AND (ch.after ->> 'deactivated_at') IS NOT NULL
+        AND CAST(ch.after ->> 'deactivated_at' AS timestamptz) = u.deactivated_at);
+-- 3. The memberships of withheld people stay as they are: removals of someone whose
+-- deactivation is withheld, and adds for someone whose reactivation is, leave the diff with
+-- them.
+INSERT INTO sync.diff_gate (
+    tenant, run_id, kind, key, label, user_app_id, group_app_id, user_external_id,
+    group_external_id, status, reason)
+SELECT :tenant, :run_id, 'membership_' || d.action, d.key, d.label, d.user_app_id,
+       d.group_app_id, d.user_external_id, d.group_external_id, 'with_person',
+       g.kind || ' ' || g.status
+FROM sync.diffs d
+JOIN sync.diff_gate g
+  ON g.run_id = :run_id AND g.user_app_id = d.user_app_id
+ AND ((g.kind = 'deactivate' AND g.status IN ('pending', 'held', 'protected', 'rejected')
+       AND d.action = 'remove')
+      OR (g.kind = 'reactivate' AND g.status = 'app_decision' AND d.action = 'add'))
+WHERE d.tenant = :tenant AND d.run_id = :run_id AND d.entity = 'membership'
+  AND d.user_app_id IS NOT NULL;
+-- 4. Removals from a group of people who stay: held when the group (of at least
+-- group_removal_min_members members in the app) loses more than max_group_removal_percent of
+-- them in this sync. A decision on a pair holds whatever the share.
+DROP TABLE IF EXISTS pg_temp.sp_gone;
+CREATE TEMP TABLE sp_gone ON COMMIT DROP AS
+SELECT d.key, d.label, d.group_app_id, d.user_app_id, d.user_external_id, d.group_external_id,
+       count(*) OVER (PARTITION BY d.group_app_id) AS n
+FROM sync.diffs d
+WHERE d.tenant = :tenant AND d.run_id = :run_id AND d.entity = 'membership'
+  AND d.action = 'remove'
+  AND NOT EXISTS (
+      SELECT 1 FROM sync.diff_gate g
+      WHERE g.run_id = :run_id AND g.kind = 'deactivate' AND g.user_app_id = d.user_app_id);
+INSERT INTO sync.diff_gate (
+    tenant, run_id, kind, key, label, user_app_id, group_app_id, user_external_id,
+    group_external_id, status, reason, since)
+SELECT :tenant, :run_id, 'membership_remove', x.key, x.label, x.user_app_id, x.group_app_id,
+       x.user_external_id, x.group_external_id,
+       CASE dc.decision WHEN 'rejected' THEN 'rejected'
+                        WHEN 'approved' THEN 'approved'
+                        ELSE CASE WHEN CAST(:allow_mass AS boolean) THEN 'allowed'
+                                  ELSE 'held' END END,
+       x.n || ' of ' || m.members || ' members removed in one sync',
+       w.since
+FROM sp_gone x
+LEFT JOIN sync.decisions dc
+  ON dc.tenant = :tenant AND dc.kind = 'membership_remove' AND dc.key = x.key
+LEFT JOIN sync.withheld w
+  ON w.tenant = :tenant AND w.kind = 'membership_remove' AND w.key = x.key
+CROSS JOIN LATERAL (
+    SELECT count(*) AS members FROM app.group_members gm
+    WHERE gm.tenant = :tenant AND gm.group_id = x.group_app_id
+) m
+WHERE dc.decision IS NOT NULL
+   OR w.held_since IS NOT NULL  -- held until a person decides, as deactivations are
+   OR (m.members >= CAST(:group_min AS integer)
+       AND 100.0 * x.n / m.members > CAST(:group_percent AS float8));
+-- 5. Adds of memberships a person removed in the app, in a group the sync owns: the last
+-- change the sync (or an undo) recorded for the pair is its own add, so the pair is missing
+-- because the app removed it. Not re-added; reported.
+INSERT INTO sync.diff_gate (
+    tenant, run_id, kind, key, label, user_app_id, group_app_id, user_external_id,
+    group_external_id, status, reason)
+SELECT :tenant, :run_id, 'membership_add', d.key, d.label, d.user_app_id, d.group_app_id,
+       d.user_external_id, d.group_external_id,
+       CASE dc.decision WHEN 'approved' THEN 'approved' ELSE 'app_decision' END,
+       'removed in the app'
+FROM sync.diffs d
+LEFT JOIN sync.decisions dc
+  ON dc.tenant = :tenant AND dc.kind = 'membership_add' AND dc.key = d.key
+CROSS JOIN LATERAL (
+    SELECT ch.action
+    FROM sync.changes ch
+    WHERE ch.tenant = :tenant AND ch.user_id = d.user_app_id AND ch.group_id = d.group_app_id
+      AND ch.entity = 'membership'
+    ORDER BY ch.id DESC
+    LIMIT 1
+) last
+WHERE d.tenant = :tenant AND d.run_id = :run_id AND d.entity = 'membership'
+  AND d.action = 'add' AND d.user_app_id IS NOT NULL AND d.group_app_id IS NOT NULL
+  AND last.action = 'add'
+ON CONFLICT (run_id, kind, key) DO NOTHING;
+-- What is withheld leaves the diff.
+DELETE FROM sync.diffs d
+USING sync.diff_gate g
+WHERE d.tenant = :tenant AND d.run_id = :run_id
+  AND g.run_id = :run_id AND g.key = d.key
+  AND g.status IN ('pending', 'held', 'protected', 'rejected', 'with_person', 'app_decision')
+  AND (d.entity, d.action) = (CASE g.kind WHEN 'deactivate' THEN 'user'
+                                          WHEN 'reactivate' THEN 'user'
+                                          ELSE 'membership' END,
+                              CASE g.kind WHEN 'deactivate' THEN 'deactivate'
+                                          WHEN 'reactivate' THEN 'reactivate'
+                                          WHEN 'membership_add' THEN 'add'
+                                          ELSE 'remove' END)
