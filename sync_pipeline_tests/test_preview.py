@@ -236,3 +236,33 @@ def test_set_on_a_terminal_asks_and_takes_the_answer(
     assert "(unlicensed)" in out and f"Save the change of {synced}?" in out
     assert version(engine, synced) == saved
     assert app_snapshot(engine, synced) == app_before
+
+
+def test_wizard_previews_at_the_test_sync_step_and_no_goes_back(synced, cli, engine):
+    answers = [
+        "",  # keep sign-in
+        "n",  # no automatic sync
+        "",  # email method: keep upn
+        "n",  # no groups: steps 6 to 8 are skipped
+        "",  # scope: all
+        "y",  # exclude unlicensed
+        "",  # import managers: keep false
+        "",  # deny list: none
+        "",  # no admin address
+        "n",  # the preview: do not save; back to the deny list
+        "",  # deny list: none
+        "",  # no admin address
+        "y",  # the preview again: save
+        "n",  # no test sync now
+    ]
+    result = cli("tenant", "setup", synced, input="\n".join(answers) + "\n")
+    out = result.output
+    assert result.exit_code == 0, out
+    assert out.count("with the new include_groups, exclude_unlicensed") == 2
+    assert "(unlicensed)" in out and f"Save the change of {synced}?" in out
+    assert "Not saved." in out
+    assert out.count("Step 11/13: deny list") == 2
+    with engine.connect() as conn:
+        t = tenants.get(conn, synced)
+    assert t.version == 2
+    assert (t.settings.exclude_unlicensed, t.settings.include_groups) == (True, False)
