@@ -266,3 +266,37 @@ def test_wizard_previews_at_the_test_sync_step_and_no_goes_back(synced, cli, eng
         t = tenants.get(conn, synced)
     assert t.version == 2
     assert (t.settings.exclude_unlicensed, t.settings.include_groups) == (True, False)
+
+
+def emails(engine: sa.Engine, tenant: str) -> dict[str, str]:
+    with engine.connect() as conn:
+        rows = conn.execute(
+            sa.text("SELECT external_id, email FROM app.users WHERE tenant = :t AND is_active"),
+            {"t": tenant},
+        ).all()
+    return dict(rows)
+
+
+def test_address_changes_are_the_ones_the_sync_then_makes(synced, engine):
+    with engine.connect() as conn:
+        current = tenants.get(conn, synced).settings
+    candidate = settings.assign(current, {"email_method": "mail_then_upn"})
+    impact = preview.compute(engine, candidate)
+    before = emails(engine, synced)
+    with engine.begin() as conn:
+        tenants.save(conn, candidate)
+    with dg.instance_for_test() as instance:
+        assert materialise(instance, synced, job="sync", tags={"trigger": "test"}).success
+    after = emails(engine, synced)
+    moved = [i for i in before.keys() & after.keys() if before[i] != after[i]]
+    assert impact.address_changes == len(moved) > 0
+    assert impact.leavers_total == len(before.keys() - after.keys())
+    assert impact.seats.after == len(after)
+
+
+def test_bad_value_is_refused_before_any_preview(synced, cli, engine):
+    refused = cli("tenant", "set", synced, "exclude_unlicensed=maybe", "--yes")
+    assert refused.exit_code == 2
+    assert f"tenant {synced}" in refused.output and "exclude_unlicensed" in refused.output
+    assert "maybe" in refused.output and "leavers" not in refused.output
+    assert version(engine, synced) == 1
