@@ -62,9 +62,14 @@ def test_demo_sync_from_the_cli_then_nothing_to_change(home, engine):
             sa.text("SELECT count(*) FROM app.users WHERE tenant = 'contoso-demo' AND is_active")
         ).scalar()
     assert active > 100
+    # a first sync: every active user is a new seat
+    assert f"seats: +{active:,} / \N{MINUS SIGN}0 active, {active:,} after this sync" in (
+        first.stdout
+    )
     second = run_cli("sync", "contoso-demo", env=home)
     assert second.returncode == 0, second.stderr
     assert "users: 0 created, 0 updated, 0 deactivated" in second.stdout
+    assert f"seats: +0 / \N{MINUS SIGN}0 active, {active:,} after this sync" in second.stdout
     listing = run_cli("tenant", "list", env=home)
     assert "contoso-demo" in listing.stdout and "success" in listing.stdout
 

@@ -73,8 +73,22 @@ def test_dry_run_reports_every_change_by_email_and_leaves_the_app_untouched(
     }
     assert deactivated and {d.lower() for d in deactivated} <= unlicensed
 
+    # seats: the active users before, minus the deactivations, in one sentence
+    gone = len(deactivated)
+    with engine.connect() as conn:
+        active = conn.execute(
+            sa.text("SELECT count(*) FROM app.users WHERE tenant = :t AND is_active"),
+            {"t": tenant_slug},
+        ).scalar()
+    seats = f"Seats: +0 / \N{MINUS SIGN}{gone} active, {active - gone:,} after this sync."
+    assert seats in plain and seats in html
+    diff_meta = result.asset_materializations_for_node("sync_diff")[0].metadata
+    assert diff_meta["active_users_after"].value == active - gone
+    assert diff_meta["active_users_delta"].value == -gone
+
     mat = result.asset_materializations_for_node("test_sync_report")[0]
     assert mat.metadata["changes_total"].value == planned
+    assert seats in mat.metadata["report"].value
     assert "admin@fabrikam.test" in mat.metadata["sent_to"].value
 
 

@@ -48,8 +48,14 @@ def check_graph(new: TenantSettings, before: TenantSettings | None) -> None:
         ) from None
 
 
-def store(new: list[TenantSettings], *, graph_check: bool) -> dict[str, int | None]:
-    """Validate every tenant against the app (and Graph), then save all in one transaction."""
+def store(
+    new: list[TenantSettings], *, graph_check: bool, preview: bool = False, yes: bool = False
+) -> dict[str, int | None]:
+    """Validate every tenant against the app (and Graph), then save all in one transaction.
+
+    With `preview`, a change of scope is shown first, with what the next sync would do, and
+    saved only once confirmed (`yes`, or an answer on a terminal; see cli/impact.py); else
+    the process exits 1 with nothing written."""
     with db.engine().connect() as conn:
         before = {t.slug: stored_or_none(conn, t.slug) for t in new}
         for t in new:
@@ -57,6 +63,10 @@ def store(new: list[TenantSettings], *, graph_check: bool) -> dict[str, int | No
     if graph_check:
         for t in new:
             check_graph(t, before[t.slug])
+    if preview:
+        from sync_pipeline.cli import impact
+
+        impact.confirm_changes([(before[t.slug], t) for t in new], yes)
     with db.engine().begin() as conn:
         versions = {t.slug: tenants.save(conn, t) for t in new}
     partitions_add([t.slug for t in new])

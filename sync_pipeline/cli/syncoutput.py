@@ -10,6 +10,7 @@ from rich.table import Table
 
 from sync_pipeline.cli.common import console
 from sync_pipeline.core import db
+from sync_pipeline.load.seats import from_counts
 from sync_pipeline.registry import runs
 
 SAFETY_CHECK = "sync_diff_within_safety_limit"
@@ -58,10 +59,12 @@ def failure_message(result: Any) -> tuple[str | None, str]:
 
 
 def print_summary(tenant: str, run_id: str, dry_run: bool, zone: ZoneInfo) -> None:
-    """The run's changes by kind, as a table, then the user counts in one line."""
+    """The run's changes by kind, as a table, then the user counts in one line, and the
+    seats (active users before and after) when the run planned a diff."""
     with db.engine().connect() as conn:
         row = runs.by_dagster_run(conn, tenant, run_id)
         counts = runs.change_counts(conn, row.id) if row else {}
+        planned = runs.planned(conn, row.id) if row else None
     verb = ("would change" if dry_run else "changed") if counts else "nothing to change"
     when = row.started_at.astimezone(zone).strftime("%Y-%m-%d %H:%M %Z") if row else ""
     table = Table(title=f"{tenant}: {verb} (sync run {row.id if row else '?'}, {when})")
@@ -78,3 +81,6 @@ def print_summary(tenant: str, run_id: str, dry_run: bool, zone: ZoneInfo) -> No
         f"users: {created} created, {updated} updated, {deactivated} deactivated"
         + (" (dry run: app unchanged)" if dry_run else "")
     )
+    if planned is not None and "active_users" in planned:
+        # the active users counted when the diff was planned, before any apply
+        console.print(f"seats: {from_counts(counts, planned['active_users']).sentence()}")

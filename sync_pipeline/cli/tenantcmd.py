@@ -15,12 +15,14 @@ from zoneinfo import ZoneInfo
 import click
 from rich.table import Table
 
+from sync_pipeline.cli import impact
 from sync_pipeline.cli.actions import default_env, store, stored_or_none
 from sync_pipeline.cli.common import Guid, console, fail, handle_errors, prepare
 from sync_pipeline.core import db, settings
 from sync_pipeline.core.settings import SettingsError, TenantSettings
 from sync_pipeline.registry import runs, schedule, tenants
 
+YES = click.option("--yes", is_flag=True, help=impact.YES_HELP)
 NO_GRAPH_CHECK = click.option(
     "--no-graph-check",
     is_flag=True,
@@ -36,17 +38,20 @@ def tenant_group() -> None:
 @tenant_group.command("import")
 @click.argument("file", type=click.Path(exists=True, dir_okay=False, path_type=Path))
 @NO_GRAPH_CHECK
+@YES
 @handle_errors
-def import_(file: Path, no_graph_check: bool) -> None:
+def import_(file: Path, no_graph_check: bool, yes: bool) -> None:
     """Register or update the tenants of a YAML FILE (a top-level `tenants:` list).
 
     Every tenant is validated first (settings, mapping targets in the app, group ids in
-    Graph): one bad tenant and nothing is written.
+    Graph): one bad tenant and nothing is written. A registered tenant whose scope changes
+    (who or which groups are imported, the address rule, the deny list) is previewed first:
+    what its next sync would do, then a question before anything is saved.
     """
     text = settings.read_file(file, what="the settings file")
     parsed = settings.load_yaml(text, source=str(file))
     prepare()
-    versions = store(parsed, graph_check=not no_graph_check)
+    versions = store(parsed, graph_check=not no_graph_check, preview=True, yes=yes)
     for slug, version in versions.items():
         state = f"version {version}" if version else "unchanged"
         console.print(f"{slug}: {state}")
@@ -191,6 +196,7 @@ def add(
 )
 @click.option("--append", is_flag=True, help="With --deny-list-csv: add to the list instead.")
 @NO_GRAPH_CHECK
+@YES
 @handle_errors
 def set_(
     slug: str,
@@ -198,11 +204,17 @@ def set_(
     deny_list_csv: Path | None,
     append: bool,
     no_graph_check: bool,
+    yes: bool,
 ) -> None:
     """Change settings of tenant SLUG: KEY=VALUE pairs, typed by the settings model.
 
     Lists take a,b,c; mappings take id=App group,id2=Other; an empty value restores the
     default. The previous version is kept (`tenant show SLUG --history`).
+
+    A change of scope (user_scope, scope_group_ids, include_*, exclude_unlicensed,
+    email_method, group_types, group_ids, email_deny_list) first shows what the next sync
+    would do, computed on the latest read from Graph without writing anything: joiners,
+    leavers, address and membership changes, seats, the safety limit; then asks.
     """
     if not assignments and not deny_list_csv:
         fail("nothing to set: give KEY=VALUE pairs or --deny-list-csv FILE")
@@ -222,7 +234,7 @@ def set_(
         new = settings.parse_settings(
             new.to_document() | {"email_deny_list": entries}, source="settings"
         )
-    version = store([new], graph_check=not no_graph_check)[slug]
+    version = store([new], graph_check=not no_graph_check, preview=True, yes=yes)[slug]
     before, after = current.to_document(), new.to_document()
     for key in sorted(before.keys() | after.keys()):
         if before.get(key) != after.get(key):

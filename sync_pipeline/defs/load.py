@@ -14,7 +14,7 @@ from sync_pipeline.defs.partitions import tenant_partitions
 from sync_pipeline.defs.resources import Database
 from sync_pipeline.defs.stopping import stop_if_asked, test_pause
 from sync_pipeline.defs.transform import SNAPSHOT_GROUPS, SNAPSHOT_MEMBERSHIPS, SNAPSHOT_USERS
-from sync_pipeline.load import diff, gate, runmode
+from sync_pipeline.load import diff, gate, runmode, seats
 from sync_pipeline.registry import runs, schedule
 from sync_pipeline.report import alerts, mail
 from sync_pipeline.report import build as report
@@ -94,9 +94,13 @@ def sync_diff(context: dg.AssetExecutionContext, database: Database) -> dg.Mater
         context.log.warning(message)
     if held:
         context.log.warning(held)
+    active = seats.from_counts(counts)
+    context.log.info(f"tenant {tenant}: seats {active.sentence()}")
     return dg.MaterializeResult(
         metadata={
             **_ints(counts),
+            # plain ints, so the UI plots the billable active users over runs
+            **active.metadata(),
             **path.metadata(),
             **{f"diff_{k}": v for k, v in verification.facts().items()},
             "sync_run_id": run_id,

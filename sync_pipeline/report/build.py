@@ -36,6 +36,8 @@ from sync_pipeline.core import config, db
 from sync_pipeline.core.settings import TenantSettings
 from sync_pipeline.explain import lookup as explain
 from sync_pipeline.load import diff, gate
+from sync_pipeline.load.seats import Seats, from_counts
+from sync_pipeline.registry import runs
 from sync_pipeline.report import mail
 from sync_pipeline.transform import unreadable
 
@@ -91,6 +93,8 @@ class Report:
     # decisions), one sentence per change, and how many there were in all
     withheld: list[str] = field(default_factory=list)
     withheld_total: int = 0
+    # active app users before the run, and after it (load/seats.py)
+    seats: Seats = field(default_factory=lambda: Seats(0, 0, 0))
 
     @property
     def total_changes(self) -> int:
@@ -115,6 +119,10 @@ def build(conn: sa.Connection, settings: TenantSettings, run_id: int, *, dry_run
         if r.kind == "group" and r.reason in _GROUP_NOTES
     ]
     active = conn.execute(db.q("load/active_users"), params).scalar_one()
+    # the active users when the diff was planned: the same as now in a test sync, and the
+    # count before the apply for a run that applied
+    planned = runs.planned(conn, run_id) or {}
+    active_before = int(planned.get("active_users", active))
     exceeded, message = diff.safety_check(
         {"user_deactivate": counts.get("user_deactivate", 0), "active_users": active}, settings
     )
@@ -154,6 +162,7 @@ def build(conn: sa.Connection, settings: TenantSettings, run_id: int, *, dry_run
         attachment=changes_attachment(conn, settings.slug, run_id),
         manager_notes=manager_notes,
         group_notes=group_notes,
+        seats=from_counts(counts, active_before),
     )
 
 
@@ -181,6 +190,7 @@ def _headline(report: Report) -> list[str]:
         f"{_title(report)} — {when} (sync run {report.run_id})",
         f"The sync {verb} {report.total_changes} change(s). "
         f"{report.included} directory users are in scope, {len(report.excluded)} are left out.",
+        f"Seats: {report.seats.sentence()}.",
         "This was a dry run: nothing in the app was changed." if report.dry_run else "",
     ]
 

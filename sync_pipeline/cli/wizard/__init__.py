@@ -7,7 +7,9 @@ click.prompt reads input, so a script can pipe the answers on stdin.
 this shell (the client secret's variable is unset, Graph refuses) offers to stop: the answers
 so far are kept as a draft, and `tenant setup SLUG` resumes from it. Settings asking for the
 daily sync are saved with it off, and it is turned on only once the test sync succeeded (or
-the admin says so, knowingly, without one).
+the admin says so, knowingly, without one). At the test-sync step, a change of scope of a
+tenant synced before is previewed first (cli/impact.py, as `tenant set` does) and saved only
+when the admin says yes.
 """
 
 from __future__ import annotations
@@ -35,7 +37,9 @@ def setup_command(slug: str) -> None:
     """The setup wizard for tenant SLUG: every setting, step by step, explained.
 
     Shows the tenant's groups read from Graph to choose and map, checks each answer, saves,
-    and offers a test sync. Answers can be piped on stdin, one per line.
+    and offers a test sync. Before saving a change of scope of a tenant synced before, shows
+    what its next sync would do and asks (no: back a step). Answers can be piped on stdin,
+    one per line.
     """
     run(slug)
 

@@ -6,10 +6,10 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from sync_pipeline.cli import actions
+from sync_pipeline.cli import actions, impact
 from sync_pipeline.cli.common import console
 from sync_pipeline.cli.wizard.answers import Answers
-from sync_pipeline.cli.wizard.prompts import confirm
+from sync_pipeline.cli.wizard.prompts import Back, confirm
 from sync_pipeline.core import db, settings
 from sync_pipeline.registry import tenants
 
@@ -62,6 +62,7 @@ class Saving(Answers):
             convert=lambda raw: raw.strip() or None,
             default=self.settings.admin_email or "",
         )
+        self.preview_change()
         wanted = self.settings.auto_sync
         # The daily sync starts only once a test sync showed what it would do.
         version = self.save(auto_sync=False)
@@ -101,6 +102,18 @@ class Saving(Answers):
             console.print(
                 f"[green]The test sync succeeded:[/] the daily sync of {self.slug} is on."
             )
+
+    def preview_change(self) -> None:
+        """A registered tenant whose scope changes: what its next sync would do with the new
+        settings (cli/impact.py), and whether to save them; no goes back a step."""
+        with db.engine().connect() as conn:
+            stored = actions.stored_or_none(conn, self.slug)
+        question = impact.preview_change(stored, self.settings)
+        if question is None:
+            return
+        if not confirm(f"Save {question.what}?", default=not question.risky):
+            console.print("[yellow]Not saved.[/] Change the answers (`back` for earlier steps).")
+            raise Back
 
     def where_the_report_went(self) -> None:
         """The test sync's report: emailed, written to the outbox (no SMTP), or not sent."""
