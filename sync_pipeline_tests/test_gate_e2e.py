@@ -113,10 +113,11 @@ def test_grace_protected_and_the_pending_list(instance, database_url, engine, do
 
 
 def test_held_over_the_limit_then_decided_one_by_one(
-    instance, database_url, engine, doc, fake, home
+    instance, database_url, engine, doc, fake, home, smtp_server
 ):
     tid = doc["tenant_id"]
-    slug = new_tenant(engine, "gh", doc, fake)  # no grace (support/rows.NO_GRACE)
+    # no grace (support/rows.NO_GRACE)
+    slug = new_tenant(engine, "gh", doc, fake, admin_email="admin@gate.example")
     synced(instance, database_url, slug)
     people = in_scope(engine, slug, doc, fake)
     leavers = people[: len(people) * 3 // 10]  # 30 %: over the 10 % limit
@@ -138,19 +139,29 @@ def test_held_over_the_limit_then_decided_one_by_one(
     )
     listed = run_cli("held", slug, env=home)
     assert listed.returncode == 0 and all(e in listed.stdout for e in emails)
+    # the admin is told once, with every held person
+    [(to, notice)] = smtp_server.messages
+    assert to == ["admin@gate.example"] or "admin@gate.example" in str(to)
+    assert "held for review" in notice["Subject"]
+    body = notice.get_body(("plain",)).get_content()
+    assert all(e in body for e in emails)
+    assert synced(instance, database_url, slug)["gate_deactivate_held"] == len(leavers)
+    assert len(smtp_server.messages) == 1  # the same held changes are not mailed again
 
     # bad input: exit 2, naming the tenant and the value
     bad = run_cli("approve", slug, "nobody@gate.example", "--yes", env=home)
     assert bad.returncode == 2 and slug in bad.stderr and "nobody@gate.example" in bad.stderr
     assert run_cli("approve", slug, "--yes", env=home).returncode == 2  # neither names nor --all
 
-    approved = run_cli("approve", slug, *emails[:5], "--yes", "--by", "hr@gate.example", env=home)
+    approved = run_cli(
+        "approve", slug, *emails[:5], "--yes", "--by", "hr@gate.example", "--apply", env=home
+    )
     assert approved.returncode == 0, approved.stderr + approved.stdout
-    after = synced(instance, database_url, slug)
-    assert after["applied"]["user_deactivate"].value == 5
-    assert after["gate_deactivate_held"] == len(leavers) - 5
-    now = users(engine, slug)
+    now = users(engine, slug)  # --apply: synced at once, exactly those five
     assert [e for e in emails if not now[e]] == emails[:5]
+    after = synced(instance, database_url, slug)
+    assert after["applied"]["user_deactivate"].value == 0
+    assert after["gate_deactivate_held"] == len(leavers) - 5
 
     rejected = run_cli(
         "reject", slug, emails[5], "--reason", "on parental leave", "--yes", env=home

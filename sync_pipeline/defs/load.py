@@ -77,6 +77,7 @@ def sync_diff(context: dg.AssetExecutionContext, database: Database) -> dg.Mater
         scope.record(conn, tenant, verification, path.verified != "mismatch", commit=False)
         exceeded, message = diff.safety_check(counts, settings)
         held = diff.held_message(counts, settings)
+        withheld = gate.run_rows(conn, tenant, run_id, limit=50)
         table = diff.diff_markdown(conn, tenant, run_id)
         rows = diff.diff_rows(conn, tenant, run_id)
     if path.verified == "mismatch":
@@ -106,6 +107,7 @@ def sync_diff(context: dg.AssetExecutionContext, database: Database) -> dg.Mater
             "sync_run_id": run_id,
             "within_safety_limit": not exceeded,
             "withheld": held or "nothing held",
+            "withheld_list": dg.MetadataValue.md(_withheld_table(withheld, settings)),
             "next_auto_sync": next_auto_sync(settings),
             "changes": dg.MetadataValue.md(table),
             "change_list": change_table(rows),
@@ -163,6 +165,24 @@ def app_directory(
             "seconds": round(time.monotonic() - started, 3),
         }
     )
+
+
+def _withheld_table(rows: list[gate.Withheld], settings: TenantSettings) -> str:
+    """The first changes the gate withheld in this run, for the UI (pending people included)."""
+    if not rows:
+        return "Nothing withheld."
+    lines = ["| change | who | status | why |", "| --- | --- | --- | --- |"]
+    lines += [
+        f"| {w.kind.replace('_', ' ')} | {_cell(w.email or w.label)}"
+        + (f" in {_cell(w.group)}" if w.group else "")
+        + f" | {w.status} | {_cell(gate.sentence(w, settings.timezone, settings))} |"
+        for w in rows
+    ]
+    return "\n".join(lines)
+
+
+def _cell(text: str) -> str:
+    return text.replace("|", "\\|").replace("\n", " ")
 
 
 def _notify_held(
