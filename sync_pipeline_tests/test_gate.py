@@ -93,14 +93,25 @@ def test_the_grace_period_in_hours_and_deleted_people(engine, tenant_slug):
         )
     counts = sync(engine, tenant_slug, directory(20, disabled=("u01",)), **hours)
     assert counts["user_deactivate"] == 1
-    # deleted from Graph, with deleted_skip_grace: no grace at all; disabled ones keep theirs
+    # deleted from Graph, with deleted_skip_grace: no grace at all; disabled ones keep theirs,
+    # and so does a soft-deleted one (its memberships kept aside for a restore)
+    with engine.begin() as conn:
+        conn.execute(
+            sa.text(
+                "INSERT INTO staging.suspended_members"
+                " (tenant, owner_id, owner_kind, group_id, member_id, member_type)"
+                " VALUES (:t, 'u04', 'user', 'g1', 'u04', 'user')"
+            ),
+            {"t": tenant_slug},
+        )
     skip = hours | {"deleted_skip_grace": True}
-    counts = sync(
-        engine, tenant_slug, directory(20, disabled=("u01", "u03"), gone=("u02",)), **skip
-    )
-    assert (counts["user_deactivate"], counts["gate_deactivate_pending"]) == (1, 1)
+    staged = directory(20, disabled=("u01", "u03"), gone=("u02", "u04"))
+    counts = sync(engine, tenant_slug, staged, **skip)
+    assert (counts["user_deactivate"], counts["gate_deactivate_pending"]) == (1, 2)
     assert E("u02") not in active(engine, tenant_slug)
-    assert E("u03") in active(engine, tenant_slug)
+    assert {E("u03"), E("u04")} <= active(engine, tenant_slug)
+    reasons = {w.label: w.reason for w in withheld(engine, tenant_slug)}
+    assert reasons == {E("u03"): "disabled", E("u04"): "soft_deleted"}
 
 
 def test_over_the_limit_the_rest_applies_and_deactivations_wait_for_a_decision(engine, tenant_slug):

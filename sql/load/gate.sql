@@ -30,12 +30,15 @@ SELECT
         -- others through because they alone are now within the limit
         WHEN p.held_since IS NOT NULL THEN CASE WHEN CAST(:allow_mass AS boolean) THEN 'allowed'
                                          ELSE 'held' END
-        WHEN CAST(:deleted_skip_grace AS boolean) AND s.graph_id IS NULL THEN 'due'
+        -- deleted for good: not in Graph, and no memberships kept for a restore (a user
+        -- soft-deleted, restorable for 30 days, keeps the grace period)
+        WHEN CAST(:deleted_skip_grace AS boolean) AND s.graph_id IS NULL AND NOT soft.deleted
+            THEN 'due'
         WHEN c.reads < CAST(:grace_reads AS integer)
           OR r.read_at < c.since + make_interval(secs => CAST(:grace_hours AS float8) * 3600)
             THEN 'pending'
         ELSE 'due' END,
-    coalesce(s.reason, 'not_in_graph'),
+    coalesce(s.reason, CASE WHEN soft.deleted THEN 'soft_deleted' ELSE 'not_in_graph' END),
     c.since, c.reads,
     c.since + make_interval(secs => CAST(:grace_hours AS float8) * 3600), r.read_at
 FROM sync.diffs d
@@ -43,6 +46,12 @@ CROSS JOIN sp_read r
 LEFT JOIN sync.withheld p ON p.tenant = :tenant AND p.kind = 'deactivate' AND p.key = d.key
 LEFT JOIN sync.decisions dc ON dc.tenant = :tenant AND dc.kind = 'deactivate' AND dc.key = d.key
 LEFT JOIN sync.snapshot_users s ON s.tenant = :tenant AND s.graph_id = d.key
+CROSS JOIN LATERAL (
+    SELECT EXISTS (
+        SELECT 1 FROM staging.suspended_members sm
+        WHERE sm.tenant = :tenant AND sm.owner_id = d.key AND sm.owner_kind = 'user'
+    ) AS deleted
+) soft
 CROSS JOIN LATERAL (
     SELECT coalesce(p.since, r.read_at) AS since,
            coalesce(p.reads, 0)

@@ -157,7 +157,8 @@ class TenantSettings(BaseModel):
     )
     deleted_skip_grace: bool = Field(
         default=False,
-        description="People no longer in Graph at all (deleted) are deactivated at once.",
+        description="People deleted from Graph for good are deactivated at once "
+        "(a soft-deleted person, restorable for 30 days, keeps the grace period).",
     )
     protected_users: list[str] = Field(
         default_factory=list,

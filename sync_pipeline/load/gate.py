@@ -254,6 +254,7 @@ def sentence(w: Withheld, zone: str, settings: TenantSettings) -> str:
 # Why a person is out of scope, in words (the snapshot's reason codes, transform/rules.py).
 REASONS = {
     "not_in_graph": "they are no longer in Graph (deleted)",
+    "soft_deleted": "they are deleted in Entra ID (restorable for 30 days)",
     "out_of_scope": "they are in none of the scope groups (user_scope selected_groups)",
     "disabled": "their account is disabled in Entra ID",
     "guest": "they are a guest (include_guests is false)",
