@@ -141,10 +141,15 @@ LEFT JOIN sync.decisions dc
   ON dc.tenant = :tenant AND dc.kind = 'membership_remove' AND dc.key = x.key
 LEFT JOIN sync.withheld w
   ON w.tenant = :tenant AND w.kind = 'membership_remove' AND w.key = x.key
-CROSS JOIN LATERAL (
-    SELECT count(*) AS members FROM app.group_members gm
-    WHERE gm.tenant = :tenant AND gm.group_id = x.group_app_id
-) m
+JOIN (
+    -- each group's members counted once (an index-only count per group with removals)
+    SELECT g.group_app_id, c.members
+    FROM (SELECT DISTINCT group_app_id FROM sp_gone) g
+    CROSS JOIN LATERAL (
+        SELECT count(*) AS members FROM app.group_members gm
+        WHERE gm.tenant = :tenant AND gm.group_id = g.group_app_id
+    ) c
+) m ON m.group_app_id = x.group_app_id
 WHERE dc.decision IS NOT NULL
    OR w.held_since IS NOT NULL  -- held until a person decides, as deactivations are
    OR (m.members >= CAST(:group_min AS integer)
