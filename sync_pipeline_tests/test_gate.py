@@ -11,7 +11,7 @@ import sqlalchemy as sa
 from sync_pipeline.audit import changes as audit
 from sync_pipeline.load import gate
 from sync_pipeline_tests.support.converge import E, app_members, app_users, converge, sync
-from sync_pipeline_tests.support.rows import group, user
+from sync_pipeline_tests.support.rows import group, make_settings, user
 
 GRACE = {"deactivation_grace_reads": 3, "deactivation_grace_hours": 0}
 
@@ -257,4 +257,30 @@ def test_the_app_deactivating_or_removing_is_not_undone_by_the_sync(engine, tena
     assert (counts["user_reactivate"], counts["membership_add"]) == (1, 1)
     assert E("u03") in active(engine, tenant_slug)
     assert members(engine, tenant_slug, E("u04")) == {"All", "Half"}
+    assert withheld(engine, tenant_slug) == []
+
+
+def test_an_address_still_held_by_a_pending_person_waits_for_them(engine, tenant_slug):
+    """A newcomer given the address of someone pending deactivation (one active user per
+    address) is created once that person is deactivated; nothing fails meanwhile."""
+    converge(engine, tenant_slug, directory(10), **GRACE)
+    staged = directory(10, disabled=("u01",))
+    staged["users"].append(user("new1", upn=E("u01")))  # Graph gave u01's address away
+    staged["users"][1]["user_principal_name"] = "u01.old@example.com"  # and u01 a new one
+    staged["members"]["g1"].append("new1")
+    for _ in range(GRACE["deactivation_grace_reads"] - 1):
+        counts = sync(engine, tenant_slug, staged, **GRACE)
+        assert (counts["user_create"], counts["gate_deactivate_pending"]) == (0, 1)
+        assert counts["gate_create_address_in_use"] == 1
+        assert E("u01") in active(engine, tenant_slug)
+    with engine.connect() as conn:
+        waiting = [w for w in gate.withheld(conn, tenant_slug) if w.kind == "create"]
+        assert [w.status for w in waiting] == ["address_in_use"]
+        assert "still held by" in gate.sentence(waiting[0], "UTC", make_settings(tenant_slug))
+    counts = sync(engine, tenant_slug, staged, **GRACE)  # u01 due: deactivated, address free
+    assert (counts["user_deactivate"], counts["user_create"]) == (1, 1)
+    with engine.connect() as conn:
+        holder = app_users(conn, tenant_slug)[E("u01")]
+    assert holder[0] == "new1" and holder[1]  # the newcomer, active, at the address
+    assert members(engine, tenant_slug, E("u01")) == {"All"}
     assert withheld(engine, tenant_slug) == []

@@ -95,6 +95,41 @@ WHERE d.tenant = :tenant AND d.run_id = :run_id AND d.entity = 'user'
       WHERE ch.tenant = :tenant AND ch.user_id = u.id AND ch.entity = 'user'
         AND (ch.after ->> 'deactivated_at') IS NOT NULL
         AND CAST(ch.after ->> 'deactivated_at' AS timestamptz) = u.deactivated_at);
+-- 2b. An address still held by an active person whose deactivation is withheld cannot go to
+-- someone else yet (one active user per address, users_active_email): the create, update or
+-- reactivation that would give it waits, with a reason, until the holder is deactivated or
+-- keeps the address. A withheld update keeps its user's current address held in turn, so the
+-- chain is followed (an address handed on from one person to the next).
+INSERT INTO sync.diff_gate (
+    tenant, run_id, kind, key, label, user_app_id, user_external_id, status, reason)
+WITH RECURSIVE held (email, holder, depth) AS (
+    SELECT lower(u.email), coalesce(u.email, g.label), 0
+    FROM sync.diff_gate g
+    JOIN app.users u ON u.tenant = :tenant AND u.id = g.user_app_id AND u.is_active
+    WHERE g.run_id = :run_id AND g.kind = 'deactivate'
+      AND g.status IN ('pending', 'held', 'protected', 'rejected')
+    UNION
+    SELECT lower(u.email), h.holder, h.depth + 1
+    FROM held h
+    JOIN sync.diffs d
+      ON d.tenant = :tenant AND d.run_id = :run_id AND d.entity = 'user'
+     AND d.action = 'update' AND lower(d.after ->> 'email') = h.email
+    JOIN app.users u ON u.tenant = :tenant AND u.id = d.app_id AND u.is_active
+    WHERE h.depth < 100
+)
+SELECT DISTINCT ON (d.action, d.key)
+       :tenant, :run_id, d.action, d.key, d.label, d.app_id, d.key, 'address_in_use',
+       'the address ' || d.label || ' is still held by ' || h.holder
+       || ', whose deactivation is withheld'
+FROM sync.diffs d
+-- the address the change makes active: a create's or a reactivation's own (the label is the
+-- snapshot's address), an update's new one
+JOIN held h ON h.email = lower(CASE d.action WHEN 'update' THEN d.after ->> 'email'
+                                             ELSE d.label END)
+WHERE d.tenant = :tenant AND d.run_id = :run_id AND d.entity = 'user'
+  AND d.action IN ('create', 'update', 'reactivate')
+ORDER BY d.action, d.key, h.depth
+ON CONFLICT (run_id, kind, key) DO NOTHING;
 -- 3. The memberships of withheld people stay as they are: removals of someone whose
 -- deactivation is withheld, and adds for someone whose reactivation is, leave the diff with
 -- them.
@@ -106,12 +141,16 @@ SELECT :tenant, :run_id, 'membership_' || d.action, d.key, d.label, d.user_app_i
        g.kind || ' ' || g.status
 FROM sync.diffs d
 JOIN sync.diff_gate g
-  ON g.run_id = :run_id AND g.user_app_id = d.user_app_id
+  ON g.run_id = :run_id
  AND ((g.kind = 'deactivate' AND g.status IN ('pending', 'held', 'protected', 'rejected')
-       AND d.action = 'remove')
-      OR (g.kind = 'reactivate' AND g.status = 'app_decision' AND d.action = 'add'))
+       AND d.action = 'remove' AND g.user_app_id = d.user_app_id)
+      OR (g.kind = 'reactivate' AND g.status IN ('app_decision', 'address_in_use')
+          AND d.action = 'add' AND g.user_app_id = d.user_app_id)
+      -- a user not created yet has no app id: its adds wait with it
+      OR (g.kind = 'create' AND g.status = 'address_in_use' AND d.action = 'add'
+          AND d.user_app_id IS NULL AND g.user_external_id = d.user_external_id))
 WHERE d.tenant = :tenant AND d.run_id = :run_id AND d.entity = 'membership'
-  AND d.user_app_id IS NOT NULL;
+ON CONFLICT (run_id, kind, key) DO NOTHING;
 -- 4. Removals from a group of people who stay: held when the group (of at least
 -- group_removal_min_members members in the app) loses more than max_group_removal_percent of
 -- them in this sync. A decision on a pair holds whatever the share.
@@ -184,11 +223,10 @@ DELETE FROM sync.diffs d
 USING sync.diff_gate g
 WHERE d.tenant = :tenant AND d.run_id = :run_id
   AND g.run_id = :run_id AND g.key = d.key
-  AND g.status IN ('pending', 'held', 'protected', 'rejected', 'with_person', 'app_decision')
-  AND (d.entity, d.action) = (CASE g.kind WHEN 'deactivate' THEN 'user'
-                                          WHEN 'reactivate' THEN 'user'
-                                          ELSE 'membership' END,
-                              CASE g.kind WHEN 'deactivate' THEN 'deactivate'
-                                          WHEN 'reactivate' THEN 'reactivate'
-                                          WHEN 'membership_add' THEN 'add'
-                                          ELSE 'remove' END)
+  AND g.status IN ('pending', 'held', 'protected', 'rejected', 'with_person', 'app_decision',
+                   'address_in_use')
+  AND (d.entity, d.action) = (CASE WHEN g.kind LIKE 'membership%' THEN 'membership'
+                                   ELSE 'user' END,
+                              CASE g.kind WHEN 'membership_add' THEN 'add'
+                                          WHEN 'membership_remove' THEN 'remove'
+                                          ELSE g.kind END)

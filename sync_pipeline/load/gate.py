@@ -31,12 +31,20 @@ from sync_pipeline.core.settings import TenantSettings
 from sync_pipeline.registry import runs
 from sync_pipeline.transform.rules import run_script
 
-WITHHELD = ("pending", "held", "protected", "rejected", "with_person", "app_decision")
+WITHHELD = (
+    "pending",
+    "held",
+    "protected",
+    "rejected",
+    "with_person",
+    "app_decision",
+    "address_in_use",
+)
 APPLIED = ("due", "approved", "allowed")
 # What `held`, the report and explain list: a membership withheld with its person is the
 # person's (counted, not listed).
 LISTED = tuple(s for s in WITHHELD if s != "with_person")
-KINDS = ("deactivate", "membership_remove", "reactivate", "membership_add")
+KINDS = ("deactivate", "membership_remove", "reactivate", "membership_add", "create", "update")
 # Metadata keys: gate_<kind>_<status>, the ones an operator plots over runs.
 COUNT_KEYS = (
     "gate_deactivate_pending",
@@ -49,6 +57,9 @@ COUNT_KEYS = (
     "gate_membership_remove_with_person",
     "gate_reactivate_app_decision",
     "gate_membership_add_app_decision",
+    "gate_create_address_in_use",
+    "gate_update_address_in_use",
+    "gate_reactivate_address_in_use",
 )
 # The statuses a person can decide on. A membership withheld with its person follows the
 # person's decision; a protected person is a setting (protected_users), not a decision.
@@ -248,6 +259,11 @@ def sentence(w: Withheld, zone: str, settings: TenantSettings) -> str:
         )
     if w.status == "held":
         return f"{w.kind.replace('_', ' ')} held: {w.reason}"
+    if w.status == "address_in_use":
+        return (
+            f"{w.kind} waits: {w.reason}; it is made by the first sync after that person is "
+            "deactivated or gives the address up"
+        )
     return f"{w.kind.replace('_', ' ')} {w.status} ({w.reason})"
 
 

@@ -55,6 +55,13 @@ WHERE CAST(:populate AS boolean) AND w.tenant = :tenant AND w.user_id IS NOT NUL
 UNION
 SELECT dc.user_id FROM sync.decisions dc
 WHERE CAST(:populate AS boolean) AND dc.tenant = :tenant AND dc.user_id IS NOT NULL;
+-- a withheld change of a user not in the app yet (a create waiting for its address) has no
+-- app id: by its Graph id
+INSERT INTO sp_scope_u (graph_id)
+SELECT w.key FROM sync.withheld w
+WHERE CAST(:populate AS boolean) AND w.tenant = :tenant
+  AND w.kind IN ('create', 'update', 'reactivate', 'deactivate')
+ON CONFLICT DO NOTHING;
 INSERT INTO sp_scope_u (graph_id)
 SELECT u.external_id
 FROM sp_scope_a a
