@@ -270,6 +270,12 @@ BAD_VALUES = {
     "count_tolerance_objects": (1.5, "is not a whole number"),
     "count_tolerance_percent": (11, "must be between 0 and 10"),
     "full_verification_days": (0, "must be between 1 and 90"),
+    "deactivation_grace_reads": (0, "must be between 1 and 100"),
+    "deactivation_grace_hours": (-2, "must be between 0 and 2160"),
+    "deleted_skip_grace": ("soon", "is not true or false"),
+    "protected_users": (["boss"], "entry 'boss' is neither an email address nor a Graph user id"),
+    "max_group_removal_percent": (300, "must be between 0 and 100"),
+    "group_removal_min_members": (0, "must be at least 1"),
 }
 
 

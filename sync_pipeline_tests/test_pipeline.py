@@ -166,8 +166,13 @@ def test_the_apply_uses_the_diff_its_run_planned_and_checked(
     assert applied["membership_add"].value == planned["membership_add"].value > 0
 
     # The apply materialised on its own (a run with no sync_diff) computes the diff itself.
+    # (A field changed in the app is set back from Graph; memberships removed in the app
+    # would stay removed: the app's own decision, test_gate.py.)
     with engine.begin() as conn:
-        conn.execute(sa.text("DELETE FROM app.group_members WHERE tenant = :t"), {"t": tenant_slug})
+        conn.execute(
+            sa.text("UPDATE app.users SET job_title = 'set in the app' WHERE tenant = :t"),
+            {"t": tenant_slug},
+        )
     alone = materialise(
         instance,
         tenant_slug,
@@ -177,7 +182,7 @@ def test_the_apply_uses_the_diff_its_run_planned_and_checked(
     )
     applied = alone.asset_materializations_for_node("app_directory")[0].metadata
     assert applied["diff_reused"].value is False
-    assert applied["membership_add"].value == planned["membership_add"].value
+    assert applied["user_update"].value == planned["user_create"].value
 
 
 def test_a_planned_diff_lost_in_a_crash_is_computed_again(engine, register, tenant_slug):

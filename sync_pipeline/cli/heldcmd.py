@@ -4,7 +4,6 @@ from the last sync (sync_pipeline/load/gate.py), and people's decisions on it.""
 from __future__ import annotations
 
 import getpass
-import os
 from zoneinfo import ZoneInfo
 
 import click
@@ -13,7 +12,7 @@ from rich.table import Table
 
 from sync_pipeline.cli import actions
 from sync_pipeline.cli.common import EXIT_FAILED, console, err_console, fail, handle_errors, prepare
-from sync_pipeline.core import db
+from sync_pipeline.core import config, db
 from sync_pipeline.core.settings import TenantSettings
 from sync_pipeline.load import gate
 from sync_pipeline.registry import tenants
@@ -102,7 +101,7 @@ def held_command(tenant: str) -> None:
 
 
 def _decider(by: str | None) -> str:
-    who = (by or os.environ.get("SYNC_PIPELINE_OPERATOR") or getpass.getuser()).strip()
+    who = (by or config.operator() or getpass.getuser()).strip()
     if not who:
         fail("--by: say who decides (a name or an address)")
     return who

@@ -67,6 +67,9 @@ UI_URL = "SYNC_PIPELINE_UI_URL"
 """The Dagster UI's address, for links in alerts. Default: http://127.0.0.1:3000."""
 REPORT_MAX_MB = "SYNC_PIPELINE_REPORT_MAX_MB"
 """The largest attachment the test sync report mails, in megabytes. Default: 10."""
+OPERATOR = "SYNC_PIPELINE_OPERATOR"
+"""Who takes `approve` / `reject` decisions from this shell, as recorded with each one.
+Unset: the login name (`--by` overrides both)."""
 
 # -- scheduling and scale-out ---------------------------------------------------------------
 
@@ -108,6 +111,7 @@ VARIABLES = (
     OPS_ALERT_EMAIL,
     UI_URL,
     REPORT_MAX_MB,
+    OPERATOR,
     QUARANTINE_AFTER,
     CELERY_BROKER,
     CELERY_BACKEND,
@@ -191,6 +195,10 @@ def smtp_starttls() -> bool:
 
 def ops_alert_email() -> str | None:
     return os.environ.get(OPS_ALERT_EMAIL)
+
+
+def operator() -> str | None:
+    return os.environ.get(OPERATOR) or None
 
 
 def ui_url() -> str:
