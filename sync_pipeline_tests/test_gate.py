@@ -284,3 +284,39 @@ def test_an_address_still_held_by_a_pending_person_waits_for_them(engine, tenant
     assert holder[0] == "new1" and holder[1]  # the newcomer, active, at the address
     assert members(engine, tenant_slug, E("u01")) == {"All"}
     assert withheld(engine, tenant_slug) == []
+
+
+def test_the_held_check_turns_red_after_a_day(engine, tenant_slug):
+    """sync_diff_nothing_held_long (advisory): green while held changes are fresh, a WARN
+    naming them once one has waited for a person's decision for more than a day."""
+    from sync_pipeline.checks import expectations
+
+    no_grace = {"deactivation_grace_reads": 1, "deactivation_grace_hours": 0}
+    converge(engine, tenant_slug, directory(10), **no_grace)
+    staged = directory(10, gone=("u01", "u02", "u03"))  # 30 %: held
+    sync(engine, tenant_slug, staged, **no_grace)
+    sync(engine, tenant_slug, staged, **no_grace)
+
+    def check() -> expectations.Outcome:
+        with engine.connect() as conn:
+            run_id = conn.execute(
+                sa.text("SELECT max(run_id) FROM sync.diff_gate WHERE tenant = :t"),
+                {"t": tenant_slug},
+            ).scalar_one()
+            return expectations.check_diff_held(conn, tenant_slug, run_id)
+
+    fresh = check()
+    assert fresh.passed and fresh.facts["held"] == 3
+    with engine.begin() as conn:
+        conn.execute(
+            sa.text(
+                "UPDATE sync.withheld SET held_since = now() - interval '30 hours'"
+                " WHERE tenant = :t AND kind = 'deactivate' AND key = 'u02'"
+            ),
+            {"t": tenant_slug},
+        )
+    late = check()
+    assert not late.passed and late.severity == "WARN"
+    assert late.facts["held_longest_hours"] >= 30
+    (failure,) = late.failures
+    assert [row["label"] for row in failure.sample] == [E("u02")]
