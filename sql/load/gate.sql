@@ -130,6 +130,25 @@ WHERE d.tenant = :tenant AND d.run_id = :run_id AND d.entity = 'user'
   AND d.action IN ('create', 'update', 'reactivate')
 ORDER BY d.action, d.key, h.depth
 ON CONFLICT (run_id, kind, key) DO NOTHING;
+-- 2c. Reports of a user whose create waits (2b) cannot get that manager yet: the manager set
+-- (or the report's own create) applies without it. They are marked `recheck`, kept with the
+-- withheld changes, so that the next incremental diff looks at them again and sets the
+-- manager once it exists; nothing is taken out of the diff.
+INSERT INTO sync.diff_gate (
+    tenant, run_id, kind, key, label, user_app_id, user_external_id, status, reason)
+SELECT DISTINCT ON (d.key)
+       :tenant, :run_id, 'manager', d.key, d.label, d.app_id, d.key, 'recheck',
+       'manager ' || g.label || ' not created yet'
+FROM sync.diffs d
+JOIN sync.snapshot_users s ON s.tenant = :tenant AND s.graph_id = d.key
+JOIN sync.diff_gate g
+  ON g.run_id = :run_id AND g.kind = 'create' AND g.status = 'address_in_use'
+ AND g.key = s.manager_graph_id
+WHERE d.tenant = :tenant AND d.run_id = :run_id
+  AND ((d.entity = 'manager' AND d.action = 'set')
+       OR (d.entity = 'user' AND d.action = 'create'))
+ORDER BY d.key
+ON CONFLICT (run_id, kind, key) DO NOTHING;
 -- 3. The memberships of withheld people stay as they are: removals of someone whose
 -- deactivation is withheld, and adds for someone whose reactivation is, leave the diff with
 -- them.

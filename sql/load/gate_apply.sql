@@ -13,7 +13,7 @@ SELECT g.tenant, g.kind, g.key, g.label, g.user_app_id, g.group_app_id, g.status
 FROM sync.diff_gate g
 WHERE g.tenant = :tenant AND g.run_id = :run_id
   AND g.status IN ('pending', 'held', 'protected', 'rejected', 'with_person', 'app_decision',
-                   'address_in_use')
+                   'address_in_use', 'recheck')
 ON CONFLICT (tenant, kind, key) DO UPDATE
 SET label = EXCLUDED.label, user_id = EXCLUDED.user_id, group_id = EXCLUDED.group_id,
     status = EXCLUDED.status, reason = EXCLUDED.reason,
@@ -31,7 +31,7 @@ WHERE w.tenant = :tenant
       SELECT 1 FROM sync.diff_gate g
       WHERE g.run_id = :run_id AND g.kind = w.kind AND g.key = w.key
         AND g.status IN ('pending', 'held', 'protected', 'rejected', 'with_person',
-                         'app_decision', 'address_in_use'));
+                         'app_decision', 'address_in_use', 'recheck'));
 DELETE FROM sync.decisions dc
 WHERE dc.tenant = :tenant
   -- a decision taken while this run was under way is for the next one

@@ -48,8 +48,10 @@ CREATE TABLE IF NOT EXISTS sync.decisions (
 
 -- Per run, every change the gate looked at and what it made of it (status): applied ones
 -- ('due', 'approved', 'allowed') stay in sync.diffs, withheld ones ('pending', 'held',
--- 'protected', 'rejected', 'with_person', 'app_decision') were taken out of it. The report,
--- the metadata, `pending` and `held` read it; the apply turns it into sync.withheld.
+-- 'protected', 'rejected', 'with_person', 'app_decision', 'address_in_use') were taken out
+-- of it; 'recheck' rows (a report whose manager waits) stay, to be diffed again next time.
+-- The report, the metadata, `pending` and `held` read it; the apply turns it into
+-- sync.withheld.
 CREATE TABLE IF NOT EXISTS sync.diff_gate (
     tenant        text NOT NULL,
     run_id        bigint NOT NULL REFERENCES sync.runs (id) ON DELETE CASCADE,

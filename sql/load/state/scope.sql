@@ -60,7 +60,7 @@ WHERE CAST(:populate AS boolean) AND dc.tenant = :tenant AND dc.user_id IS NOT N
 INSERT INTO sp_scope_u (graph_id)
 SELECT w.key FROM sync.withheld w
 WHERE CAST(:populate AS boolean) AND w.tenant = :tenant
-  AND w.kind IN ('create', 'update', 'reactivate', 'deactivate')
+  AND w.kind IN ('create', 'update', 'reactivate', 'deactivate', 'manager')
 ON CONFLICT DO NOTHING;
 INSERT INTO sp_scope_u (graph_id)
 SELECT u.external_id
