@@ -8,6 +8,7 @@ import os
 
 import pytest
 
+from sync_pipeline_tests.support import cli as cli_support
 from sync_pipeline_tests.support import database, fakegraph, home, pipeline, smtp
 
 # Still importable from here, for modules that have not moved to support/ yet.
@@ -34,3 +35,4 @@ fake_tenant = session(fakegraph.fake_tenant)
 fake_graph = session(fakegraph.fake_graph)
 register = pytest.fixture(fakegraph.register)
 smtp_server = pytest.fixture(smtp.smtp_server)
+cli = pytest.fixture(cli_support.in_process)

@@ -12,9 +12,7 @@ import sys
 import dagster as dg
 import pytest
 import sqlalchemy as sa
-from click.testing import CliRunner
 
-from sync_pipeline.cli import main
 from sync_pipeline.core import db, settings
 from sync_pipeline.load import preview
 from sync_pipeline.load.seats import Seats
@@ -73,16 +71,6 @@ def synced(register, tenant_slug, engine):
     with dg.instance_for_test() as instance:
         assert materialise(instance, tenant_slug, job="sync", tags={"trigger": "test"}).success
     return tenant_slug
-
-
-@pytest.fixture
-def cli(database_url):
-    runner = CliRunner()
-
-    def invoke(*args: str, input: str | None = None):
-        return runner.invoke(main, list(args), input=input, catch_exceptions=False)
-
-    return invoke
 
 
 def test_seats_sentence():

@@ -241,16 +241,6 @@ def test_check_before_run_uses_app_and_staging(engine, tenant_slug):
 # -- the commands --------------------------------------------------------------------------------
 
 
-@pytest.fixture
-def cli(database_url):
-    runner = CliRunner()
-
-    def invoke(*args: str, input: str | None = None):
-        return runner.invoke(main, list(args), input=input, catch_exceptions=False)
-
-    return invoke
-
-
 def test_add_with_prompts_then_set_then_history(cli, engine, tenant_slug, tmp_path):
     answers = f"not-a-guid\n{ZERO}\n{ZERO}\n\n"
     added = cli("tenant", "add", tenant_slug, "email_method=mail", input=answers)

@@ -193,32 +193,37 @@ def _no_diff_yet(check_name: str, tenant: str) -> dg.AssetCheckResult:
     )
 
 
-def _diff_safety(
-    context: dg.AssetCheckExecutionContext, database: Database, conn: sa.Connection, tenant: str
-) -> expectations.Outcome | dg.AssetCheckResult:
-    run_id = expectations.diff_run_id(conn, tenant, context.run.run_id)
-    if run_id is None:
-        return _no_diff_yet("sync_diff_within_safety_limit", tenant)
-    settings = database.tenant_settings(tenant)
-    return expectations.check_diff_safety(conn, settings, run_id, guard=_guarding(context))
+def _on_diff(name: str, check: Callable[..., expectations.Outcome]) -> Evaluate:
+    """A check of this run's diff: `check(context, database, conn, tenant, run_id)`, once a
+    diff exists (else a pass saying there is none yet)."""
+
+    def evaluate(
+        ctx: dg.AssetCheckExecutionContext, database: Database, conn: sa.Connection, tenant: str
+    ) -> expectations.Outcome | dg.AssetCheckResult:
+        run_id = expectations.diff_run_id(conn, tenant, ctx.run.run_id)
+        if run_id is None:
+            return _no_diff_yet(name, tenant)
+        return check(ctx, database, conn, tenant, run_id)
+
+    return evaluate
 
 
-def _diff_fields(
-    context: dg.AssetCheckExecutionContext, database: Database, conn: sa.Connection, tenant: str
-) -> expectations.Outcome | dg.AssetCheckResult:
-    run_id = expectations.diff_run_id(conn, tenant, context.run.run_id)
-    if run_id is None:
-        return _no_diff_yet("sync_diff_keeps_addresses_and_names", tenant)
-    return expectations.check_diff_fields(conn, tenant, run_id)
-
-
-def _diff_held(
-    context: dg.AssetCheckExecutionContext, database: Database, conn: sa.Connection, tenant: str
-) -> expectations.Outcome | dg.AssetCheckResult:
-    run_id = expectations.diff_run_id(conn, tenant, context.run.run_id)
-    if run_id is None:
-        return _no_diff_yet("sync_diff_nothing_held_long", tenant)
-    return expectations.check_diff_held(conn, tenant, run_id)
+_diff_safety = _on_diff(
+    "sync_diff_within_safety_limit",
+    lambda ctx, database, conn, tenant, run_id: expectations.check_diff_safety(
+        conn, database.tenant_settings(tenant), run_id, guard=_guarding(ctx)
+    ),
+)
+_diff_fields = _on_diff(
+    "sync_diff_keeps_addresses_and_names",
+    lambda ctx, database, conn, tenant, run_id: expectations.check_diff_fields(
+        conn, tenant, run_id
+    ),
+)
+_diff_held = _on_diff(
+    "sync_diff_nothing_held_long",
+    lambda ctx, database, conn, tenant, run_id: expectations.check_diff_held(conn, tenant, run_id),
+)
 
 
 def _scoped(check: Callable[..., expectations.Outcome], name: str, stage: str) -> Evaluate:

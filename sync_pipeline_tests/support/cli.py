@@ -24,3 +24,18 @@ def run_cli(
         cwd=cwd,
         timeout=300,
     )
+
+
+def in_process(database_url: str):
+    """`cli(*args, input=...)`: the command run in this process by click's runner, on the
+    test database (a fixture's body: conftest.py registers it as `cli`)."""
+    from click.testing import CliRunner
+
+    from sync_pipeline.cli import main
+
+    runner = CliRunner()
+
+    def invoke(*args: str, input: str | None = None):
+        return runner.invoke(main, list(args), input=input, catch_exceptions=False)
+
+    return invoke
