@@ -1,3 +1,3 @@
--- Keys of the tenant's held changes its admin has not been emailed about.
-SELECT key FROM sync.withheld
+-- The tenant's held changes its admin has not been emailed about.
+SELECT kind, key FROM sync.withheld
 WHERE tenant = :tenant AND status IN ('held', 'app_decision') AND notified_at IS NULL

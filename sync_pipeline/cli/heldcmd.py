@@ -4,7 +4,6 @@ from the last sync (sync_pipeline/load/gate.py), and people's decisions on it.""
 from __future__ import annotations
 
 import getpass
-from zoneinfo import ZoneInfo
 
 import click
 from rich.markup import escape
@@ -26,10 +25,6 @@ _STATUS = {
 }
 
 
-def _when(value: object, zone: ZoneInfo) -> str:
-    return value.astimezone(zone).strftime("%Y-%m-%d %H:%M %Z") if value else ""  # type: ignore[attr-defined]
-
-
 def _load(tenant: str, statuses: tuple[str, ...]) -> tuple[TenantSettings, list[gate.Withheld]]:
     prepare()
     with db.engine().connect() as conn:
@@ -44,7 +39,6 @@ def _who(w: gate.Withheld) -> str:
 
 
 def _table(title: str, rows: list[gate.Withheld], settings: TenantSettings) -> Table:
-    zone = ZoneInfo(settings.timezone)
     table = Table(title=f"{title} (times {settings.timezone})")
     for name in ("change", "who", "status", "since", "why", "decision"):
         table.add_column(name, overflow="fold")
@@ -54,7 +48,7 @@ def _table(title: str, rows: list[gate.Withheld], settings: TenantSettings) -> T
             w.kind.replace("_", " "),
             escape(_who(w)),
             _STATUS.get(w.status, w.status),
-            _when(w.held_since or w.since, zone),
+            gate.local_time(w.held_since or w.since, settings.timezone, ""),
             escape(gate.sentence(w, settings.timezone, settings)),
             escape(decision),
         )

@@ -40,11 +40,9 @@ WITHHELD = (
     "app_decision",
     "address_in_use",
 )
-APPLIED = ("due", "approved", "allowed")
 # What `held`, the report and explain list: a membership withheld with its person is the
 # person's (counted, not listed).
 LISTED = tuple(s for s in WITHHELD if s != "with_person")
-KINDS = ("deactivate", "membership_remove", "reactivate", "membership_add", "create", "update")
 # Metadata keys: gate_<kind>_<status>, the ones an operator plots over runs.
 COUNT_KEYS = (
     "gate_deactivate_pending",
@@ -199,21 +197,28 @@ def withheld(
 
 
 def unnotified(conn: sa.Connection, settings: TenantSettings) -> list[str]:
-    """Held changes the tenant's admin was not emailed about yet, as sentences; marks them
+    """Held changes the tenant's admin was not emailed about yet, as lines; marks them
     notified (in the caller's transaction: commit after the email went out)."""
+    params = {"tenant": settings.slug}
+    new = {(r.kind, r.key) for r in conn.execute(db.q("load/held_unnotified"), params)}
     rows = [
-        w
-        for w in withheld(conn, settings.slug, ("held", "app_decision"))
-        if w.key
-        in set(conn.execute(db.q("load/held_unnotified"), {"tenant": settings.slug}).scalars())
+        w for w in withheld(conn, settings.slug, ("held", "app_decision")) if (w.kind, w.key) in new
     ]
-    conn.execute(db.q("load/held_notified"), {"tenant": settings.slug})
-    return [
-        f"{w.email or w.label}"
-        + (f" in {w.group}" if w.group else "")
-        + f": {sentence(w, settings.timezone, settings)}"
-        for w in rows
-    ]
+    conn.execute(db.q("load/held_notified"), params)
+    return [line(w, settings) for w in rows]
+
+
+def line(w: Withheld, settings: TenantSettings) -> str:
+    """One withheld change for a list: who (and in which group), then its sentence."""
+    where = f" in {w.group}" if w.group else ""
+    return f"{w.email or w.label}{where}: {sentence(w, settings.timezone, settings)}"
+
+
+def local_time(t: dt.datetime | None, zone: str, missing: str = "?") -> str:
+    """A time in the tenant's zone, as every list of withheld changes shows it."""
+    from zoneinfo import ZoneInfo
+
+    return t.astimezone(ZoneInfo(zone)).strftime("%Y-%m-%d %H:%M %Z") if t else missing
 
 
 def run_rows(conn: sa.Connection, tenant: str, run_id: int, limit: int = 200) -> list[Withheld]:
@@ -224,12 +229,9 @@ def run_rows(conn: sa.Connection, tenant: str, run_id: int, limit: int = 200) ->
 
 def sentence(w: Withheld, zone: str, settings: TenantSettings) -> str:
     """What explain and the report say about one withheld change, in the tenant's zone."""
-    from zoneinfo import ZoneInfo
-
-    tz = ZoneInfo(zone)
 
     def at(t: dt.datetime | None) -> str:
-        return t.astimezone(tz).strftime("%Y-%m-%d %H:%M %Z") if t else "?"
+        return local_time(t, zone)
 
     why = REASONS.get(w.reason or "", w.reason or "")
     if w.kind == "deactivate" and w.status == "pending":

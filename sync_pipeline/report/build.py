@@ -131,10 +131,7 @@ def build(conn: sa.Connection, settings: TenantSettings, run_id: int, *, dry_run
     held = diff.held_message(gated, settings)
     warnings += [held] if held else []
     withheld = [
-        f"{w.email or w.label}"
-        + (f" in {w.group}" if w.group else "")
-        + f": {gate.sentence(w, settings.timezone, settings)}"
-        for w in gate.run_rows(conn, settings.slug, run_id, limit=SHOWN)
+        gate.line(w, settings) for w in gate.run_rows(conn, settings.slug, run_id, limit=SHOWN)
     ]
     withheld_total = sum(v for k, v in gated.items() if not k.endswith("_with_person"))
     withheld_total -= gated["gate_deactivate_approved"] + gated["gate_deactivate_allowed"]
