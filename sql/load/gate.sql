@@ -172,6 +172,12 @@ WHERE d.tenant = :tenant AND d.run_id = :run_id
               WHERE x.run_id = :run_id AND x.kind = 'create' AND x.status = 'address_in_use')
 ORDER BY d.key
 ON CONFLICT (run_id, kind, key) DO NOTHING;
+-- The joins below pair a run's gate rows with its diff rows, a few thousand each at most;
+-- without statistics for this run's rows (new run ids, and autovacuum behind or off) the
+-- planner takes them for one row each and joins them by nested loops: 5,000 x 5,000 key
+-- comparisons, 7-19 s for an unchanged 100k sync (benchmarks/sync.py). Hash joins cost what
+-- the rows are, whatever the estimates, so nested loops are off until the gate's end.
+SELECT set_config('enable_nestloop', 'off', true);
 -- 3. The memberships of withheld people stay as they are: removals of someone whose
 -- deactivation is withheld, and adds for someone whose reactivation or create is, leave the
 -- diff with them. One statement per case, each a join driven by the run's few gate rows
@@ -345,4 +351,5 @@ WHERE d.tenant = :tenant AND d.run_id = :run_id AND d.entity = 'membership'
   AND g.status IN ('pending', 'held', 'protected', 'rejected', 'with_person', 'app_decision',
                    'address_in_use')
   AND EXISTS (SELECT 1 FROM sync.diff_gate x
-              WHERE x.run_id = :run_id AND x.kind = 'membership_add')
+              WHERE x.run_id = :run_id AND x.kind = 'membership_add');
+SELECT set_config('enable_nestloop', 'on', true)
