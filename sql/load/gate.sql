@@ -176,7 +176,8 @@ ON CONFLICT (run_id, kind, key) DO NOTHING;
 -- without statistics for this run's rows (new run ids, and autovacuum behind or off) the
 -- planner takes them for one row each and joins them by nested loops: 5,000 x 5,000 key
 -- comparisons, 7-19 s for an unchanged 100k sync (benchmarks/sync.py). Hash joins cost what
--- the rows are, whatever the estimates, so nested loops are off until the gate's end.
+-- the rows are, whatever the estimates, so nested loops are off until the gate's end
+-- (gate.py turns them on again after load/gate_withhold.sql).
 SELECT set_config('enable_nestloop', 'off', true);
 -- 3. The memberships of withheld people stay as they are: removals of someone whose
 -- deactivation is withheld, and adds for someone whose reactivation or create is, leave the
@@ -294,62 +295,3 @@ WHERE d.tenant = :tenant AND d.run_id = :run_id AND d.entity = 'membership'
   AND d.action = 'add' AND d.user_app_id IS NOT NULL AND d.group_app_id IS NOT NULL
   AND last.action = 'add'
 ON CONFLICT (run_id, kind, key) DO NOTHING;
--- What is withheld leaves the diff: one DELETE per kind, each on the run's rows of one
--- (entity, action) by the diff's index and only when the gate withheld something of that kind
--- (a CASE mapping kinds to (entity, action) kept the index from being used and read
--- sync.diffs whole).
-DELETE FROM sync.diffs d
-USING sync.diff_gate g
-WHERE d.tenant = :tenant AND d.run_id = :run_id AND d.entity = 'user'
-  AND d.action = 'deactivate'
-  AND g.run_id = :run_id AND g.kind = 'deactivate' AND g.key = d.key
-  AND g.status IN ('pending', 'held', 'protected', 'rejected', 'with_person', 'app_decision',
-                   'address_in_use')
-  AND EXISTS (SELECT 1 FROM sync.diff_gate x
-              WHERE x.run_id = :run_id AND x.kind = 'deactivate');
-DELETE FROM sync.diffs d
-USING sync.diff_gate g
-WHERE d.tenant = :tenant AND d.run_id = :run_id AND d.entity = 'user'
-  AND d.action = 'reactivate'
-  AND g.run_id = :run_id AND g.kind = 'reactivate' AND g.key = d.key
-  AND g.status IN ('pending', 'held', 'protected', 'rejected', 'with_person', 'app_decision',
-                   'address_in_use')
-  AND EXISTS (SELECT 1 FROM sync.diff_gate x
-              WHERE x.run_id = :run_id AND x.kind = 'reactivate');
-DELETE FROM sync.diffs d
-USING sync.diff_gate g
-WHERE d.tenant = :tenant AND d.run_id = :run_id AND d.entity = 'user'
-  AND d.action = 'create'
-  AND g.run_id = :run_id AND g.kind = 'create' AND g.key = d.key
-  AND g.status IN ('pending', 'held', 'protected', 'rejected', 'with_person', 'app_decision',
-                   'address_in_use')
-  AND EXISTS (SELECT 1 FROM sync.diff_gate x
-              WHERE x.run_id = :run_id AND x.kind = 'create');
-DELETE FROM sync.diffs d
-USING sync.diff_gate g
-WHERE d.tenant = :tenant AND d.run_id = :run_id AND d.entity = 'user'
-  AND d.action = 'update'
-  AND g.run_id = :run_id AND g.kind = 'update' AND g.key = d.key
-  AND g.status IN ('pending', 'held', 'protected', 'rejected', 'with_person', 'app_decision',
-                   'address_in_use')
-  AND EXISTS (SELECT 1 FROM sync.diff_gate x
-              WHERE x.run_id = :run_id AND x.kind = 'update');
-DELETE FROM sync.diffs d
-USING sync.diff_gate g
-WHERE d.tenant = :tenant AND d.run_id = :run_id AND d.entity = 'membership'
-  AND d.action = 'remove'
-  AND g.run_id = :run_id AND g.kind = 'membership_remove' AND g.key = d.key
-  AND g.status IN ('pending', 'held', 'protected', 'rejected', 'with_person', 'app_decision',
-                   'address_in_use')
-  AND EXISTS (SELECT 1 FROM sync.diff_gate x
-              WHERE x.run_id = :run_id AND x.kind = 'membership_remove');
-DELETE FROM sync.diffs d
-USING sync.diff_gate g
-WHERE d.tenant = :tenant AND d.run_id = :run_id AND d.entity = 'membership'
-  AND d.action = 'add'
-  AND g.run_id = :run_id AND g.kind = 'membership_add' AND g.key = d.key
-  AND g.status IN ('pending', 'held', 'protected', 'rejected', 'with_person', 'app_decision',
-                   'address_in_use')
-  AND EXISTS (SELECT 1 FROM sync.diff_gate x
-              WHERE x.run_id = :run_id AND x.kind = 'membership_add');
-SELECT set_config('enable_nestloop', 'on', true)

@@ -43,6 +43,15 @@ WITHHELD = (
 # What `held`, the report and explain list: a membership withheld with its person is the
 # person's (counted, not listed).
 LISTED = tuple(s for s in WITHHELD if s != "with_person")
+# The sync.diffs rows (entity, action) of each kind of gate row.
+DIFF_ROWS = {
+    "deactivate": ("user", "deactivate"),
+    "reactivate": ("user", "reactivate"),
+    "create": ("user", "create"),
+    "update": ("user", "update"),
+    "membership_remove": ("membership", "remove"),
+    "membership_add": ("membership", "add"),
+}
 # Metadata keys: gate_<kind>_<status>, the ones an operator plots over runs.
 COUNT_KEYS = (
     "gate_deactivate_pending",
@@ -73,24 +82,27 @@ def classify(
     allow_mass_deactivation: bool,
 ) -> dict[str, int]:
     """Run the gate over run_id's fresh diff; returns the gate_* counts (COUNT_KEYS)."""
-    run_script(
-        conn,
-        "load/gate",
-        {
-            "tenant": settings.slug,
-            "run_id": run_id,
-            "grace_reads": settings.deactivation_grace_reads,
-            "grace_hours": settings.deactivation_grace_hours,
-            "deleted_skip_grace": settings.deleted_skip_grace,
-            "protected": [p.lower() for p in settings.protected_users],
-            "allow_mass": allow_mass_deactivation,
-            "max_count": settings.max_deactivations,
-            "max_percent": settings.max_deactivation_percent,
-            "active": active_users,
-            "group_min": settings.group_removal_min_members,
-            "group_percent": settings.max_group_removal_percent,
-        },
-    )
+    params = {
+        "tenant": settings.slug,
+        "run_id": run_id,
+        "grace_reads": settings.deactivation_grace_reads,
+        "grace_hours": settings.deactivation_grace_hours,
+        "deleted_skip_grace": settings.deleted_skip_grace,
+        "protected": [p.lower() for p in settings.protected_users],
+        "allow_mass": allow_mass_deactivation,
+        "max_count": settings.max_deactivations,
+        "max_percent": settings.max_deactivation_percent,
+        "active": active_users,
+        "group_min": settings.group_removal_min_members,
+        "group_percent": settings.max_group_removal_percent,
+    }
+    run_script(conn, "load/gate", params)
+    for (kind,) in conn.execute(db.q("load/gate_withheld_kinds"), params).all():
+        entity, action = DIFF_ROWS[kind]
+        conn.execute(
+            db.q("load/gate_withhold"), {**params, "kind": kind, "entity": entity, "action": action}
+        )
+    conn.execute(sa.text("SELECT set_config('enable_nestloop', 'on', true)"))
     return counts(conn, settings.slug, run_id)
 
 

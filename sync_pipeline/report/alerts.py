@@ -23,6 +23,12 @@ class FailedSync:
     def link(self) -> str:
         return f"{config.ui_url()}/runs/{self.run_id}"
 
+    @property
+    def reference(self) -> str:
+        """The line an admin quotes to support: the run, and Graph's request-id if any."""
+        request = f", request-id {self.request_id}" if self.request_id else ""
+        return f"Support reference: run {self.run_id}{request}"
+
 
 # msal's errors for a sign-in Entra ID refused (with an AADSTS code), Graph's for a token it
 # refused, and ours for a permission missing from the token: none heals by itself.
@@ -70,9 +76,7 @@ def quarantine_notice(failure: FailedSync, to: str, failures: int) -> EmailMessa
         f"What went wrong, as Microsoft Graph or the sync reported it:\n  {failure.message}\n\n"
         "What to do: fix the cause above (most often an expired client secret, a removed "
         "permission or consent, or a wrong tenant id), then run a manual sync; a successful "
-        "manual sync lifts the pause.\n"
-        f"Support reference: run {failure.run_id}"
-        + (f", request-id {failure.request_id}" if failure.request_id else "")
+        "manual sync lifts the pause.\n" + failure.reference
     )
     return mail.build(
         to=to,
@@ -94,8 +98,7 @@ def credential_notice(failure: FailedSync, to: str) -> EmailMessage:
         "sync operator; for a missing permission, add it under API permissions and grant "
         "admin consent. Then run a manual sync (or ask your operator to run "
         f"`sync-pipeline doctor {failure.tenant}`, which checks it without syncing).\n"
-        f"Support reference: run {failure.run_id}"
-        + (f", request-id {failure.request_id}" if failure.request_id else "")
+        + failure.reference
     )
     return mail.build(
         to=to,
