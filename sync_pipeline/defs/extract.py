@@ -116,6 +116,7 @@ def graph_directory(
     stats = client.stats.as_metadata()
     common: metadata.Metadata = {
         **{f"mode_{k}": v for k, v in result.mode.items()},
+        "full_read": result.full_read,
         **stats,
         "seconds": round(time.monotonic() - started, 3),
         **maintenance,
