@@ -59,6 +59,18 @@ def mine(result, slug: str) -> list[dg.RunRequest]:
     return [r for r in result.run_requests or [] if r.partition_key == slug]
 
 
+def job_origin():
+    """The `sync` job's origin in this code location, as the queue records it."""
+    from dagster._core.remote_origin import InProcessCodeLocationOrigin, RemoteRepositoryOrigin
+    from dagster._core.types.loadable_target_origin import LoadableTargetOrigin
+
+    location = InProcessCodeLocationOrigin(
+        LoadableTargetOrigin(module_name="sync_pipeline.definitions"),
+        location_name="sync_pipeline",
+    )
+    return RemoteRepositoryOrigin(location, "__repository__").get_job_origin("sync")
+
+
 def set_full_read(engine, slug: str, at: dt.datetime | None) -> None:
     with engine.begin() as conn:
         conn.execute(sa.text("DELETE FROM sync.full_reads WHERE tenant = :t"), {"t": slug})
@@ -233,7 +245,15 @@ def test_a_tenant_with_a_run_in_progress_is_skipped_not_queued_twice(
     busy = str(uuid.uuid4())
     with dg.instance_for_test() as instance:
         run_tags = {k: v.format(slug=s.slug) for k, v in tags.items()}
-        instance.add_run(dg.DagsterRun(job_name="sync", run_id=busy, tags=run_tags, status=status))
+        instance.add_run(
+            dg.DagsterRun(
+                job_name="sync",
+                run_id=busy,
+                tags=run_tags,
+                status=status,
+                remote_job_origin=job_origin(),  # a queued run names where it will run
+            )
+        )
         result = evaluate(instance, database_url, at, [s.slug, other.slug])
         assert mine(result, s.slug) == []
         assert [r.tags[KIND] for r in mine(result, other.slug)] == ["interval"]  # others go on
