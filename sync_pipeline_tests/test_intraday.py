@@ -380,3 +380,15 @@ def display_name(engine, tenant: str, user_id: str) -> str:
             sa.text("SELECT display_name FROM staging.users WHERE tenant = :t AND id = :id"),
             {"t": tenant, "id": user_id},
         ).scalar_one()
+
+
+def test_tenant_list_shows_the_interval(engine, tenant_slug, saved):
+    from click.testing import CliRunner
+
+    from sync_pipeline.cli import main
+
+    saved(make(tenant_slug, sync_interval=15, sync_time="03:00"))
+    listing = CliRunner(env={"COLUMNS": "250"}).invoke(main, ["tenant", "list"])
+    assert listing.exit_code == 0, listing.output
+    row = next(line for line in listing.output.splitlines() if tenant_slug in line)
+    assert "03:00 UTC, every 15 min" in row
