@@ -1,4 +1,5 @@
-"""The daily schedule: exactly the due tenants, once each, in their own time zones."""
+"""The daily schedule: exactly the due tenants, once each, in their own time zones (the
+intraday intervals and the periodic full read: test_intraday.py)."""
 
 import datetime as dt
 
@@ -86,12 +87,17 @@ def test_default_sync_time_is_spread_over_the_night_and_stable():
 
 @pytest.fixture
 def fleet_db(engine, tenant_slug):
-    """Two tenants registered, one of them quarantined by three failed syncs."""
+    """Two tenants registered, one of them quarantined by three failed syncs; both read in
+    full the day before (so that their sync at 03:00 is a daily one, not a full read)."""
     good = tenant(f"{tenant_slug}-good", "03:00", "Europe/Paris")
     bad = tenant(f"{tenant_slug}-bad", "03:00", "Europe/Paris")
     with engine.begin() as conn:
         for settings in (good, bad):
             tenants.save(conn, settings)
+            conn.execute(
+                sa.text("INSERT INTO sync.full_reads (tenant, read_at) VALUES (:t, :at)"),
+                {"t": settings.slug, "at": dt.datetime(2026, 1, 14, 2, 5, tzinfo=UTC)},
+            )
         for i in range(3):
             run_id = runs.ensure(conn, bad.slug, f"dagster-{i}", dry_run=False)
             runs.finish(conn, run_id, "failed", error="graph_users: AADSTS7000215")
@@ -99,6 +105,9 @@ def fleet_db(engine, tenant_slug):
     with engine.begin() as conn:
         for settings in (good, bad):
             tenants.remove(conn, settings.slug)
+            conn.execute(
+                sa.text("DELETE FROM sync.full_reads WHERE tenant = :t"), {"t": settings.slug}
+            )
 
 
 def test_schedule_requests_due_tenants_and_skips_quarantined(fleet_db, database_url):
@@ -116,6 +125,7 @@ def test_schedule_requests_due_tenants_and_skips_quarantined(fleet_db, database_
     assert [r.partition_key for r in mine] == [good.slug]
     assert mine[0].run_key == f"daily:{good.slug}:2026-01-15"
     assert mine[0].tags["trigger"] == "schedule"
+    assert mine[0].tags[schedule.SYNC_KIND_TAG] == "daily"
 
 
 def test_a_successful_sync_lifts_the_quarantine(fleet_db, database_url, engine):

@@ -94,7 +94,12 @@ def list_() -> None:
     for t in stored:
         s = t.settings
         auto = f"{s.effective_sync_time:%H:%M} {s.timezone}" if s.auto_sync else "off"
-        upcoming = f"{schedule.next_slot(s, now):%Y-%m-%d %H:%M %Z}" if s.auto_sync else "-"
+        if s.auto_sync and s.sync_interval:
+            auto += f", every {s.sync_interval} min"
+        upcoming = "-"
+        if s.auto_sync:
+            nxt = schedule.next_sync(s, now).astimezone(ZoneInfo(s.timezone))
+            upcoming = f"{nxt:%Y-%m-%d %H:%M %Z}"
         run = last.get(s.slug)
         when = (
             f"{run.status} {run.started_at.astimezone(ZoneInfo(s.timezone)):%Y-%m-%d %H:%M %Z}"

@@ -39,6 +39,12 @@ _ADDRESS = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
 _DOMAIN_PATTERN = re.compile(r"^\*@[^@\s*]+\.[^@\s*]+$")
 _ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 
+# The tenant-sync schedule ticks this often (defs/automation.py): a sync_interval is a whole
+# number of ticks, so that "every N minutes" is what the schedule does, never more often.
+SCHEDULE_TICK_MINUTES = 5
+SYNC_INTERVAL_MIN, SYNC_INTERVAL_MAX = 5, 24 * 60
+_OFF_WORDS = frozenset({"off", "none", "null", "~", ""})
+
 
 class SettingsError(ValueError):
     """Bad tenant settings: the message names the tenant, the field and the value."""
@@ -119,6 +125,20 @@ class TenantSettings(BaseModel):
     auto_sync: bool = True
     sync_time: dt.time | None = None
     timezone: str = "UTC"
+    # Intraday syncs beside the daily one (registry/intervals.py): incremental delta reads
+    # every this many minutes while auto_sync is on; None is off.
+    sync_interval: int | None = Field(
+        default=None,
+        description="Minutes between intraday incremental syncs (5-1440, a multiple of 5), or off.",
+    )
+    # Delta cannot see everything (a change Graph's delta misses, a staging row edited by
+    # hand): the daily sync on the day this many days after the last full read reads in full.
+    full_read_every_days: int = Field(
+        default=7,
+        ge=1,
+        le=90,
+        description="Days between full reads: that day's daily sync re-reads the whole directory.",
+    )
 
     # step 3..11
     email_method: EmailMethod = "upn"
@@ -285,6 +305,37 @@ class TenantSettings(BaseModel):
     def _expiry_utc(cls, v: dt.datetime | None) -> dt.datetime | None:
         if v is not None and v.tzinfo is None:
             return v.replace(tzinfo=dt.UTC)
+        return v
+
+    @field_validator("sync_interval", mode="before")
+    @classmethod
+    def _sync_interval(cls, v: Any) -> Any:
+        # YAML 1.1 reads an unquoted `off` as false; the command line passes "off" as text.
+        if v is None or v is False:
+            return None
+        rule = (
+            f"must be off or a whole number of minutes from {SYNC_INTERVAL_MIN} to "
+            f"{SYNC_INTERVAL_MAX}"
+        )
+        if isinstance(v, str):
+            text = v.strip().lower()
+            if text in _OFF_WORDS:
+                return None
+            if not text.isdigit():
+                raise ValueError(rule)
+            v = int(text)
+        if isinstance(v, float) and v.is_integer():
+            v = int(v)
+        if isinstance(v, bool) or not isinstance(v, int):
+            raise ValueError(rule)
+        if not SYNC_INTERVAL_MIN <= v <= SYNC_INTERVAL_MAX:
+            raise ValueError(rule)
+        if v % SCHEDULE_TICK_MINUTES:
+            raise ValueError(
+                f"must be a multiple of {SCHEDULE_TICK_MINUTES} minutes (the schedule ticks every "
+                f"{SCHEDULE_TICK_MINUTES} minutes; e.g. {v - v % SCHEDULE_TICK_MINUTES or 5} or "
+                f"{v - v % SCHEDULE_TICK_MINUTES + SCHEDULE_TICK_MINUTES})"
+            )
         return v
 
     @field_validator("timezone")

@@ -4,7 +4,8 @@ One multi-asset reads every entity concurrently (users, groups, memberships, SKU
 managers share Graph's resource-unit budget, so one read plans them best) and materialises
 the five staging assets together: a failed or partial read rolls back, the delta links stay
 where they were, and the downstream transform and load do not run. The run tag
-`sync_pipeline/full_read=true` (`sync-pipeline sync TENANT --full`) ignores the delta links.
+`sync_pipeline/full_read=true` (`sync-pipeline sync TENANT --full`, and the schedule's
+periodic full read) ignores the delta links.
 """
 
 import time
@@ -116,6 +117,7 @@ def graph_directory(
     stats = client.stats.as_metadata()
     common: metadata.Metadata = {
         **{f"mode_{k}": v for k, v in result.mode.items()},
+        "full_read": result.full_read,
         **stats,
         "seconds": round(time.monotonic() - started, 3),
         **maintenance,

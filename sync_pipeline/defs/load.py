@@ -15,7 +15,7 @@ from sync_pipeline.defs.resources import Database
 from sync_pipeline.defs.stopping import stop_if_asked, test_pause
 from sync_pipeline.defs.transform import SNAPSHOT_GROUPS, SNAPSHOT_MEMBERSHIPS, SNAPSHOT_USERS
 from sync_pipeline.load import diff, gate, runmode, seats
-from sync_pipeline.registry import runs, schedule
+from sync_pipeline.registry import intervals, runs, schedule
 from sync_pipeline.report import alerts, mail
 from sync_pipeline.report import build as report
 
@@ -39,11 +39,16 @@ def _ints(counts: dict[str, int]) -> dict[str, int]:
 
 
 def next_auto_sync(settings: TenantSettings) -> str:
-    """The tenant's next daily sync, shown with each partition's diff (or why there is none)."""
+    """The tenant's next daily sync (and intraday one), shown with each partition's diff."""
     if not settings.auto_sync:
         return "off (auto_sync is false)"
-    at = schedule.next_slot(settings, dt.datetime.now(dt.UTC))
-    return f"{at:%Y-%m-%d %H:%M %Z} ({at.astimezone(dt.UTC):%H:%M} UTC)"
+    now = dt.datetime.now(dt.UTC)
+    at = schedule.next_slot(settings, now)
+    text = f"{at:%Y-%m-%d %H:%M %Z} ({at.astimezone(dt.UTC):%H:%M} UTC)"
+    interval = intervals.next_interval_slot(settings, now)
+    if interval is not None:
+        text += f"; intraday every {settings.sync_interval} min, next {interval:%H:%M} UTC"
+    return text
 
 
 def change_table(rows: list[dict]) -> dg.TableMetadataValue:

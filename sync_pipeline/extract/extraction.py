@@ -56,6 +56,9 @@ from sync_pipeline.extract.staging import COLUMNS, GraphDataError
 from sync_pipeline.extract.writer import Writer
 from sync_pipeline.graph.client import GraphClient
 
+# A family read whole: on purpose or first (full), or because Graph no longer knew the token
+FULL_MODES = frozenset({"full", "resync"})
+
 # What callers import from here (the asset, tests, benchmarks), wherever it now lives.
 __all__ = [
     "GROUPS_MEMBERS",
@@ -149,6 +152,10 @@ def extract(
     if {USERS_LINK, GROUPS_MEMBERS} - set(writer.links):
         raise GraphDataError(f"tenant {tenant}: a delta round gave no link")  # unreachable
     save_links(conn, tenant, writer.links)
+    if all(result.mode.get(family) in FULL_MODES for family in (USERS, GROUPS)):
+        # users and groups re-read whole: what the schedule's periodic full read waits for
+        conn.execute(db.q("extract/record_full_read"), {"t": tenant})
+        result.full_read = True
     for row in conn.execute(db.q("extract/unreadable_groups"), {"t": tenant}):
         result.unreadable.setdefault(row.group_id, {})["name"] = row.display_name  # metadata
     for entity, rows in result.staged.items():

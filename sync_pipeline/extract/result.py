@@ -13,6 +13,7 @@ class Extraction:
     """What one extraction did, for the materialisation metadata."""
 
     mode: dict[str, str] = field(default_factory=dict)  # users/groups: full | incremental | resync
+    full_read: bool = False  # both families read whole (recorded in sync.full_reads)
     changes: Counter[str] = field(default_factory=Counter)
     staged: dict[str, int] = field(default_factory=dict)
     graph_counts: dict[str, int] = field(default_factory=dict)

@@ -1,16 +1,20 @@
-"""One run per tenant for CLI syncs too.
+"""One run per tenant, for CLI syncs and the schedule too.
 
 Runs launched from the UI or the schedule go through the run queue, whose tag limit
 (dagster.yaml: `tenant`, one at a time) holds them while another run of the tenant is in
 progress. `sync-pipeline sync` executes in its own process and bypasses the queue, daemon or
 not, so it asks the instance first and refuses while the tenant has a run queued or going.
-The Postgres advisory lock stays the last guard against two starts in the same instant.
+The schedule asks too (`busy_tenants`): a sync due while the tenant has a run queued or
+going is skipped, not queued behind it. The Postgres advisory lock stays the last guard
+against two starts in the same instant.
 """
 
 from __future__ import annotations
 
 import click
 import dagster as dg
+
+from sync_pipeline.registry.schedule import SYNC_KIND_TAG
 
 # Every status before a run's end: queued (held by the tag limit) counts, as it will run.
 IN_PROGRESS = [
@@ -44,3 +48,25 @@ def refuse_if_busy(instance: dg.DagsterInstance, tenant: str) -> None:
                 "tenant at a time. Wait for it to end, or cancel it in the UI "
                 "(`sync-pipeline ui`), then sync again."
             )
+
+
+def tenant_of(run: dg.DagsterRun) -> str | None:
+    """The tenant a run is for: its `tenant` tag, else its partition (a UI materialisation)."""
+    return run.tags.get("tenant") or run.tags.get("dagster/partition")
+
+
+def describe(run: dg.DagsterRun) -> str:
+    """A run in a few words, for a tick's log: id, job, status, what started it."""
+    kind = run.tags.get(SYNC_KIND_TAG) or run.tags.get("trigger", "the UI")
+    return f"run {run.run_id[:8]}: {run.job_name}, {run.status.value.lower()}, {kind}"
+
+
+def busy_tenants(instance: dg.DagsterInstance) -> dict[str, str]:
+    """{tenant: the run it has queued or going, described}, from one query: runs in progress
+    are few (the queue caps the running ones, and the schedule queues none behind them)."""
+    busy: dict[str, str] = {}
+    for run in instance.get_runs(dg.RunsFilter(statuses=IN_PROGRESS)):
+        tenant = tenant_of(run)
+        if tenant and tenant not in busy:
+            busy[tenant] = describe(run)
+    return busy
