@@ -294,8 +294,18 @@ class TenantSettings(BaseModel):
         # without a zone is UTC too
         if isinstance(v, int | float) and not isinstance(v, bool):
             raise ValueError("is not a date; use YYYY-MM-DD (e.g. 2027-03-31)")
-        if isinstance(v, str) and re.fullmatch(r"\d{4}-\d{2}-\d{2}", v.strip()):
-            v = dt.date.fromisoformat(v.strip())
+        if isinstance(v, str):
+            text = v.strip()
+            try:
+                v = (
+                    dt.date.fromisoformat(text)
+                    if re.fullmatch(r"\d{4}-\d{2}-\d{2}", text)
+                    else dt.datetime.fromisoformat(text)
+                )
+            except ValueError:
+                raise ValueError(
+                    "is not a date; use YYYY-MM-DD (e.g. 2027-03-31) or an ISO date and time"
+                ) from None
         if isinstance(v, dt.date) and not isinstance(v, dt.datetime):
             return dt.datetime.combine(v, dt.time(), dt.UTC)
         return v
