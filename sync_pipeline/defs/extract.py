@@ -7,6 +7,7 @@ where they were, and the downstream transform and load do not run. The run tag
 `sync_pipeline/full_read=true` (`sync-pipeline sync TENANT --full`) ignores the delta links.
 """
 
+import datetime as dt
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -21,6 +22,7 @@ from sync_pipeline.defs.stopping import stop_checker, stop_if_asked, test_pause
 from sync_pipeline.extract.extraction import extract
 from sync_pipeline.extract.staging import COLUMNS, GraphDataError
 from sync_pipeline.graph import CredentialError, GraphAuthError, GraphError
+from sync_pipeline.registry import staleness
 
 FULL_READ_TAG = "sync_pipeline/full_read"
 GRAPH_RETRY = dg.RetryPolicy(
@@ -75,6 +77,19 @@ def unreadable_lines(groups: dict[str, dict[str, object]]) -> list[str]:
     ]
 
 
+def _previous_read(previous: dt.datetime | None, zone: str) -> metadata.Metadata:
+    """How long before this read the previous complete one was (the gaps plot over runs; the
+    check graph_users_fresh says whether the tenant went stale in between)."""
+    if previous is None:
+        return {"previous_complete_read": "none (first read)"}
+    return {
+        "previous_complete_read": staleness.local(previous, zone),
+        "hours_since_previous_read": round(
+            (dt.datetime.now(dt.UTC) - previous).total_seconds() / 3600, 2
+        ),
+    }
+
+
 @dg.multi_asset(
     specs=[
         dg.AssetSpec(key, description=text, group_name="extract", kinds={"python", "postgres"})
@@ -94,10 +109,12 @@ def graph_directory(
     tenant, started = context.partition_key, time.monotonic()
     full = context.run.tags.get(FULL_READ_TAG, "").lower() == "true"
     with graph_failures():
-        client = graph.client(database.tenant_settings(tenant))
+        settings = database.tenant_settings(tenant)
+        client = graph.client(settings)
         if client.delegated is not None:
             client.delegated.engine = database.engine()
         with database.engine().begin() as conn, db.tenant_lock(conn, tenant):
+            previous = staleness.last_read(conn, tenant)
             test_pause("extract")
             # A stop request ends the read between pages: it rolls back, nothing is kept.
             stop = stop_checker(context)
@@ -124,6 +141,7 @@ def graph_directory(
     for key, tables in TABLES.items():
         meta: metadata.Metadata = {t: result.staged.get(t, 0) for t in tables}
         if key == "graph_users":
+            meta |= _previous_read(previous, settings.timezone)
             meta |= {f"graph_count_{k}": v for k, v in result.graph_counts.items()}
             meta |= {f"count_check_{k}": v for k, v in result.count_check.items()}
             meta |= {f"count_offset_{k}": v for k, v in result.count_offset.items()}
