@@ -31,8 +31,14 @@ REPEAT = dt.timedelta(days=1)
 
 
 def age(delta: dt.timedelta) -> str:
-    """A duration as people say it, to two units: '5 minutes', '1 day and 12 hours'."""
-    return str(format_timespan(max(0, int(delta.total_seconds())), max_units=2))
+    """A duration as people say it, to two units and no finer than it matters: '40 seconds',
+    '3 hours and 5 minutes', '1 day and 12 hours' (never '3 hours and 5 seconds')."""
+    seconds = max(0, int(delta.total_seconds()))
+    if seconds >= 86400:
+        seconds -= seconds % 3600  # past a day, whole hours
+    elif seconds >= 3600:
+        seconds -= seconds % 60  # past an hour, whole minutes
+    return str(format_timespan(seconds, max_units=2))
 
 
 def local(t: dt.datetime, zone: str) -> str:
