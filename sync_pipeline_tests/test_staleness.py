@@ -14,7 +14,7 @@ import sqlalchemy as sa
 
 from sync_pipeline.defs.checks import staging_checks
 from sync_pipeline.defs.extract import extract_assets
-from sync_pipeline.defs.resources import Database
+from sync_pipeline.defs.resources import Database, Graph
 from sync_pipeline.defs.staleness import CHECK_KEY, CHECK_NAME, evaluate, tenant_staleness_sensor
 from sync_pipeline.registry import staleness
 from sync_pipeline_tests.support.cli import run_cli
@@ -163,17 +163,19 @@ def test_freshness_check_green_after_a_sync_red_once_the_read_is_too_old(
     assert check.metadata["last_complete_read_age_hours"].value < 1
 
     backdate_read(engine, tenant_slug, 37 * HOUR)
-    alone = materialise(
-        instance,
-        tenant_slug,
-        assets=[*extract_assets, staging_checks],
+    # the check alone, as the UI runs it: Dagster 1.13's in-process execution refuses a
+    # partition_key for a selection of checks only, so the run carries its partition as a tag
+    alone = dg.materialize(
+        [*extract_assets, staging_checks],
         selection=dg.AssetSelection.checks(CHECK_KEY),
-        database_url=database_url,
+        instance=instance,
+        resources={"database": Database(url=database_url), "graph": Graph()},
+        tags={"dagster/partition": tenant_slug},
     )
     assert alone.success  # advisory: a red freshness check fails no run
     red = evaluations(alone)[CHECK_NAME]
     assert not red.passed and red.severity == dg.AssetCheckSeverity.WARN
-    assert red.metadata["last_complete_read_age_hours"].value > 37
+    assert red.metadata["last_complete_read_age_hours"].value >= 37
     assert f"sync-pipeline sync {tenant_slug}" in (red.description or "")
 
 
@@ -210,7 +212,7 @@ def test_sensor_alerts_once_then_daily_and_stops_after_a_fresh_read(
     tick = evaluate(database, first, LOG)
     assert tenant_slug in tick.stale and tenant_slug in tick.reported
     sent = mails_about(smtp_server, tenant_slug)
-    assert sorted(rcpt[0] for rcpt, _ in sent) == [OPS, ADMIN]
+    assert sorted(rcpt[0] for rcpt, _ in sent) == sorted([OPS, ADMIN])
     ops = next(m for rcpt, m in sent if rcpt == [OPS]).get_content()
     admin = next(m for rcpt, m in sent if rcpt == [ADMIN]).get_content()
     assert "1 day and 13 hours ago" in ops and "AADSTS7000215" in ops
@@ -250,7 +252,7 @@ def test_sensor_alerts_once_then_daily_and_stops_after_a_fresh_read(
     assert again < first + 48 * HOUR
     evaluate(database, again, LOG)
     sent = mails_about(smtp_server, tenant_slug)
-    assert sorted(rcpt[0] for rcpt, _ in sent[3:]) == [OPS, ADMIN]
+    assert sorted(rcpt[0] for rcpt, _ in sent[3:]) == sorted([OPS, ADMIN])
     assert "reminder" not in next(m for rcpt, m in sent[3:] if rcpt == [OPS]).get_content()
 
 

@@ -98,9 +98,10 @@ def stale_alert(f: Freshness, to: str, number: int) -> EmailMessage:
         f"latest failure:      {f.last_error or 'none since that read'}",
         f"runs:                {config.ui_url()}/runs (tag tenant={f.tenant})",
         "",
-        "What to do: fix the latest failure (the tenant's admin was told what to check), or, "
-        "when there is none, check that the daemon runs and that the tenant's daily schedule is "
-        f"not quarantined; then sync it: `sync-pipeline sync {f.tenant}`.",
+        "What to do: fix the latest failure"
+        + (" (the tenant's admin is told what to check)" if f.settings.admin_email else "")
+        + ", or, when there is none, check that the daemon runs and that the tenant is not "
+        f"quarantined; then sync it: `sync-pipeline sync {f.tenant}`.",
     ]
     return mail.build(
         to=to,
@@ -124,7 +125,7 @@ def stale_notice(f: Freshness, to: str) -> EmailMessage:
         )
     else:
         cause = (
-            "No attempt failed since that read: the sync has not run. Your sync operator has "
+            "No attempt to read it has failed: the sync has not run. Your sync operator has "
             "been alerted and is looking into it; nothing is needed from you unless they ask."
         )
     text = (
