@@ -13,6 +13,7 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 import click
+from rich.console import Console
 from rich.table import Table
 
 from sync_pipeline.cli import impact
@@ -22,6 +23,7 @@ from sync_pipeline.core import db, settings
 from sync_pipeline.core.settings import SettingsError, TenantSettings
 from sync_pipeline.registry import runs, schedule, staleness, tenants
 
+WHOLE_ROWS = 240  # characters: `tenant list` printed anywhere but a terminal
 YES = click.option("--yes", is_flag=True, help=impact.YES_HELP)
 NO_GRAPH_CHECK = click.option(
     "--no-graph-check",
@@ -119,7 +121,10 @@ def list_() -> None:
         if f is not None and f.stale:
             read = f"[bold red]{read}, stale[/] (over {s.stale_after_hours} h)"
         table.add_row(s.slug, s.tenant_id, auto, upcoming, when, read, applied, f"v{t.version}")
-    console.print(table)
+    # Eight columns fold to nothing in rich's 80 columns off a terminal: a pipe or a file
+    # (scripts, logs) gets whole rows, a terminal its own width.
+    wide = console if console.is_terminal else Console(width=max(console.width, WHOLE_ROWS))
+    wide.print(table)
 
 
 def _ago(delta: dt.timedelta | None) -> str:
