@@ -271,7 +271,7 @@ def test_a_tenant_synced_by_hand_only_turns_red_without_mail(
 
 
 def test_the_sensor_itself_records_the_check_on_the_clock(
-    engine, tenant_slug, database_url, monkeypatch, smtp_server
+    engine, tenant_slug, database_url, monkeypatch, smtp_server, instance
 ):
     monkeypatch.delenv("OPS_ALERT_EMAIL", raising=False)
     assert tenant_staleness_sensor.default_status == dg.DefaultSensorStatus.RUNNING
@@ -284,4 +284,8 @@ def test_the_sensor_itself_records_the_check_on_the_clock(
     assert result.skip_reason is not None and tenant_slug in result.skip_reason.skip_message
     [event] = [e for e in result.asset_events if getattr(e, "partition", None) == tenant_slug]
     assert isinstance(event, dg.AssetCheckEvaluation) and not event.passed
+    # what the daemon does with it: recorded without a run, for the tenant's partition
+    instance.report_runless_asset_event(event)
+    [record] = instance.event_log_storage.get_asset_check_execution_history(CHECK_KEY, limit=1)
+    assert record.status.value == "FAILED" and record.partition == tenant_slug
     assert mails_about(smtp_server, tenant_slug) == []  # no OPS_ALERT_EMAIL, no admin_email
