@@ -2,7 +2,7 @@
 
 import dagster as dg
 
-from sync_pipeline.defs.alerts import sync_failure_alerts
+from sync_pipeline.defs.alerts import credential_health, sync_failure_alerts
 from sync_pipeline.defs.automation import daily_tenant_syncs, tenant_partitions_sensor
 from sync_pipeline.defs.checks import asset_checks
 from sync_pipeline.defs.executors import default_executor
@@ -21,7 +21,12 @@ def build_defs() -> dg.Definitions:
         asset_checks=asset_checks,
         jobs=[sync_job, test_sync_job],
         schedules=[daily_tenant_syncs],
-        sensors=[tenant_partitions_sensor, sync_failure_alerts, tenant_staleness_sensor],
+        sensors=[
+            tenant_partitions_sensor,
+            sync_failure_alerts,
+            credential_health,
+            tenant_staleness_sensor,
+        ],
         # Configuration through dg.EnvVar: the UI's Resources tab names what a deployment sets
         # (the CLI, `dagster dev` from the root and the embedded default all export it).
         resources={"database": Database(url=dg.EnvVar("DATABASE_URL")), "graph": Graph()},

@@ -28,12 +28,14 @@ def test_failed_sync_alerts_ops_then_quarantines_and_tells_the_admin(
     monkeypatch.setenv("OPS_ALERT_EMAIL", "ops@example.test")
     monkeypatch.setenv("SP_EXPIRED_SECRET", "expired-secret")
     register(tenant_slug, client_secret_env="SP_EXPIRED_SECRET", admin_email="it@fabrikam.test")
+    admin_notices = []
     with dg.instance_for_test() as instance:
-        for attempt in range(1, 4):
+        for _ in range(3):
+            before = len(smtp_server.messages)
             result = materialise(instance, tenant_slug, raise_on_error=False)
             assert not result.success
             evaluate(result, instance, database_url)
-            rcpt, alert = smtp_server.messages[-1 if attempt < 3 else -2]
+            (rcpt, alert), *to_admin = smtp_server.messages[before:]
             assert rcpt == ["ops@example.test"]
             body = alert.get_content()
             assert tenant_slug in alert["Subject"]
@@ -41,10 +43,18 @@ def test_failed_sync_alerts_ops_then_quarantines_and_tells_the_admin(
             assert "invalid_client" in body and "AADSTS7000215" in body
             assert f"/runs/{result.run_id}" in body
             assert "expired-secret" not in body
-    admin_rcpt, notice = smtp_server.messages[-1]
+            admin_notices.append(to_admin)
+    # a refused sign-in does not heal: the admin is told at the first failure, not the third
+    first, second, third = admin_notices
+    [(rcpt, notice)] = first
+    assert rcpt == ["it@fabrikam.test"] and "action needed" in notice["Subject"]
+    assert "AADSTS7000215" in notice.get_content() and "expired-secret" not in notice.get_content()
+    assert f"sync-pipeline doctor {tenant_slug}" in notice.get_content()
+    assert second == []
+    [(admin_rcpt, notice)] = third
     assert admin_rcpt == ["it@fabrikam.test"]
     assert "paused" in notice["Subject"] and "manual sync" in notice.get_content()
-    assert len(smtp_server.messages) == 4  # three alerts, one notice (at entry only)
+    assert len(smtp_server.messages) == 5  # three alerts, the first-failure and pause notices
     assert tenant_slug in quarantined(Database(url=database_url))
 
     # a successful manual sync lifts the quarantine

@@ -379,3 +379,37 @@ def test_an_apply_that_wrote_many_rows_analyzes_the_app_tables(engine, tenant_sl
     with engine.connect() as conn:
         after = conn.execute(sa.text(stamp)).scalar()
     assert after is not None and (before is None or after > before)
+
+
+def test_only_the_last_ten_runs_keep_their_plans(engine, tenant_slug):
+    """sync.diffs keeps the plans of the tenant's last 10 runs (`report --csv` reads them); an
+    older run's rows are dropped by the next diff, and another tenant's are not touched."""
+    from sync_pipeline_tests.support.converge import sync
+
+    other = f"{tenant_slug}-other"
+    sync(engine, other, BASE)
+    for i in range(12):  # a rename each time: every run plans a change
+        staged = {**BASE, "users": [{**BASE["users"][0], "display_name": f"Ann {i}"}]}
+        sync(engine, tenant_slug, {**staged, "users": staged["users"] + BASE["users"][1:]})
+    with engine.connect() as conn:
+        kept = (
+            conn.execute(
+                sa.text("SELECT DISTINCT run_id FROM sync.diffs WHERE tenant = :t ORDER BY 1"),
+                {"t": tenant_slug},
+            )
+            .scalars()
+            .all()
+        )
+        runs = (
+            conn.execute(
+                sa.text("SELECT id FROM sync.runs WHERE tenant = :t ORDER BY id"),
+                {"t": tenant_slug},
+            )
+            .scalars()
+            .all()
+        )
+        others = conn.execute(
+            sa.text("SELECT count(*) FROM sync.diffs WHERE tenant = :t"), {"t": other}
+        ).scalar_one()
+    assert kept == runs[-10:]
+    assert others > 0

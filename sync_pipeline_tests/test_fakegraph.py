@@ -223,10 +223,9 @@ def test_generated_tenant_has_real_world_variety(tenant: dict) -> None:
     }
 
 
-def test_generator_scale_is_fast_and_proportional() -> None:
-    start = time.monotonic()
+def test_generator_scale_is_proportional() -> None:
+    # its speed is benchmarks/ work (tests never assert times)
     doc = generate_tenant(name="big", users=20_000, seed=3)
-    assert time.monotonic() - start < 6
     memberships = sum(len(m) for m in doc["members"].values())
     assert 12 <= memberships / 20_000 <= 16
     assert 700 <= len(doc["groups"]) <= 900

@@ -10,7 +10,14 @@ import sqlalchemy as sa
 
 from sync_pipeline.audit import changes as audit
 from sync_pipeline.load import gate
-from sync_pipeline_tests.support.converge import E, app_members, app_users, converge, sync
+from sync_pipeline_tests.support.converge import (
+    E,
+    add_manual_user,
+    app_members,
+    app_users,
+    converge,
+    sync,
+)
 from sync_pipeline_tests.support.rows import group, make_settings, user
 
 GRACE = {"deactivation_grace_reads": 3, "deactivation_grace_hours": 0}
@@ -283,6 +290,60 @@ def test_an_address_still_held_by_a_pending_person_waits_for_them(engine, tenant
         holder = app_users(conn, tenant_slug)[E("u01")]
     assert holder[0] == "new1" and holder[1]  # the newcomer, active, at the address
     assert members(engine, tenant_slug, E("u01")) == {"All"}
+    assert withheld(engine, tenant_slug) == []
+
+
+def test_an_address_held_by_an_app_user_the_sync_does_not_manage_waits_without_failing(
+    engine, tenant_slug
+):
+    """A manual app user the sync cannot adopt (it carries another system's id) holds the
+    address Graph gives a newcomer, and another manual user holds the address an update
+    moves to: both changes wait with a reason naming the holder, everyone else syncs (the
+    apply used to fail on users_active_email and stop the tenant), and each is made by the
+    first sync after the holder lets the address go."""
+    no_grace = {"deactivation_grace_reads": 1, "deactivation_grace_hours": 0}
+    converge(engine, tenant_slug, directory(10), **no_grace)
+    taken = add_manual_user(engine, tenant_slug, "taken@example.com")
+    moved_to = add_manual_user(engine, tenant_slug, "moved@example.com")
+    with engine.begin() as conn:  # not adoptable: an id from elsewhere
+        conn.execute(
+            sa.text("UPDATE app.users SET external_id = 'hr-4711' WHERE id = :id"), {"id": taken}
+        )
+    staged = directory(10)
+    staged["users"] += [user("new1", upn="Taken@example.com"), user("new2")]
+    staged["members"]["g1"] += ["new1", "new2"]
+    staged["users"][3]["user_principal_name"] = "moved@example.com"  # u03 moves
+    for created in (1, 0):  # and again: still waiting, still nothing fails
+        counts = sync(engine, tenant_slug, staged, **no_grace)
+        assert (counts["user_create"], counts["gate_create_address_in_use"]) == (created, 1)
+        assert (counts["user_update"], counts["gate_update_address_in_use"]) == (0, 1)
+        assert counts["gate_membership_add_with_person"] == 1  # new1's, waiting with it
+    assert {E("new2"), E("u03")} <= active(engine, tenant_slug)
+    assert members(engine, tenant_slug, E("new2")) == {"All"}
+    with engine.connect() as conn:
+        waiting = {w.kind: w for w in gate.withheld(conn, tenant_slug)}
+        sentence = gate.sentence(waiting["create"], "UTC", make_settings(tenant_slug))
+    assert set(waiting) == {"create", "update"}
+    assert (
+        f"held by taken@example.com, an active user the sync does not manage (app user {taken})"
+        in sentence
+    )
+    assert "moved@example.com" in waiting["update"].reason
+    with engine.begin() as conn:  # the admin retires both holders in the app
+        conn.execute(
+            sa.text(
+                "UPDATE app.users SET is_active = false, deactivated_at = now()"
+                " WHERE id IN (:a, :b)"
+            ),
+            {"a": taken, "b": moved_to},
+        )
+    counts = sync(engine, tenant_slug, staged, **no_grace)
+    assert (counts["user_create"], counts["user_update"]) == (1, 1)
+    with engine.connect() as conn:
+        users = app_users(conn, tenant_slug)
+    assert users["Taken@example.com"][:2] == ("new1", True)
+    assert users["moved@example.com"][:2] == ("u03", True)
+    assert members(engine, tenant_slug, "Taken@example.com") == {"All"}
     assert withheld(engine, tenant_slug) == []
 
 

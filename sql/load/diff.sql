@@ -13,6 +13,13 @@ SET LOCAL work_mem = '256MB';
 SELECT set_config('random_page_cost', CASE WHEN CAST(:incremental AS boolean) THEN '1.1'
                   ELSE current_setting('random_page_cost') END, true);
 DELETE FROM sync.diffs WHERE tenant = :tenant AND run_id = :run_id;
+-- Only the tenant's last 10 runs keep their plans (`sync-pipeline report`'s CSV); what older
+-- runs applied is in the audit (sync.changes), and their plans would only grow the table: a
+-- first load of 100k users plans 1.4 M rows.
+DELETE FROM sync.diffs
+WHERE tenant = :tenant
+  AND run_id < (SELECT min(r.id) FROM (SELECT id FROM sync.runs WHERE tenant = :tenant
+                                       ORDER BY started_at DESC LIMIT 10) r);
 -- Users: the snapshot's fields beside the app row's (o_*); the field-by-field documents
 -- are built only for rows that differ (a resync of an unchanged directory builds none).
 DROP TABLE IF EXISTS pg_temp.sp_du;

@@ -95,21 +95,40 @@ WHERE d.tenant = :tenant AND d.run_id = :run_id AND d.entity = 'user'
       WHERE ch.tenant = :tenant AND ch.user_id = u.id AND ch.entity = 'user'
         AND (ch.after ->> 'deactivated_at') IS NOT NULL
         AND CAST(ch.after ->> 'deactivated_at' AS timestamptz) = u.deactivated_at);
--- 2b. An address still held by an active person whose deactivation is withheld cannot go to
--- someone else yet (one active user per address, users_active_email): the create, update or
--- reactivation that would give it waits, with a reason, until the holder is deactivated or
--- keeps the address. A withheld update keeps its user's current address held in turn, so the
--- chain is followed (an address handed on from one person to the next).
+-- 2b. An address still held by an active user cannot go to someone else yet (one active user
+-- per address, users_active_email): the create, update or reactivation that would give it
+-- waits, with a reason, until the holder lets it go. Two kinds of holder: a person whose
+-- deactivation is withheld, and an active app user the sync does not manage (a manual user
+-- it does not adopt here: one with an id from elsewhere, or one an update would collide
+-- with). A withheld update keeps its user's current address held in turn, so the chain is
+-- followed (an address handed on from one person to the next). Odd rows never stop a
+-- tenant: without this, the apply failed on the unique index and nobody was synced.
 INSERT INTO sync.diff_gate (
     tenant, run_id, kind, key, label, user_app_id, user_external_id, status, reason)
-WITH RECURSIVE held (email, holder, depth) AS (
-    SELECT lower(u.email), coalesce(u.email, g.label), 0
+WITH RECURSIVE held (email, holder, why, depth) AS (
+    SELECT lower(u.email), coalesce(u.email, g.label), ', whose deactivation is withheld', 0
     FROM sync.diff_gate g
     JOIN app.users u ON u.tenant = :tenant AND u.id = g.user_app_id AND u.is_active
     WHERE g.run_id = :run_id AND g.kind = 'deactivate'
       AND g.status IN ('pending', 'held', 'protected', 'rejected')
     UNION
-    SELECT lower(u.email), h.holder, h.depth + 1
+    SELECT lower(u.email), u.email,
+           ', an active user the sync does not manage (app user ' || u.id
+           || '): change its address or deactivate it in the app', 0
+    FROM sync.diffs d
+    JOIN app.users u
+      ON u.tenant = :tenant AND u.is_active AND u.source = 'manual'
+     AND lower(u.email) = lower(CASE d.action WHEN 'update' THEN d.after ->> 'email'
+                                              ELSE d.label END)
+    WHERE d.tenant = :tenant AND d.run_id = :run_id AND d.entity = 'user'
+      AND d.action IN ('create', 'update', 'reactivate')
+      AND u.id IS DISTINCT FROM d.app_id
+      AND NOT EXISTS (
+          SELECT 1 FROM sync.diffs a
+          WHERE a.tenant = :tenant AND a.run_id = :run_id AND a.entity = 'user'
+            AND a.action = 'adopt' AND a.app_id = u.id)
+    UNION
+    SELECT lower(u.email), h.holder, h.why, h.depth + 1
     FROM held h
     JOIN sync.diffs d
       ON d.tenant = :tenant AND d.run_id = :run_id AND d.entity = 'user'
@@ -119,8 +138,7 @@ WITH RECURSIVE held (email, holder, depth) AS (
 )
 SELECT DISTINCT ON (d.action, d.key)
        :tenant, :run_id, d.action, d.key, d.label, d.app_id, d.key, 'address_in_use',
-       'the address ' || d.label || ' is still held by ' || h.holder
-       || ', whose deactivation is withheld'
+       'the address ' || d.label || ' is still held by ' || h.holder || h.why
 FROM sync.diffs d
 -- the address the change makes active: a create's or a reactivation's own (the label is the
 -- snapshot's address), an update's new one
@@ -128,6 +146,9 @@ JOIN held h ON h.email = lower(CASE d.action WHEN 'update' THEN d.after ->> 'ema
                                              ELSE d.label END)
 WHERE d.tenant = :tenant AND d.run_id = :run_id AND d.entity = 'user'
   AND d.action IN ('create', 'update', 'reactivate')
+  -- nothing held, nothing to look at (an uncorrelated guard, evaluated once: a first load's
+  -- creates are not read for it)
+  AND EXISTS (SELECT 1 FROM held)
 ORDER BY d.action, d.key, h.depth
 ON CONFLICT (run_id, kind, key) DO NOTHING;
 -- 2c. Reports of a user whose create waits (2b) cannot get that manager yet: the manager set
@@ -147,28 +168,64 @@ JOIN sync.diff_gate g
 WHERE d.tenant = :tenant AND d.run_id = :run_id
   AND ((d.entity = 'manager' AND d.action = 'set')
        OR (d.entity = 'user' AND d.action = 'create'))
+  AND EXISTS (SELECT 1 FROM sync.diff_gate x
+              WHERE x.run_id = :run_id AND x.kind = 'create' AND x.status = 'address_in_use')
 ORDER BY d.key
 ON CONFLICT (run_id, kind, key) DO NOTHING;
+-- The joins below pair a run's gate rows with its diff rows, a few thousand each at most;
+-- without statistics for this run's rows (new run ids, and autovacuum behind or off) the
+-- planner takes them for one row each and joins them by nested loops: 5,000 x 5,000 key
+-- comparisons, 7-19 s for an unchanged 100k sync (benchmarks/sync.py). Hash joins cost what
+-- the rows are, whatever the estimates, so nested loops are off until the gate's end.
+SELECT set_config('enable_nestloop', 'off', true);
 -- 3. The memberships of withheld people stay as they are: removals of someone whose
--- deactivation is withheld, and adds for someone whose reactivation is, leave the diff with
--- them.
+-- deactivation is withheld, and adds for someone whose reactivation or create is, leave the
+-- diff with them. One statement per case, each a join driven by the run's few gate rows
+-- (an OR of the three was one join over every membership row of the run, seconds at 100k),
+-- and the adds guarded: a first load's membership adds are read only when a create waits.
 INSERT INTO sync.diff_gate (
     tenant, run_id, kind, key, label, user_app_id, group_app_id, user_external_id,
     group_external_id, status, reason)
 SELECT :tenant, :run_id, 'membership_' || d.action, d.key, d.label, d.user_app_id,
        d.group_app_id, d.user_external_id, d.group_external_id, 'with_person',
        g.kind || ' ' || g.status
-FROM sync.diffs d
-JOIN sync.diff_gate g
-  ON g.run_id = :run_id
- AND ((g.kind = 'deactivate' AND g.status IN ('pending', 'held', 'protected', 'rejected')
-       AND d.action = 'remove' AND g.user_app_id = d.user_app_id)
-      OR (g.kind = 'reactivate' AND g.status IN ('app_decision', 'address_in_use')
-          AND d.action = 'add' AND g.user_app_id = d.user_app_id)
-      -- a user not created yet has no app id: its adds wait with it
-      OR (g.kind = 'create' AND g.status = 'address_in_use' AND d.action = 'add'
-          AND d.user_app_id IS NULL AND g.user_external_id = d.user_external_id))
-WHERE d.tenant = :tenant AND d.run_id = :run_id AND d.entity = 'membership'
+FROM sync.diff_gate g
+JOIN sync.diffs d
+  ON d.tenant = :tenant AND d.run_id = :run_id AND d.entity = 'membership'
+ AND d.action = 'remove' AND d.user_app_id = g.user_app_id
+WHERE g.run_id = :run_id AND g.kind = 'deactivate'
+  AND g.status IN ('pending', 'held', 'protected', 'rejected')
+ON CONFLICT (run_id, kind, key) DO NOTHING;
+INSERT INTO sync.diff_gate (
+    tenant, run_id, kind, key, label, user_app_id, group_app_id, user_external_id,
+    group_external_id, status, reason)
+SELECT :tenant, :run_id, 'membership_' || d.action, d.key, d.label, d.user_app_id,
+       d.group_app_id, d.user_external_id, d.group_external_id, 'with_person',
+       g.kind || ' ' || g.status
+FROM sync.diff_gate g
+JOIN sync.diffs d
+  ON d.tenant = :tenant AND d.run_id = :run_id AND d.entity = 'membership'
+ AND d.action = 'add' AND d.user_app_id = g.user_app_id
+WHERE g.run_id = :run_id AND g.kind = 'reactivate'
+  AND g.status IN ('app_decision', 'address_in_use')
+  AND EXISTS (SELECT 1 FROM sync.diff_gate x
+              WHERE x.run_id = :run_id AND x.kind = 'reactivate'
+                AND x.status IN ('app_decision', 'address_in_use'))
+ON CONFLICT (run_id, kind, key) DO NOTHING;
+-- a user not created yet has no app id: its adds wait with it
+INSERT INTO sync.diff_gate (
+    tenant, run_id, kind, key, label, user_app_id, group_app_id, user_external_id,
+    group_external_id, status, reason)
+SELECT :tenant, :run_id, 'membership_' || d.action, d.key, d.label, d.user_app_id,
+       d.group_app_id, d.user_external_id, d.group_external_id, 'with_person',
+       g.kind || ' ' || g.status
+FROM sync.diff_gate g
+JOIN sync.diffs d
+  ON d.tenant = :tenant AND d.run_id = :run_id AND d.entity = 'membership'
+ AND d.action = 'add' AND d.user_app_id IS NULL AND d.user_external_id = g.user_external_id
+WHERE g.run_id = :run_id AND g.kind = 'create' AND g.status = 'address_in_use'
+  AND EXISTS (SELECT 1 FROM sync.diff_gate x
+              WHERE x.run_id = :run_id AND x.kind = 'create' AND x.status = 'address_in_use')
 ON CONFLICT (run_id, kind, key) DO NOTHING;
 -- 4. Removals from a group of people who stay: held when the group (of at least
 -- group_removal_min_members members in the app) loses more than max_group_removal_percent of
@@ -237,15 +294,62 @@ WHERE d.tenant = :tenant AND d.run_id = :run_id AND d.entity = 'membership'
   AND d.action = 'add' AND d.user_app_id IS NOT NULL AND d.group_app_id IS NOT NULL
   AND last.action = 'add'
 ON CONFLICT (run_id, kind, key) DO NOTHING;
--- What is withheld leaves the diff.
+-- What is withheld leaves the diff: one DELETE per kind, each on the run's rows of one
+-- (entity, action) by the diff's index and only when the gate withheld something of that kind
+-- (a CASE mapping kinds to (entity, action) kept the index from being used and read
+-- sync.diffs whole).
 DELETE FROM sync.diffs d
 USING sync.diff_gate g
-WHERE d.tenant = :tenant AND d.run_id = :run_id
-  AND g.run_id = :run_id AND g.key = d.key
+WHERE d.tenant = :tenant AND d.run_id = :run_id AND d.entity = 'user'
+  AND d.action = 'deactivate'
+  AND g.run_id = :run_id AND g.kind = 'deactivate' AND g.key = d.key
   AND g.status IN ('pending', 'held', 'protected', 'rejected', 'with_person', 'app_decision',
                    'address_in_use')
-  AND (d.entity, d.action) = (CASE WHEN g.kind LIKE 'membership%' THEN 'membership'
-                                   ELSE 'user' END,
-                              CASE g.kind WHEN 'membership_add' THEN 'add'
-                                          WHEN 'membership_remove' THEN 'remove'
-                                          ELSE g.kind END)
+  AND EXISTS (SELECT 1 FROM sync.diff_gate x
+              WHERE x.run_id = :run_id AND x.kind = 'deactivate');
+DELETE FROM sync.diffs d
+USING sync.diff_gate g
+WHERE d.tenant = :tenant AND d.run_id = :run_id AND d.entity = 'user'
+  AND d.action = 'reactivate'
+  AND g.run_id = :run_id AND g.kind = 'reactivate' AND g.key = d.key
+  AND g.status IN ('pending', 'held', 'protected', 'rejected', 'with_person', 'app_decision',
+                   'address_in_use')
+  AND EXISTS (SELECT 1 FROM sync.diff_gate x
+              WHERE x.run_id = :run_id AND x.kind = 'reactivate');
+DELETE FROM sync.diffs d
+USING sync.diff_gate g
+WHERE d.tenant = :tenant AND d.run_id = :run_id AND d.entity = 'user'
+  AND d.action = 'create'
+  AND g.run_id = :run_id AND g.kind = 'create' AND g.key = d.key
+  AND g.status IN ('pending', 'held', 'protected', 'rejected', 'with_person', 'app_decision',
+                   'address_in_use')
+  AND EXISTS (SELECT 1 FROM sync.diff_gate x
+              WHERE x.run_id = :run_id AND x.kind = 'create');
+DELETE FROM sync.diffs d
+USING sync.diff_gate g
+WHERE d.tenant = :tenant AND d.run_id = :run_id AND d.entity = 'user'
+  AND d.action = 'update'
+  AND g.run_id = :run_id AND g.kind = 'update' AND g.key = d.key
+  AND g.status IN ('pending', 'held', 'protected', 'rejected', 'with_person', 'app_decision',
+                   'address_in_use')
+  AND EXISTS (SELECT 1 FROM sync.diff_gate x
+              WHERE x.run_id = :run_id AND x.kind = 'update');
+DELETE FROM sync.diffs d
+USING sync.diff_gate g
+WHERE d.tenant = :tenant AND d.run_id = :run_id AND d.entity = 'membership'
+  AND d.action = 'remove'
+  AND g.run_id = :run_id AND g.kind = 'membership_remove' AND g.key = d.key
+  AND g.status IN ('pending', 'held', 'protected', 'rejected', 'with_person', 'app_decision',
+                   'address_in_use')
+  AND EXISTS (SELECT 1 FROM sync.diff_gate x
+              WHERE x.run_id = :run_id AND x.kind = 'membership_remove');
+DELETE FROM sync.diffs d
+USING sync.diff_gate g
+WHERE d.tenant = :tenant AND d.run_id = :run_id AND d.entity = 'membership'
+  AND d.action = 'add'
+  AND g.run_id = :run_id AND g.kind = 'membership_add' AND g.key = d.key
+  AND g.status IN ('pending', 'held', 'protected', 'rejected', 'with_person', 'app_decision',
+                   'address_in_use')
+  AND EXISTS (SELECT 1 FROM sync.diff_gate x
+              WHERE x.run_id = :run_id AND x.kind = 'membership_add');
+SELECT set_config('enable_nestloop', 'on', true)

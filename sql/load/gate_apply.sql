@@ -25,6 +25,9 @@ SET label = EXCLUDED.label, user_id = EXCLUDED.user_id, group_id = EXCLUDED.grou
     notified_at = CASE WHEN EXCLUDED.status IN ('held', 'app_decision')
                        THEN w.notified_at END,
     updated_run = EXCLUDED.updated_run;
+-- Hash joins whatever the estimates (see load/gate.sql): this run's gate rows against the
+-- tenant's withheld ones, a few thousand each.
+SELECT set_config('enable_nestloop', 'off', true);
 DELETE FROM sync.withheld w
 WHERE w.tenant = :tenant
   AND NOT EXISTS (
@@ -39,4 +42,5 @@ WHERE dc.tenant = :tenant
   AND NOT EXISTS (
       SELECT 1 FROM sync.diff_gate g
       WHERE g.run_id = :run_id AND g.kind = dc.kind AND g.key = dc.key
-        AND g.status = 'rejected')
+        AND g.status = 'rejected');
+SELECT set_config('enable_nestloop', 'on', true)

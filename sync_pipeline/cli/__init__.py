@@ -20,6 +20,7 @@ from sync_pipeline.cli import common
 from sync_pipeline.cli.connectcmd import connect_command
 from sync_pipeline.cli.dbcmd import db_group
 from sync_pipeline.cli.democmd import demo_command
+from sync_pipeline.cli.doctorcmd import doctor_command
 from sync_pipeline.cli.explaincmd import explain_command
 from sync_pipeline.cli.fakegraphcmd import fakegraph_group
 from sync_pipeline.cli.heldcmd import approve_command, held_command, pending_command, reject_command
@@ -62,6 +63,7 @@ main.add_command(pending_command)
 main.add_command(held_command)
 main.add_command(approve_command)
 main.add_command(reject_command)
+main.add_command(doctor_command)
 tenant_group.add_command(connect_command)
 tenant_group.add_command(setup_command)
 

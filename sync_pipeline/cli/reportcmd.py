@@ -44,7 +44,8 @@ def report_command(tenant: str, run_id: int, path: Path) -> None:
         if planned and not run.rows:
             fail(
                 f"tenant {tenant}: the planned changes of run {run_id} are no longer kept "
-                f"(a database restart clears them); `sync-pipeline history {tenant} --run "
+                f"(only the tenant's last 10 runs keep them, and a database restart clears "
+                f"them); `sync-pipeline history {tenant} --run "
                 f"{run_id}` shows what it applied"
             )
         if str(path) == "-":

@@ -99,6 +99,11 @@ class TenantSettings(BaseModel):
     client_secret_env: str | None = Field(
         default=None, description="Name of the environment variable holding the client secret."
     )
+    client_secret_expires_at: dt.datetime | None = Field(
+        default=None,
+        description="When the client secret expires (the Entra admin center shows it): "
+        "doctor and the health alerts warn 30, 14 and 7 days before.",
+    )
     client_certificate_path: str | None = None
     client_certificate_thumbprint: str | None = None
     graph_base_url: str = GLOBAL_GRAPH
@@ -269,6 +274,26 @@ class TenantSettings(BaseModel):
         # pydantic reads a number as seconds after midnight (180 -> 00:03): never what is meant.
         if isinstance(v, int | float) and not isinstance(v, bool):
             raise ValueError("is not a time of day; use HH:MM (24-hour, e.g. 19:00)")
+        return v
+
+    @field_validator("client_secret_expires_at", mode="before")
+    @classmethod
+    def _expiry(cls, v: Any) -> Any:
+        # a date alone (what the admin center shows) is the start of that day, UTC; a time
+        # without a zone is UTC too
+        if isinstance(v, int | float) and not isinstance(v, bool):
+            raise ValueError("is not a date; use YYYY-MM-DD (e.g. 2027-03-31)")
+        if isinstance(v, str) and re.fullmatch(r"\d{4}-\d{2}-\d{2}", v.strip()):
+            v = dt.date.fromisoformat(v.strip())
+        if isinstance(v, dt.date) and not isinstance(v, dt.datetime):
+            return dt.datetime.combine(v, dt.time(), dt.UTC)
+        return v
+
+    @field_validator("client_secret_expires_at")
+    @classmethod
+    def _expiry_utc(cls, v: dt.datetime | None) -> dt.datetime | None:
+        if v is not None and v.tzinfo is None:
+            return v.replace(tzinfo=dt.UTC)
         return v
 
     @field_validator("timezone")

@@ -21,7 +21,8 @@ from sync_pipeline.defs.resources import Database, Graph
 from sync_pipeline.defs.stopping import stop_checker, stop_if_asked, test_pause
 from sync_pipeline.extract.extraction import extract
 from sync_pipeline.extract.staging import COLUMNS, GraphDataError
-from sync_pipeline.graph import CredentialError, GraphAuthError, GraphError
+from sync_pipeline.graph import CredentialError, GraphAuthError, GraphError, health
+from sync_pipeline.graph.health import MissingPermission
 from sync_pipeline.registry import staleness
 
 FULL_READ_TAG = "sync_pipeline/full_read"
@@ -64,6 +65,10 @@ def graph_failures() -> Iterator[None]:
                 metadata={"code": exc.code, "request_id": exc.request_id or ""},
             ) from None
         raise
+    except MissingPermission as exc:
+        raise dg.Failure(
+            str(exc), allow_retries=False, metadata={"code": "missing_permission"}
+        ) from None
     except (GraphDataError, CredentialError) as exc:
         raise dg.Failure(str(exc), allow_retries=False) from None
 
@@ -113,6 +118,9 @@ def graph_directory(
         client = graph.client(settings)
         if client.delegated is not None:
             client.delegated.engine = database.engine()
+        # a permission the read needs is missing from the token: fail now, naming it and the
+        # setting that needs it, not at the first 403 halfway through the read
+        health.require_permissions(client)
         with database.engine().begin() as conn, db.tenant_lock(conn, tenant):
             previous = staleness.last_read(conn, tenant)
             test_pause("extract")

@@ -115,6 +115,16 @@ class _Admin(_Permissions):
                 if rt.tenant_id == tenant_id:
                     rt.state = reason
 
+    def set_secret_expiry(self, tenant_id: str, expires_at: float | None) -> None:
+        """The tenant's client secret expires at this Unix time (None: the default, two
+        years after the fake started); from then on its token requests fail AADSTS7000222."""
+        with self._lock:
+            self._tenant(tenant_id)
+            if expires_at is None:
+                self._secret_expiry.pop(tenant_id, None)
+            else:
+                self._secret_expiry[tenant_id] = float(expires_at)
+
     def pending_user_codes(self, tenant_id: str) -> list[str]:
         """The user codes of device sign-ins waiting for approval (what the admin would type)."""
         with self._lock:
@@ -189,6 +199,10 @@ class _Admin(_Permissions):
                     return _json_resp(200, {"ok": True})
                 if method == "POST" and action == "revoke-refresh-tokens":
                     self.revoke_refresh_tokens(tid, reason=payload.get("reason", "revoked"))
+                    return _json_resp(200, {"ok": True})
+                if method == "POST" and action == "secret":
+                    # {"expires_at": Unix seconds, or null for the default}
+                    self.set_secret_expiry(tid, payload.get("expires_at"))
                     return _json_resp(200, {"ok": True})
                 if method == "POST" and action == "permissions":
                     # {"withdraw": [...]} and/or {"grant": [...]}

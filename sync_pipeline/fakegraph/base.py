@@ -11,6 +11,7 @@ from __future__ import annotations
 import collections
 import random
 import threading
+import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -147,6 +148,9 @@ class _FakeBase:
         self._refresh: dict[str, _Refresh] = {}
         self._buckets: dict[Any, _Bucket] = {}
         self._withdrawn: dict[str, set[str]] = {}  # tenant id -> permissions taken away
+        self._granted_extra: dict[str, set[str]] = {}  # tenant id -> NOT_GRANTED ones granted
+        self._secret_expiry: dict[str, float] = {}  # tenant id -> the secret's endDateTime
+        self._started_at = time.time()  # a secret's default startDateTime
         self._delta_sessions: collections.OrderedDict[str, _DeltaSession] = (
             collections.OrderedDict()
         )

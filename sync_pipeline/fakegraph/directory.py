@@ -5,8 +5,11 @@ organization, with Graph's paging, `$top` limits and errors.
 
 from __future__ import annotations
 
+import datetime as dt
+import re
 import time
 import urllib.parse
+import uuid
 from collections.abc import Callable, Mapping
 from typing import Any
 
@@ -84,7 +87,47 @@ class _Directory(_Delta):
                     "value": [{"id": tenant.tenant_id, "displayName": tenant.name}],
                 },
             )
+        app = _APP_BY_ID.fullmatch(head)
+        if app and len(parts) == 1:
+            return self._application(app.group(1), opts, base, tenant)
         raise GraphError(400, "BadRequest", f"Resource not found for the segment '{head}'.")
+
+    def _application(self, app_id: str, opts: dict[str, str], base: str, tenant: _Tenant) -> _Resp:
+        """`GET /applications(appId='{appId}')` (application-get.md): the tenant's app
+        registration with its client secret (passwordCredentials: `hint` is the secret's
+        first three characters, `secretText` is never returned) and its expiry."""
+        if app_id != tenant.client_id:
+            raise _not_found(app_id)
+        secret = self._secrets.get(tenant.tenant_id)
+        ends = self._secret_expiry.get(tenant.tenant_id, self._started_at + 730 * 86400)
+        passwords = (
+            [
+                {
+                    "customKeyIdentifier": None,
+                    "displayName": "sync-pipeline",
+                    "endDateTime": _iso(ends),
+                    "hint": secret[:3],
+                    "keyId": str(uuid.uuid5(uuid.NAMESPACE_URL, f"{tenant.tenant_id}/secret")),
+                    "secretText": None,
+                    "startDateTime": _iso(self._started_at),
+                }
+            ]
+            if secret
+            else []
+        )
+        doc = {
+            "id": str(uuid.uuid5(uuid.NAMESPACE_URL, f"{tenant.tenant_id}/app")),
+            "appId": app_id,
+            "displayName": f"{tenant.name} directory sync",
+            "passwordCredentials": passwords,
+            "keyCredentials": [],
+        }
+        select = _select(opts, None)
+        return _json_resp(
+            200,
+            {"@odata.context": f"{base}/v1.0/$metadata#applications/$entity"}
+            | _project_plain(doc, select),
+        )
 
     def _route_users(
         self,
@@ -326,3 +369,10 @@ class _Directory(_Delta):
             body[_ODATA_NEXT] = _link(base, path, [*keep, ("$skiptoken", token)])
         body["value"] = [render(item) for item in page]
         return _json_resp(200, body)
+
+
+_APP_BY_ID = re.compile(r"applications\(appId='([^']+)'\)")
+
+
+def _iso(seconds: float) -> str:
+    return dt.datetime.fromtimestamp(seconds, dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")

@@ -15,6 +15,7 @@ class _Permissions(_FakeBase):
     # reference names); a withdrawn one makes those reads 403 `Authorization_RequestDenied`,
     # with Graph's own message, which does not say which permission is missing.
     PERMISSIONS = (
+        ("/applications", "Application.Read.All"),
         ("/subscribedSkus", "Organization.Read.All"),
         ("/organization", "Organization.Read.All"),
         ("/groups", "GroupMember.Read.All"),
@@ -31,6 +32,22 @@ class _Permissions(_FakeBase):
     # without an error), so a client cannot trust a delta round for those groups' members.
     # Simplification: a parent's transitiveMembers still list a hidden group's members.
     HIDDEN_MEMBERS = "Member.Read.Hidden"
+    # Reading the app registration (its secrets' expiry dates) needs Application.Read.All,
+    # which the sync itself does not: not granted until a test grants it, as in a tenant set
+    # up by the README.
+    NOT_GRANTED = frozenset({"Application.Read.All"})
+
+    def _withheld(self, tenant_id: str) -> set[str]:
+        """The permissions the tenant's app does not have: those withdrawn, and those not
+        granted by default unless a test granted them (the lock held)."""
+        extra = self._granted_extra.get(tenant_id, set())
+        return self._withdrawn.get(tenant_id, set()) | (self.NOT_GRANTED - extra)
+
+    def granted_permissions(self, tenant_id: str) -> list[str]:
+        """The application permissions the tenant's app holds: its tokens' `roles`."""
+        known = {p for _, p in self.PERMISSIONS} | {self.HIDDEN_MEMBERS}
+        with self._lock:
+            return sorted(known - self._withheld(tenant_id))
 
     def withdraw_permissions(self, tenant_id: str, permissions: list[str]) -> list[str]:
         """Take permissions away from the tenant's app (admin consent revoked for them);
@@ -43,6 +60,7 @@ class _Permissions(_FakeBase):
             self._tenant(tenant_id)
             withdrawn = self._withdrawn.setdefault(tenant_id, set())
             withdrawn.update(permissions)
+            self._granted_extra.setdefault(tenant_id, set()).difference_update(permissions)
             return sorted(withdrawn)
 
     def grant_permissions(self, tenant_id: str, permissions: list[str]) -> list[str]:
@@ -51,12 +69,12 @@ class _Permissions(_FakeBase):
             self._tenant(tenant_id)
             withdrawn = self._withdrawn.setdefault(tenant_id, set())
             withdrawn.difference_update(permissions)
+            extra = self._granted_extra.setdefault(tenant_id, set())
+            extra.update(set(permissions) & self.NOT_GRANTED)
             return sorted(withdrawn)
 
     def _require_permission(self, tenant: _Tenant, path: str) -> None:
-        withdrawn = self._withdrawn.get(tenant.tenant_id)
-        if not withdrawn:
-            return
+        withdrawn = self._withheld(tenant.tenant_id)
         for prefix, permission in self.PERMISSIONS:
             if path.startswith(prefix) and permission in withdrawn:
                 raise GraphError(

@@ -14,8 +14,9 @@ from collections.abc import Mapping
 
 import jwt
 
-from sync_pipeline.fakegraph.base import _FakeBase, _Refresh, _Token
+from sync_pipeline.fakegraph.base import _Refresh, _Token
 from sync_pipeline.fakegraph.mutations import _Tenant
+from sync_pipeline.fakegraph.permissions import _Permissions
 from sync_pipeline.fakegraph.wire import (
     GraphError,
     _b64url,
@@ -26,11 +27,14 @@ from sync_pipeline.fakegraph.wire import (
 )
 
 TOKEN_LIFETIME = 3599
+# The fake's own signing key for the access tokens it issues (their signature is never checked
+# by a client; Graph's tokens are signed with Microsoft's keys).
+_SIGNING_KEY = "sync-pipeline fake Graph access tokens"
 _DEVICE_GRANT = "urn:ietf:params:oauth:grant-type:device_code"
 _JWT_BEARER = "urn:ietf:params:oauth:client-assertion-type:jwt-bearer"
 
 
-class _Tokens(_FakeBase):
+class _Tokens(_Permissions):
     """Who the caller is: its client credentials, its grants and its bearer token."""
 
     def _login_tenant(self, tid: str) -> _Tenant:
@@ -74,6 +78,17 @@ class _Tokens(_FakeBase):
                     "in the request is the client secret value, not the client "
                     "secret ID, for a secret added to app "
                     f"'{client_id}'.",
+                )
+            expires = self._secret_expiry.get(tenant.tenant_id)
+            if expires is not None and time.time() >= expires:
+                raise _LoginError(
+                    401,
+                    "invalid_client",
+                    7000222,
+                    f"The provided client secret keys for app '{client_id}' are expired. "
+                    "Visit the Azure portal to create new keys for your app: "
+                    "https://aka.ms/NewClientSecret, or consider using certificate "
+                    "credentials for added security: https://aka.ms/certCreds.",
                 )
             return
         if "client_assertion" in form:
@@ -160,7 +175,27 @@ class _Tokens(_FakeBase):
             )
 
     def _issue_access(self, tenant: _Tenant, client_id: str, user_id: str | None = None) -> str:
-        token = _secrets.token_urlsafe(48)
+        # A JWT as Entra ID issues for Graph (a client reads its claims, never checks its
+        # signature: the token is Graph's): the app's permissions in `roles`, an admin's
+        # delegated ones in `scp`, as granted when it is issued.
+        now = int(time.time())
+        granted = self.granted_permissions(tenant.tenant_id)
+        claims: dict[str, object] = {
+            "aud": "https://graph.microsoft.com",
+            "iss": f"https://sts.windows.net/{tenant.tenant_id}/",
+            "iat": now,
+            "nbf": now,
+            "exp": now + TOKEN_LIFETIME,
+            "appid": client_id,
+            "tid": tenant.tenant_id,
+            "uti": _secrets.token_urlsafe(16),
+            "ver": "1.0",
+        }
+        if user_id is None:
+            claims |= {"roles": granted, "idtyp": "app"}
+        else:
+            claims |= {"scp": " ".join(granted), "oid": user_id, "idtyp": "user"}
+        token = jwt.encode(claims, _SIGNING_KEY, algorithm="HS256")
         self._tokens[token] = _Token(
             tenant.tenant_id, client_id, time.time() + TOKEN_LIFETIME, user_id
         )

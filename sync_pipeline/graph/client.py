@@ -55,6 +55,7 @@ class GraphClient:
         stats: GraphStats | None = None,
         pool_size: int = 16,
         budget: Budget | None = None,
+        shared_tokens: bool = True,
     ) -> None:
         self.settings = settings
         self.tenant = settings.slug
@@ -70,7 +71,12 @@ class GraphClient:
             self.delegated = DelegatedTokens(settings, self.http)
             self._app = None
         else:
-            self._app = msal_app(settings, credential or resolve_credential(settings), self.http)
+            self._app = msal_app(
+                settings,
+                credential or resolve_credential(settings),
+                self.http,
+                shared=shared_tokens,
+            )
 
     # -- tokens ---------------------------------------------------------------------------
     def token(self) -> str:

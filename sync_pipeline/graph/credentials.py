@@ -54,9 +54,23 @@ _apps_lock = threading.Lock()
 
 
 def msal_app(
-    settings: TenantSettings, credential: str | dict[str, str], http: requests.Session
+    settings: TenantSettings,
+    credential: str | dict[str, str],
+    http: requests.Session,
+    *,
+    shared: bool = True,
 ) -> msal.ConfidentialClientApplication:
-    """One msal app per tenant and credential: msal caches the token until near expiry."""
+    """One msal app per tenant and credential: msal caches the token until near expiry.
+    `shared=False`: an app of its own, whose first token is a new one (`doctor` reads the
+    permissions granted now, not those of a token cached an hour ago)."""
+    if not shared:
+        return msal.ConfidentialClientApplication(
+            settings.client_id,
+            client_credential=credential,
+            authority=f"{settings.authority_host}/{settings.tenant_id}",
+            instance_discovery=settings.authority_host in KNOWN_AUTHORITIES,
+            http_client=http,
+        )
     fingerprint = hashlib.sha256(repr(credential).encode()).hexdigest()
     key = (
         settings.slug,

@@ -27,6 +27,26 @@ class FailedSync:
         return f"{config.ui_url()}/runs/{self.run_id}"
 
 
+# msal's errors for a sign-in Entra ID refused (with an AADSTS code), Graph's for a token it
+# refused, and ours for a permission missing from the token: none heals by itself.
+_WILL_NOT_HEAL = frozenset(
+    {
+        "invalid_client",
+        "invalid_grant",
+        "invalid_tenant",
+        "unauthorized_client",
+        "InvalidAuthenticationToken",
+        "missing_permission",
+    }
+)
+
+
+def will_not_heal(failure: FailedSync) -> bool:
+    """A failed sign-in or a missing permission: the tenant's admin must act, so they are
+    told at the first failure, not when repeated failures pause the tenant."""
+    return failure.code in _WILL_NOT_HEAL or "AADSTS" in failure.message
+
+
 def ops_alert(failure: FailedSync, to: str) -> EmailMessage:
     lines = [
         f"The {failure.job} run of tenant {failure.tenant} failed.",
@@ -60,6 +80,46 @@ def quarantine_notice(failure: FailedSync, to: str, failures: int) -> EmailMessa
     return mail.build(
         to=to,
         subject=f"Your Microsoft 365 sync ({failure.tenant}) is paused after {failures} failures",
+        text=text,
+    )
+
+
+def credential_notice(failure: FailedSync, to: str) -> EmailMessage:
+    """The tenant's admin, at the first failure a retry cannot fix: a refused sign-in or a
+    missing permission."""
+    text = (
+        f"The sync of your directory ({failure.tenant}) could not read Microsoft Graph, and it "
+        "will keep failing until the cause below is fixed: Microsoft refused its sign-in, or "
+        "the app lacks a permission.\n\n"
+        f"What Microsoft Graph or the sync reported:\n  {failure.message}\n\n"
+        "What to do: in the Entra admin center, open the app registration the sync uses. For "
+        "an expired or wrong secret, create a new client secret and give its value to your "
+        "sync operator; for a missing permission, add it under API permissions and grant "
+        "admin consent. Then run a manual sync (or ask your operator to run "
+        f"`sync-pipeline doctor {failure.tenant}`, which checks it without syncing).\n"
+        f"Support reference: run {failure.run_id}"
+        + (f", request-id {failure.request_id}" if failure.request_id else "")
+    )
+    return mail.build(
+        to=to,
+        subject=f"Your Microsoft 365 sync ({failure.tenant}) cannot sign in or read: action needed",
+        text=text,
+    )
+
+
+def expiry_notice(tenant: str, what: str, detail: str, days: int, to: str) -> EmailMessage:
+    """A credential of the tenant expires within `days` days (0: it has expired)."""
+    when = "has expired" if days == 0 else f"expires within {days} days"
+    text = (
+        f"The {what} the sync of {tenant} signs in with {when}: {detail}.\n\n"
+        "When it expires, every sync of this directory fails until it is replaced. What to "
+        "do: in the Entra admin center, open the app registration (Certificates & secrets), "
+        "add a new secret or certificate, give it to the sync's operator, and update "
+        f"client_secret_expires_at; `sync-pipeline doctor {tenant}` then shows the new date."
+    )
+    return mail.build(
+        to=to,
+        subject=f"[sync-pipeline] {tenant}: the {what} {when}",
         text=text,
     )
 
