@@ -217,6 +217,7 @@ def test_sensor_alerts_once_then_daily_and_stops_after_a_fresh_read(
     admin = next(m for rcpt, m in sent if rcpt == [ADMIN]).get_content()
     assert "1 day and 13 hours ago" in ops and "AADSTS7000215" in ops
     assert f"sync-pipeline sync {tenant_slug}" in ops
+    assert f"sync-pipeline doctor {tenant_slug}" in ops
     assert "AADSTS7000215" in admin and "client secret" in admin
     assert f"sync-pipeline sync {tenant_slug}" in admin
     assert not any("expired-secret" in m.get_content() for _, m in sent)

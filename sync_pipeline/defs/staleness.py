@@ -56,7 +56,10 @@ def _fields(f: Freshness) -> dict[str, Any]:
         if f.last_error:
             metadata["latest_failure"] = f.last_error
             description += f"; the latest sync failed: {f.last_error[:300]}"
-        description += f". Fix the cause, then `sync-pipeline sync {f.tenant}`."
+        description += (
+            f". `sync-pipeline doctor {f.tenant}` checks the sign-in and permissions; fix the "
+            f"cause, then `sync-pipeline sync {f.tenant}`."
+        )
     return {
         "passed": not f.stale,
         "severity": dg.AssetCheckSeverity.WARN,

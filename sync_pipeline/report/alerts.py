@@ -158,7 +158,8 @@ def stale_alert(f: Freshness, to: str, number: int) -> EmailMessage:
         f"latest failure:      {f.last_error or 'none since that read'}",
         f"runs:                {config.ui_url()}/runs (tag tenant={f.tenant})",
         "",
-        "What to do: fix the latest failure"
+        f"What to do: `sync-pipeline doctor {f.tenant}` names a refused sign-in, a missing "
+        "permission or an expired credential; fix the latest failure"
         + (" (the tenant's admin is told what to check)" if f.settings.admin_email else "")
         + ", or, when there is none, check that the daemon runs and that the tenant is not "
         f"quarantined; then sync it: `sync-pipeline sync {f.tenant}`.",
