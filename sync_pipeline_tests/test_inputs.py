@@ -279,6 +279,7 @@ BAD_VALUES = {
     "max_group_removal_percent": (300, "must be between 0 and 100"),
     "group_removal_min_members": (0, "must be at least 1"),
     "stale_after_hours": (0, "must be between 1 and 2160"),
+    "client_secret_expires_at": (5, "is not a date; use YYYY-MM-DD"),
 }
 
 
