@@ -123,7 +123,11 @@ def list_() -> None:
         table.add_row(s.slug, s.tenant_id, auto, upcoming, when, read, applied, f"v{t.version}")
     # Eight columns fold to nothing in rich's 80 columns off a terminal: a pipe or a file
     # (scripts, logs) gets whole rows, a terminal its own width.
-    wide = console if console.is_terminal else Console(width=max(console.width, WHOLE_ROWS))
+    wide = (
+        console
+        if console.is_terminal
+        else Console(width=max(console.width, WHOLE_ROWS), highlight=False)
+    )
     wide.print(table)
 
 
