@@ -281,6 +281,7 @@ BAD_VALUES = {
     "protected_users": (["boss"], "entry 'boss' is neither an email address nor a Graph user id"),
     "max_group_removal_percent": (300, "must be between 0 and 100"),
     "group_removal_min_members": (0, "must be at least 1"),
+    "stale_after_hours": (0, "must be between 1 and 2160"),
 }
 
 

@@ -13,6 +13,7 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 import click
+from rich.console import Console
 from rich.table import Table
 
 from sync_pipeline.cli import impact
@@ -20,8 +21,9 @@ from sync_pipeline.cli.actions import default_env, store, stored_or_none
 from sync_pipeline.cli.common import Guid, console, fail, handle_errors, prepare
 from sync_pipeline.core import db, settings
 from sync_pipeline.core.settings import SettingsError, TenantSettings
-from sync_pipeline.registry import runs, schedule, tenants
+from sync_pipeline.registry import runs, schedule, staleness, tenants
 
+WHOLE_ROWS = 240  # characters: `tenant list` printed anywhere but a terminal
 YES = click.option("--yes", is_flag=True, help=impact.YES_HELP)
 NO_GRAPH_CHECK = click.option(
     "--no-graph-check",
@@ -81,16 +83,28 @@ def export(slugs: tuple[str, ...], output: Path | None) -> None:
 @tenant_group.command("list")
 @handle_errors
 def list_() -> None:
-    """The registered tenants, their schedule and their last sync."""
+    """The registered tenants, their schedule, their last sync, and how long ago their last
+    complete read of Graph and their last applied sync were (a read older than the tenant's
+    stale_after_hours is marked stale)."""
     prepare()
+    now = dt.datetime.now(dt.UTC)
     with db.engine().connect() as conn:
         stored = tenants.list_all(conn)
         last = runs.last_per_tenant(conn)
-    table = Table("tenant", "tenant id", "auto sync", "next sync", "last sync", "settings")
+        fresh = {f.tenant: f for f in staleness.freshness(conn, [t.settings for t in stored], now)}
+    table = Table(
+        "tenant",
+        "tenant id",
+        "auto sync",
+        "next sync",
+        "last sync",
+        "last complete read",
+        "last applied sync",
+        "settings",
+    )
     # slugs and times stay whole (and findable) on a narrow terminal; the other columns fold
     for column in (0, 3, 4):
         table.columns[column].no_wrap = True
-    now = dt.datetime.now(dt.UTC)
     for t in stored:
         s = t.settings
         auto = f"{s.effective_sync_time:%H:%M} {s.timezone}" if s.auto_sync else "off"
@@ -107,8 +121,23 @@ def list_() -> None:
             if run
             else "never"
         )
-        table.add_row(s.slug, s.tenant_id, auto, upcoming, when, f"v{t.version}")
-    console.print(table)
+        f = fresh.get(s.slug)
+        read, applied = (_ago(f.read_age), _ago(f.applied_age)) if f else ("?", "?")
+        if f is not None and f.stale:
+            read = f"[bold red]{read}, stale[/] (over {s.stale_after_hours} h)"
+        table.add_row(s.slug, s.tenant_id, auto, upcoming, when, read, applied, f"v{t.version}")
+    # Eight columns fold to nothing in rich's 80 columns off a terminal: a pipe or a file
+    # (scripts, logs) gets whole rows, a terminal its own width.
+    wide = (
+        console
+        if console.is_terminal
+        else Console(width=max(console.width, WHOLE_ROWS), highlight=False)
+    )
+    wide.print(table)
+
+
+def _ago(delta: dt.timedelta | None) -> str:
+    return "never" if delta is None else f"{staleness.age(delta)} ago"
 
 
 @tenant_group.command("show")

@@ -214,6 +214,15 @@ class TenantSettings(BaseModel):
         le=90,
         description="Days between whole runs of every check suite (each sync checks what changed).",
     )
+    # Staleness (registry/staleness.py): with no complete read for longer than this, ops are
+    # alerted (again daily while it lasts) and the admin is told what to fix. 36 h lets one
+    # daily sync fail and be retried by hand within the working day before anyone is paged.
+    stale_after_hours: int = Field(
+        default=36,
+        ge=1,
+        le=24 * 90,
+        description="Hours without a complete read of Graph before the tenant counts as stale.",
+    )
     # Graph's $count is eventually consistent (docs/graph.md): a read and the count taken around it
     # may differ by what was created or deleted meanwhile. A difference within the larger of
     # these two passes (recorded as metadata); a larger one means lost pages and fails the read.

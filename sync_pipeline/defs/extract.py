@@ -8,6 +8,7 @@ where they were, and the downstream transform and load do not run. The run tag
 periodic full read) ignores the delta links.
 """
 
+import datetime as dt
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -23,6 +24,7 @@ from sync_pipeline.extract.extraction import extract
 from sync_pipeline.extract.staging import COLUMNS, GraphDataError
 from sync_pipeline.graph import CredentialError, GraphAuthError, GraphError, health
 from sync_pipeline.graph.health import MissingPermission
+from sync_pipeline.registry import staleness
 
 FULL_READ_TAG = "sync_pipeline/full_read"
 GRAPH_RETRY = dg.RetryPolicy(
@@ -81,6 +83,19 @@ def unreadable_lines(groups: dict[str, dict[str, object]]) -> list[str]:
     ]
 
 
+def _previous_read(previous: dt.datetime | None, zone: str) -> metadata.Metadata:
+    """How long before this read the previous complete one was (the gaps plot over runs; the
+    check graph_users_fresh says whether the tenant went stale in between)."""
+    if previous is None:
+        return {"previous_complete_read": "none (first read)"}
+    return {
+        "previous_complete_read": staleness.local(previous, zone),
+        "hours_since_previous_read": round(
+            (dt.datetime.now(dt.UTC) - previous).total_seconds() / 3600, 2
+        ),
+    }
+
+
 @dg.multi_asset(
     specs=[
         dg.AssetSpec(key, description=text, group_name="extract", kinds={"python", "postgres"})
@@ -100,13 +115,15 @@ def graph_directory(
     tenant, started = context.partition_key, time.monotonic()
     full = context.run.tags.get(FULL_READ_TAG, "").lower() == "true"
     with graph_failures():
-        client = graph.client(database.tenant_settings(tenant))
+        settings = database.tenant_settings(tenant)
+        client = graph.client(settings)
         if client.delegated is not None:
             client.delegated.engine = database.engine()
         # a permission the read needs is missing from the token: fail now, naming it and the
         # setting that needs it, not at the first 403 halfway through the read
         health.require_permissions(client)
         with database.engine().begin() as conn, db.tenant_lock(conn, tenant):
+            previous = staleness.last_read(conn, tenant)
             test_pause("extract")
             # A stop request ends the read between pages: it rolls back, nothing is kept.
             stop = stop_checker(context)
@@ -134,6 +151,7 @@ def graph_directory(
     for key, tables in TABLES.items():
         meta: metadata.Metadata = {t: result.staged.get(t, 0) for t in tables}
         if key == "graph_users":
+            meta |= _previous_read(previous, settings.timezone)
             meta |= {f"graph_count_{k}": v for k, v in result.graph_counts.items()}
             meta |= {f"count_check_{k}": v for k, v in result.count_check.items()}
             meta |= {f"count_offset_{k}": v for k, v in result.count_offset.items()}

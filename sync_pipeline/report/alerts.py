@@ -1,11 +1,14 @@
-"""Failure alerts for ops and quarantine notices for tenant admins. No Dagster imports."""
+"""Failure and staleness alerts for ops; quarantine, held-change and staleness notices for
+tenant admins. No Dagster imports."""
 
 from __future__ import annotations
 
+import datetime as dt
 from dataclasses import dataclass
 from email.message import EmailMessage
 
 from sync_pipeline.core import config
+from sync_pipeline.registry.staleness import Freshness, age
 from sync_pipeline.report import mail
 
 
@@ -141,3 +144,77 @@ def held_notice(tenant: str, sentences: list[str], to: str) -> EmailMessage:
         subject=f"Your Microsoft 365 sync ({tenant}): {len(sentences)} change(s) held for review",
         text=text,
     )
+
+
+def stale_alert(f: Freshness, to: str, number: int) -> EmailMessage:
+    """Ops: a tenant has gone without a complete read for longer than its stale_after_hours
+    (registry/staleness.py); `number` 1 is the episode's first alert, later ones its daily
+    reminders."""
+    again = f" (reminder {number - 1}, daily while it lasts)" if number > 1 else ""
+    lines = [
+        f"{f.sentence()}{again}.",
+        "",
+        f"tenant:              {f.tenant}",
+        f"last complete read:  {f.read_text()}",
+        f"last applied sync:   {f.applied_text()}",
+        f"auto sync:           {_schedule(f)}",
+        f"latest failure:      {f.last_error or 'none since that read'}",
+        f"runs:                {config.ui_url()}/runs (tag tenant={f.tenant})",
+        "",
+        f"What to do: `sync-pipeline doctor {f.tenant}` names a refused sign-in, a missing "
+        "permission or an expired credential; fix the latest failure"
+        + (" (the tenant's admin is told what to check)" if f.settings.admin_email else "")
+        + ", or, when there is none, check that the daemon runs and that the tenant is not "
+        f"quarantined; then sync it: `sync-pipeline sync {f.tenant}`.",
+    ]
+    return mail.build(
+        to=to,
+        subject=f"[sync-pipeline] {f.tenant}: no complete read for {age(f.now - _since(f))}",
+        text="\n".join(lines),
+    )
+
+
+def stale_notice(f: Freshness, to: str) -> EmailMessage:
+    """The tenant's admin: their directory has not been read for too long, and what to fix."""
+    if f.last_error:
+        cause = (
+            "The last attempt failed, as Microsoft Graph or the sync reported it:\n"
+            f"  {f.last_error}\n\n"
+            "What to do: in the Entra admin center, check the app registration the sync signs "
+            "in with: its client secret or certificate has not expired (Certificates & "
+            "secrets), its API permissions (User.Read.All, GroupMember.Read.All, ...) still "
+            "have admin consent, and the directory (tenant) id is right. Then ask your sync "
+            f"operator to run `sync-pipeline sync {f.tenant}`; a successful sync ends this "
+            "alert."
+        )
+    else:
+        cause = (
+            "No attempt to read it has failed: the sync has not run. Your sync operator has "
+            "been alerted and is looking into it; nothing is needed from you unless they ask."
+        )
+    text = (
+        f"Your Microsoft 365 directory ({f.tenant}) was last read completely "
+        f"{f.read_text()}, so joiners, leavers and group changes since then are not in the "
+        f"app yet (the limit is {f.settings.stale_after_hours} hours).\n\n{cause}"
+    )
+    if f.read_at is None:
+        text = (
+            f"Your Microsoft 365 directory ({f.tenant}) has not been read completely since it "
+            f"was registered {age(f.now - f.registered_at)} ago, so nobody from it is in the "
+            f"app yet.\n\n{cause}"
+        )
+    return mail.build(
+        to=to,
+        subject=f"Your Microsoft 365 sync ({f.tenant}) has not read your directory for "
+        f"{age(f.now - _since(f))}",
+        text=text,
+    )
+
+
+def _since(f: Freshness) -> dt.datetime:
+    return f.read_at or f.registered_at
+
+
+def _schedule(f: Freshness) -> str:
+    s = f.settings
+    return f"daily at {s.effective_sync_time:%H:%M} {s.timezone}" if s.auto_sync else "off"
