@@ -9,6 +9,7 @@ from sync_pipeline.defs.executors import default_executor
 from sync_pipeline.defs.extract import extract_assets
 from sync_pipeline.defs.jobs import sync_job, test_sync_job
 from sync_pipeline.defs.load import load_assets
+from sync_pipeline.defs.notifications import notification_subscriptions, notification_syncs
 from sync_pipeline.defs.resources import Database, Graph
 from sync_pipeline.defs.transform import directory_snapshot
 
@@ -20,7 +21,13 @@ def build_defs() -> dg.Definitions:
         asset_checks=asset_checks,
         jobs=[sync_job, test_sync_job],
         schedules=[daily_tenant_syncs],
-        sensors=[tenant_partitions_sensor, sync_failure_alerts, credential_health],
+        sensors=[
+            tenant_partitions_sensor,
+            sync_failure_alerts,
+            credential_health,
+            notification_subscriptions,
+            notification_syncs,
+        ],
         # Configuration through dg.EnvVar: the UI's Resources tab names what a deployment sets
         # (the CLI, `dagster dev` from the root and the embedded default all export it).
         resources={"database": Database(url=dg.EnvVar("DATABASE_URL")), "graph": Graph()},

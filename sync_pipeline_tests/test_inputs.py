@@ -278,6 +278,10 @@ BAD_VALUES = {
     "protected_users": (["boss"], "entry 'boss' is neither an email address nor a Graph user id"),
     "max_group_removal_percent": (300, "must be between 0 and 100"),
     "group_removal_min_members": (0, "must be at least 1"),
+    "client_secret_expires_at": (20270331, "is not a date; use YYYY-MM-DD"),
+    "change_notifications": ("often", "is not true or false"),
+    "notification_url": ("http://notify.example.com/graph", "must be an https:// URL"),
+    "notification_debounce_seconds": (-5, "must be between 0 and 3600"),
 }
 
 

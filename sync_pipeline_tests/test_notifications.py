@@ -6,8 +6,11 @@ evaluated with dg.build_sensor_context at an injected time."""
 from __future__ import annotations
 
 import datetime as dt
+import re
 import secrets
+import socket
 import urllib.parse
+import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -152,3 +155,256 @@ def test_lifecycle_events_are_recorded_and_missed_marks_dirty(
 def test_malformed_bodies_are_refused(receiver, receiver_tls) -> None:
     assert post(receiver, receiver_tls[0], data=b"{").status_code == 400
     assert post(receiver, receiver_tls[0], json={"value": []}).status_code == 400
+
+
+# -- with the fake Graph: subscriptions, notifications on mutations, lifecycle events ---------
+
+
+@pytest.fixture(scope="module")
+def notify_doc() -> dict:
+    from sync_pipeline.fakegraph import generate_tenant
+
+    return generate_tenant(name="notify-test", users=40, seed=11, domain="notify.example")
+
+
+@pytest.fixture(scope="module")
+def notify_fake(notify_doc, receiver_tls, tmp_path_factory):
+    """The fake Graph, verifying the receiver's TLS with the receiver's CA."""
+    from sync_pipeline_tests.support.fakegraph import start_fake
+
+    fake = start_fake(
+        [notify_doc], tmp_path_factory.mktemp("notify-fake"), notification_ca=receiver_tls[0]
+    )
+    yield fake
+    fake.stop()
+
+
+@pytest.fixture
+def subscribed(engine, notify_doc, notify_fake, receiver, tenant_slug, database_url):
+    """A tenant with change_notifications on, its subscriptions created by the upkeep."""
+    from sync_pipeline.defs.notifications import keep_subscriptions
+    from sync_pipeline.defs.resources import Database
+    from sync_pipeline_tests.support.fakegraph import register_tenant
+
+    register_tenant(
+        engine,
+        tenant_slug,
+        notify_doc,
+        notify_fake,
+        change_notifications=True,
+        notification_url=receiver.url,
+    )
+    done = keep_subscriptions(Database(url=database_url), dt.datetime.now(dt.UTC))
+    assert f"{tenant_slug}/users" in done.created and f"{tenant_slug}/groups" in done.created
+    assert tenant_slug not in done.failed
+    return tenant_slug
+
+
+def stored(engine: sa.Engine, tenant: str) -> dict[str, state.Subscription]:
+    with engine.connect() as conn:
+        return state.subscriptions(conn, tenant)
+
+
+def test_subscriptions_are_created_with_a_secret_stored_only_hashed(
+    subscribed, engine, notify_doc, notify_fake
+) -> None:
+    subs = stored(engine, subscribed)
+    assert set(subs) == {"users", "groups"}
+    at_graph = {s["id"]: s for s in notify_fake.subscriptions(notify_doc["tenant_id"])}
+    for sub in subs.values():
+        graph_side = at_graph[sub.subscription_id]
+        assert graph_side["changeType"] == "updated,deleted"
+        assert graph_side["resource"] == sub.resource
+        secret = graph_side["clientState"]
+        with engine.connect() as conn:
+            row = conn.execute(
+                sa.text("SELECT * FROM sync.graph_subscriptions WHERE subscription_id = :i"),
+                {"i": sub.subscription_id},
+            ).one()
+        assert secret not in repr(tuple(row))
+        assert bytes(row.client_state_hash) == state.digest(secret)
+
+
+def test_a_receiver_that_fails_the_handshake_gets_no_subscription(
+    engine, notify_doc, notify_fake, receiver, tenant_slug, database_url
+) -> None:
+    from sync_pipeline.defs.notifications import keep_subscriptions
+    from sync_pipeline.defs.resources import Database
+    from sync_pipeline_tests.support.fakegraph import register_tenant
+
+    with socket.socket() as probe:  # a loopback port where nothing answers the handshake
+        probe.bind(("127.0.0.1", 0))
+        wrong = f"https://127.0.0.1:{probe.getsockname()[1]}/notifications"
+    register_tenant(
+        engine,
+        tenant_slug,
+        notify_doc,
+        notify_fake,
+        change_notifications=True,
+        notification_url=wrong,
+    )
+    done = keep_subscriptions(Database(url=database_url), dt.datetime.now(dt.UTC))
+    assert "ValidationError" in done.failed[tenant_slug]
+    assert stored(engine, tenant_slug) == {}
+
+
+def test_renewal_and_a_removed_subscription_recreated(
+    subscribed, engine, notify_doc, notify_fake, database_url
+) -> None:
+    from sync_pipeline.defs.notifications import keep_subscriptions
+    from sync_pipeline.defs.resources import Database
+
+    database = Database(url=database_url)
+    before = stored(engine, subscribed)
+    with engine.begin() as conn:  # two days left: due for renewal
+        conn.execute(
+            sa.text(
+                "UPDATE sync.graph_subscriptions SET expires_at = now() + interval '2 days' "
+                "WHERE tenant = :t AND resource = 'groups'"
+            ),
+            {"t": subscribed},
+        )
+    done = keep_subscriptions(database, dt.datetime.now(dt.UTC))
+    assert f"{subscribed}/groups" in done.renewed
+    renewed = stored(engine, subscribed)["groups"]
+    assert renewed.subscription_id == before["groups"].subscription_id
+    assert renewed.expires_at - dt.datetime.now(dt.UTC) > dt.timedelta(days=27)
+
+    notify_fake.remove_subscription(before["users"].subscription_id)
+    delivered = notify_fake.deliveries()
+    assert any(
+        d["item"].get("lifecycleEvent") == "subscriptionRemoved" and d["status"] == 202
+        for d in delivered
+        if d["item"]["subscriptionId"] == before["users"].subscription_id
+    )
+    assert stored(engine, subscribed)["users"].lifecycle == "subscriptionRemoved"
+    done = keep_subscriptions(database, dt.datetime.now(dt.UTC))
+    assert f"{subscribed}/users" in done.created
+    again = stored(engine, subscribed)["users"]
+    assert again.subscription_id != before["users"].subscription_id
+    assert again.lifecycle is None
+    live = {s["id"] for s in notify_fake.subscriptions(notify_doc["tenant_id"])}
+    assert again.subscription_id in live
+
+
+def test_lifecycle_missed_from_graph_marks_dirty(subscribed, engine, notify_fake) -> None:
+    notify_fake.emit_lifecycle(stored(engine, subscribed)["groups"].subscription_id, "missed")
+    notify_fake.deliveries()
+    (mark,) = dirty_marks(engine, subscribed)
+    assert mark.reason == "missed"
+
+
+def test_turning_notifications_off_deletes_the_subscriptions(
+    subscribed, engine, notify_doc, notify_fake, receiver, database_url
+) -> None:
+    from sync_pipeline.defs.notifications import keep_subscriptions
+    from sync_pipeline.defs.resources import Database
+    from sync_pipeline_tests.support.fakegraph import register_tenant
+
+    ids = {s.subscription_id for s in stored(engine, subscribed).values()}
+    register_tenant(engine, subscribed, notify_doc, notify_fake, notification_url=receiver.url)
+    done = keep_subscriptions(Database(url=database_url), dt.datetime.now(dt.UTC))
+    assert sorted(done.deleted) == [f"{subscribed}/groups", f"{subscribed}/users"]
+    assert stored(engine, subscribed) == {}
+    live = {s["id"] for s in notify_fake.subscriptions(notify_doc["tenant_id"])}
+    assert not ids & live
+
+
+def test_a_disabled_user_leads_to_exactly_one_sync_after_the_debounce(
+    subscribed, engine, notify_doc, notify_fake, receiver, receiver_tls, instance, database_url
+) -> None:
+    import dagster as dg
+
+    from sync_pipeline.defs.notifications import notification_runs
+    from sync_pipeline.defs.resources import Database
+    from sync_pipeline_tests.support.pipeline import materialise
+
+    database = Database(url=database_url)
+    assert materialise(instance, subscribed, database_url=database_url).success
+    notify_fake.deliveries()
+    with engine.begin() as conn:  # what the first sync's own reads may have caused
+        for mark in state.dirty(conn):
+            if mark.tenant == subscribed:
+                state.consume(conn, mark)
+
+    def evaluate(now: dt.datetime) -> list[dg.RunRequest]:
+        context = dg.build_sensor_context(instance=instance, resources={"database": database})
+        result = notification_runs(context, database, now)
+        return [r for r in result.run_requests or [] if r.partition_key == subscribed]
+
+    # a forged notification (wrong clientState) triggers nothing
+    sub = stored(engine, subscribed)["users"]
+    forged = post(receiver, receiver_tls[0], json={"value": [change(sub.subscription_id, "x")]})
+    assert forged.status_code == 403
+    assert evaluate(dt.datetime.now(dt.UTC) + dt.timedelta(hours=1)) == []
+
+    # a burst: two users disabled in Graph, one notification each
+    leavers = [u for u in notify_doc["users"] if u["accountEnabled"] and u["userType"] == "Member"]
+    leavers = leavers[:2]
+    for user in leavers:
+        notify_fake.update_user(notify_doc["tenant_id"], user["id"], accountEnabled=False)
+    delivered = [
+        d for d in notify_fake.deliveries() if d["item"]["subscriptionId"] == sub.subscription_id
+    ]
+    assert {d["item"]["resourceData"]["id"] for d in delivered} >= {u["id"] for u in leavers}
+    (mark,) = dirty_marks(engine, subscribed)
+    assert mark.notifications >= 2
+
+    assert evaluate(mark.last_at + dt.timedelta(seconds=10)) == []  # within the debounce
+    (request,) = evaluate(mark.last_at + dt.timedelta(seconds=60))
+    assert request.tags["trigger"] == "notification"
+    assert request.tags["tenant"] == subscribed
+    assert dirty_marks(engine, subscribed) == []
+    assert evaluate(mark.last_at + dt.timedelta(seconds=120)) == []  # consumed: once
+
+    # while a run of the tenant is going, a new mark waits for it
+    queued = dg.DagsterRun(
+        job_name="sync",
+        run_id=str(uuid.uuid4()),
+        tags={"tenant": subscribed},
+        status=dg.DagsterRunStatus.STARTED,
+    )
+    instance.add_run(queued)
+    with engine.begin() as conn:
+        state.mark_dirty(conn, subscribed, mark.last_at, "notification")
+    assert evaluate(mark.last_at + dt.timedelta(minutes=5)) == []
+    assert len(dirty_marks(engine, subscribed)) == 1
+    instance.delete_run(queued.run_id)
+    assert len(evaluate(mark.last_at + dt.timedelta(minutes=5))) == 1
+
+    # the run the sensor asked for: an ordinary sync, whose delta read finds the leavers
+    result = materialise(instance, subscribed, database_url=database_url, tags=request.tags)
+    assert result.success
+    with engine.connect() as conn:
+        active = dict(
+            conn.execute(
+                sa.text("SELECT external_id, is_active FROM app.users WHERE tenant = :t"),
+                {"t": subscribed},
+            ).all()
+        )
+    assert all(active[u["id"]] is False for u in leavers)
+    for user in leavers:  # the module's tenant document is shared: put them back
+        notify_fake.update_user(notify_doc["tenant_id"], user["id"], accountEnabled=True)
+
+
+def test_change_notifications_need_an_https_notification_url() -> None:
+    from sync_pipeline.core.settings import SettingsError, parse_settings
+
+    base = {
+        "slug": "acme",
+        "tenant_id": "00000000-0000-0000-0000-000000000001",
+        "client_id": "00000000-0000-0000-0000-000000000002",
+        "client_secret_env": "ACME_SECRET",
+    }
+    with pytest.raises(SettingsError, match="tenant acme: change_notifications is true but "):
+        parse_settings(base | {"change_notifications": True})
+    with pytest.raises(
+        SettingsError, match=re.escape("tenant acme: notification_url 'http://n.example/g'")
+    ):
+        parse_settings(
+            base | {"change_notifications": True, "notification_url": "http://n.example/g"}
+        )
+    ok = parse_settings(
+        base | {"change_notifications": True, "notification_url": "https://n.example/g"}
+    )
+    assert ok.notification_url == "https://n.example/g"

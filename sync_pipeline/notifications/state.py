@@ -80,7 +80,7 @@ def count(conn: sa.Connection, tenant: str, kind: str, at: dt.datetime, n: int =
 
 def counts(conn: sa.Connection, tenant: str) -> dict[str, int]:
     rows = conn.execute(db.q("notifications/counts"), {"tenant": tenant})
-    return {str(k): int(n) for k, n in rows.tuples()}
+    return {str(k): int(n) for k, n in rows.all()}
 
 
 def record_lifecycle(
