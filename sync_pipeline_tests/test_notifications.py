@@ -45,11 +45,13 @@ def receiver(database_url: str, receiver_tls: tuple[Path, Path, Path]) -> Iterat
         yield running
 
 
-def post(receiver: Receiver, ca: Path, url: str | None = None, **kw) -> requests.Response:
+def post(receiver: Receiver | None, ca: Path, url: str | None = None, **kw) -> requests.Response:
+    """POST to the receiver (or `url`), trusting only the receiver's CA."""
+    target = url or (receiver.url if receiver else "")
     with requests.Session() as session:
         session.trust_env = False
         session.verify = str(ca)
-        return session.post(url or receiver.url, timeout=10, **kw)
+        return session.post(target, timeout=10, **kw)
 
 
 def subscribe(engine: sa.Engine, tenant: str, resource: str = "users") -> tuple[str, str]:
@@ -408,3 +410,101 @@ def test_change_notifications_need_an_https_notification_url() -> None:
         base | {"change_notifications": True, "notification_url": "https://n.example/g"}
     )
     assert ok.notification_url == "https://n.example/g"
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+def test_the_serve_command_answers_the_handshake_over_tls(receiver_tls, database_url) -> None:
+    """`sync-pipeline notifications serve` as an operator runs it: a process of its own on
+    loopback, ended by SIGTERM."""
+    import os
+    import signal
+    import subprocess
+    import sys
+
+    from sync_pipeline_tests.support.waiting import wait_until
+
+    ca, cert, key = receiver_tls
+    port = free_port()
+    args = ["notifications", "serve", "--port", str(port), "--tls-cert", str(cert)]
+    child = subprocess.Popen(
+        [sys.executable, "-m", "sync_pipeline.cli", *args, "--tls-key", str(key)],
+        env={**os.environ, "DATABASE_URL": database_url},
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    url = f"https://127.0.0.1:{port}/notifications"
+
+    def up() -> bool:
+        assert child.poll() is None, child.communicate()[0]
+        try:
+            with requests.Session() as s:
+                s.trust_env, s.verify = False, str(ca)
+                return s.get(url.replace("/notifications", "/healthz"), timeout=2).ok
+        except requests.RequestException:
+            return False
+
+    try:
+        wait_until(up, 60, "the receiver to listen")
+        answer = post(None, ca, f"{url}?validationToken=abc%20def", data=b"")
+        assert (answer.status_code, answer.text) == (200, "abc def")
+    finally:
+        child.send_signal(signal.SIGTERM)
+        try:
+            output = child.communicate(timeout=30)[0]
+        except subprocess.TimeoutExpired:
+            child.kill()
+            raise
+    # uvicorn ends in order, then re-raises the signal it caught (as a process killed by it)
+    assert child.returncode in (0, -signal.SIGTERM), output
+    assert "Finished server process" in output
+    assert f"https://127.0.0.1:{port}/" in output
+
+
+def test_the_fake_refuses_a_receiver_it_cannot_trust_or_that_answers_wrong(
+    engine, notify_doc, notify_fake, receiver, receiver_tls, tenant_slug, tmp_path
+) -> None:
+    """Graph's side of the handshake: a certificate not signed by the CA the fake is given, or
+    an answer that is not the token, refuses the subscription (400 ValidationError)."""
+    import http.server
+    import ssl
+    import threading
+
+    from sync_pipeline.fakegraph.wire import GraphError
+    from sync_pipeline_tests.support.fakegraph import start_fake
+
+    untrusting = start_fake([notify_doc], tmp_path / "fake")  # the system's CAs only
+    try:
+        with pytest.raises(GraphError) as refused:
+            untrusting._validate_endpoint(receiver.url)
+        assert refused.value.code == "ValidationError"
+    finally:
+        untrusting.stop()
+
+    class Wrong(http.server.BaseHTTPRequestHandler):
+        def do_POST(self) -> None:  # answers, but not with the token
+            self.send_response(200)
+            self.send_header("Content-Type", "text/plain")
+            self.end_headers()
+            self.wfile.write(b"hello")
+
+        def log_message(self, *args: object) -> None:
+            pass
+
+    server = http.server.HTTPServer(("127.0.0.1", 0), Wrong)
+    tls = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    tls.load_cert_chain(receiver_tls[1], receiver_tls[2])
+    server.socket = tls.wrap_socket(server.socket, server_side=True)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        with pytest.raises(GraphError) as refused:
+            notify_fake._validate_endpoint(f"https://127.0.0.1:{server.server_port}/n")
+        assert refused.value.code == "ValidationError"
+        notify_fake._validate_endpoint(receiver.url)  # the real receiver passes
+    finally:
+        server.shutdown()

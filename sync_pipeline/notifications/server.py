@@ -33,6 +33,9 @@ def _config(
         lifespan="off",
         access_log=False,  # the query string of a handshake is Graph's token: no need to log
         proxy_headers=False,
+        # SIGTERM ends it within seconds even with a proxy's keep-alive connections open;
+        # a notification cut off is retried by Graph
+        timeout_graceful_shutdown=5,
     )
 
 
