@@ -508,3 +508,30 @@ def test_the_fake_refuses_a_receiver_it_cannot_trust_or_that_answers_wrong(
         notify_fake._validate_endpoint(receiver.url)  # the real receiver passes
     finally:
         server.shutdown()
+
+
+def test_a_subscription_needs_the_permission_to_read_its_resource(
+    engine, notify_doc, notify_fake, receiver, tenant_slug, database_url
+) -> None:
+    from sync_pipeline.defs.notifications import keep_subscriptions
+    from sync_pipeline.defs.resources import Database
+    from sync_pipeline_tests.support.fakegraph import register_tenant
+
+    register_tenant(
+        engine,
+        tenant_slug,
+        notify_doc,
+        notify_fake,
+        change_notifications=True,
+        notification_url=receiver.url,
+    )
+    notify_fake.withdraw_permissions(notify_doc["tenant_id"], ["User.Read.All"])
+    try:
+        done = keep_subscriptions(Database(url=database_url), dt.datetime.now(dt.UTC))
+    finally:
+        notify_fake.grant_permissions(notify_doc["tenant_id"], ["User.Read.All"])
+    assert "Authorization_RequestDenied" in done.failed[tenant_slug]
+    assert "users" not in stored(engine, tenant_slug)
+    done = keep_subscriptions(Database(url=database_url), dt.datetime.now(dt.UTC))
+    assert tenant_slug not in done.failed
+    assert set(stored(engine, tenant_slug)) == {"users", "groups"}

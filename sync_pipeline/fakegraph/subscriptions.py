@@ -74,6 +74,10 @@ class _Subscriptions(_Permissions):
     """The subscriptions of every tenant, and their deliveries."""
 
     def _subscriptions_state(self) -> dict[str, dict[str, Any]]:
+        """The live subscriptions: Graph deletes one once it expires unrenewed."""
+        now = dt.datetime.now(dt.UTC)
+        for sub_id in [k for k, s in self._subs.items() if s["expirationDateTime"] <= now]:
+            del self._subs[sub_id]
         return self._subs
 
     # -- HTTP: /v1.0/subscriptions
@@ -131,6 +135,9 @@ class _Subscriptions(_Permissions):
         resource = str(payload.get("resource", "")).strip("/")
         if resource not in _RESOURCES:
             raise _bad_request(f"Resource '{resource}' is not supported by this fake.")
+        # "Creating a subscription requires read scope to the resource": the fake asks the
+        # permission it asks for reading it (Graph asks Group.Read.All for groups)
+        self._require_permission(self._tenants[tenant_id], f"/{resource}")
         change = [c.strip() for c in str(payload.get("changeType", "")).split(",") if c.strip()]
         if not change or any(c not in ("created", "updated", "deleted") for c in change):
             raise _bad_request("changeType must list created, updated or deleted.")

@@ -91,9 +91,11 @@ def build_app(engine: Callable[[], sa.Engine]) -> Starlette:
         if token is not None:
             # the handshake: the token as Graph sent it, decoded, in plain text
             return PlainTextResponse(token, status_code=200)
-        body = await request.body()
-        if len(body) > MAX_BODY:
-            return PlainTextResponse("too large", status_code=413)
+        body = b""
+        async for chunk in request.stream():  # never more than MAX_BODY held
+            body += chunk
+            if len(body) > MAX_BODY:
+                return PlainTextResponse("too large", status_code=413)
         try:
             payload = json.loads(body)
         except ValueError:
