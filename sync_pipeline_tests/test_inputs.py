@@ -282,6 +282,9 @@ BAD_VALUES = {
     "max_group_removal_percent": (300, "must be between 0 and 100"),
     "group_removal_min_members": (0, "must be at least 1"),
     "stale_after_hours": (0, "must be between 1 and 2160"),
+    "change_notifications": ("often", "is not true or false"),
+    "notification_url": ("http://notify.example.com/graph", "must be an https:// URL"),
+    "notification_debounce_seconds": (-5, "must be between 0 and 3600"),
 }
 
 

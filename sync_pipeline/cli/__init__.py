@@ -25,6 +25,7 @@ from sync_pipeline.cli.explaincmd import explain_command
 from sync_pipeline.cli.fakegraphcmd import fakegraph_group
 from sync_pipeline.cli.heldcmd import approve_command, held_command, pending_command, reject_command
 from sync_pipeline.cli.historycmd import history_command
+from sync_pipeline.cli.notificationscmd import notifications_group
 from sync_pipeline.cli.reportcmd import report_command
 from sync_pipeline.cli.synccmd import sync_command
 from sync_pipeline.cli.tenantcmd import tenant_group
@@ -64,6 +65,7 @@ main.add_command(held_command)
 main.add_command(approve_command)
 main.add_command(reject_command)
 main.add_command(doctor_command)
+main.add_command(notifications_group)
 tenant_group.add_command(connect_command)
 tenant_group.add_command(setup_command)
 

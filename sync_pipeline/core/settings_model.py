@@ -238,6 +238,25 @@ class TenantSettings(BaseModel):
         le=10,
         description="... or by this share of $count, whichever is larger.",
     )
+    # Graph change notifications (docs/operations.md): subscriptions on users and groups post
+    # to notification_url (the receiver, `sync-pipeline notifications serve`, behind a public
+    # https URL); a notification only asks for an incremental sync, the delta read decides.
+    change_notifications: bool = Field(
+        default=False,
+        description="Subscribe to Graph change notifications: a change in Graph starts an "
+        "incremental sync within minutes.",
+    )
+    notification_url: str | None = Field(
+        default=None,
+        description="The public https:// URL of the receiver Graph posts notifications to.",
+    )
+    notification_debounce_seconds: int = Field(
+        default=60,
+        ge=0,
+        le=3600,
+        description="Seconds after the last notification before the sync starts (a burst of "
+        "changes becomes one sync).",
+    )
 
     @field_validator("slug")
     @classmethod
@@ -419,6 +438,19 @@ class TenantSettings(BaseModel):
             raise ValueError(f"entry {bad[0]!r} needs a Graph group id and an app group name")
         return out
 
+    @field_validator("notification_url")
+    @classmethod
+    def _notification_url(cls, v: str | None) -> str | None:
+        if v is None:
+            return v
+        v = v.strip()
+        if not re.match(r"^https://[^/?#\s@]+(/[^#\s]*)?$", v):
+            raise ValueError(
+                "must be an https:// URL (Graph posts notifications only over https), "
+                "e.g. https://notify.example.com/graph/notifications"
+            )
+        return v
+
     @field_validator("admin_email")
     @classmethod
     def _admin_email(cls, v: str | None) -> str | None:
@@ -441,6 +473,11 @@ class TenantSettings(BaseModel):
             raise ValueError("user_scope selected_groups needs at least one scope_group_ids entry")
         if self.drift_error_percent < self.drift_warn_percent:
             raise ValueError("drift_error_percent must be at least drift_warn_percent")
+        if self.change_notifications and not self.notification_url:
+            raise ValueError(
+                "change_notifications is true but notification_url is not set: give the "
+                "public https:// URL of the receiver (sync-pipeline notifications serve)"
+            )
         if self.group_mapping and not self.group_mapping_enabled:
             raise ValueError("group_mapping is set but group_mapping_enabled is false")
         return self

@@ -9,11 +9,11 @@ import json
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from sync_pipeline.fakegraph.permissions import _Permissions
+from sync_pipeline.fakegraph.subscriptions import _Subscriptions
 from sync_pipeline.fakegraph.wire import _json_resp, _Resp
 
 
-class _Admin(_Permissions):
+class _Admin(_Subscriptions):
     """The admin operations (each under the request lock)."""
 
     @property
@@ -48,7 +48,9 @@ class _Admin(_Permissions):
         """Apply admin ops in order; returns each op's result (the affected id)."""
         with self._lock:
             tenant = self._tenant(tenant_id)
-            return [tenant.apply(op, self._id_rng) for op in ops]
+            results = [tenant.apply(op, self._id_rng) for op in ops]
+            self._notify_ops(tenant_id, ops, results)
+            return results
 
     def add_user(self, tenant_id: str, user: Mapping[str, Any]) -> str:
         return self.mutate(tenant_id, [{"op": "add_user", "user": dict(user)}])[0]
@@ -177,6 +179,9 @@ class _Admin(_Permissions):
                         for t in self._tenants.values()
                     ],
                 )
+            answer = self._admin_subscriptions(method, parts, payload)
+            if answer is not None:
+                return answer
             if method == "POST" and parts == ["device", "approve"]:
                 uid = self.approve_device_code(payload["user_code"], user_id=payload.get("user_id"))
                 return _json_resp(200, {"user_id": uid})

@@ -9,6 +9,7 @@ no other synchronisation.
 from __future__ import annotations
 
 import collections
+import queue
 import random
 import threading
 import time
@@ -93,6 +94,8 @@ class _FakeBase:
         count_offset: int = 0,
         count_supported: bool = True,
         script: Callable[[str, str, dict[str, str], Mapping[str, str], bytes], Any] | None = None,
+        notification_ca: Path | str | None = None,
+        notification_hosts: tuple[str, ...] = ("127.0.0.1", "localhost", "::1"),
     ):
         """Graph's documented behaviour is the default, and no easier. Options a test turns:
 
@@ -105,7 +108,9 @@ class _FakeBase:
         - script(method, path, query, headers, body): answers Graph calls (after sign-in and
           the bearer token's check) with (status, JSON body[, headers]) where it returns one,
           for conformance tests that replay Microsoft's documented response shapes through
-          the real client; None falls through to the fake's own directory.
+          the real client; None falls through to the fake's own directory;
+        - notification_ca: the CA file that the receivers of change notifications are
+          verified with (subscriptions.py); notification_hosts: the only hosts it posts to.
         """
         self._tenants: dict[str, _Tenant] = {t["tenant_id"]: _Tenant(t) for t in tenants}
         self._secrets = dict(secrets)
@@ -132,6 +137,13 @@ class _FakeBase:
         self.count_offset = count_offset
         self.count_supported = count_supported
         self.script = script
+        self.notification_ca = notification_ca
+        self.notification_hosts = tuple(notification_hosts)
+        # subscriptions.py: subscriptions by id, and the notifications waiting to go out
+        self._subs: dict[str, dict[str, Any]] = {}
+        self._outbox: queue.Queue[tuple[str, dict[str, Any]] | None] = queue.Queue()
+        self._delivered: list[dict[str, Any]] = []
+        self._courier: threading.Thread | None = None
         self._seed = seed
         self._sessions_started = 0
         self._certs: dict[str, dict[str, Any]] = {}

@@ -31,6 +31,7 @@ from sync_pipeline.fakegraph.odata import (
     _project_user,
     _select,
 )
+from sync_pipeline.fakegraph.subscriptions import _Subscriptions
 from sync_pipeline.fakegraph.wire import (
     GraphError,
     _b64url_json,
@@ -43,7 +44,7 @@ from sync_pipeline.fakegraph.wire import (
 )
 
 
-class _Directory(_Delta):
+class _Directory(_Delta, _Subscriptions):
     """`GET /users...`, `/groups...`, `/subscribedSkus`, `/organization`."""
 
     def _route(
@@ -57,6 +58,8 @@ class _Directory(_Delta):
         tenant: _Tenant,
     ) -> _Resp:
         parts = [urllib.parse.unquote(p) for p in path.split("/") if p]
+        if parts and parts[0] == "subscriptions":
+            return self._route_subscriptions(method, parts, body, base, tenant.tenant_id)
         if method != "GET":
             raise GraphError(
                 405,

@@ -107,6 +107,8 @@ class FakeGraph(_Dispatch):
         return self
 
     def stop(self) -> None:
+        if self._courier is not None and self._courier.is_alive():
+            self._outbox.put(None)  # the notification courier ends after what is queued
         server, thread = self._server, self._thread
         if server is None or thread is None:
             return

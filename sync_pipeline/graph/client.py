@@ -180,6 +180,10 @@ class GraphClient:
     def get(self, path_or_url: str, **kw: Any) -> dict[str, Any]:
         return json_body(self.request("GET", path_or_url, **kw))
 
+    def get_json(self, method: str, path_or_url: str, **kw: Any) -> dict[str, Any]:
+        """Any method's JSON answer (POST, PATCH: subscriptions)."""
+        return json_body(self.request(method, path_or_url, **kw))
+
     def count(self, path: str) -> int | None:
         """`$count` of a collection (advanced query: ConsistencyLevel eventual), or None where
         the tenant does not support it: Azure AD B2C has no advanced queries and answers 400.

@@ -33,21 +33,29 @@ class TenantBusy(click.ClickException):
     exit_code = EXIT_BUSY
 
 
-def refuse_if_busy(instance: dg.DagsterInstance, tenant: str) -> None:
-    """Raise TenantBusy when a run of `tenant` is in progress. Runs from the schedule and the
+def run_in_progress(instance: dg.DagsterInstance, tenant: str) -> dg.DagsterRun | None:
+    """A run of `tenant` that is queued or going, or None. Runs from the schedule and the
     CLI carry the `tenant` tag; a materialisation started in the UI carries only the
     partition tag, so both are asked."""
     for tags in ({"tenant": tenant}, {"dagster/partition": tenant}):
         found = instance.get_runs(dg.RunsFilter(tags=tags, statuses=IN_PROGRESS), limit=1)
         if found:
-            run = found[0]
-            trigger = run.tags.get("trigger", "the UI")
-            raise TenantBusy(
-                f"tenant {tenant} already has a run in progress: Dagster run {run.run_id} "
-                f"({run.job_name}, {run.status.value.lower()}, from {trigger}); one run per "
-                "tenant at a time. Wait for it to end, or cancel it in the UI "
-                "(`sync-pipeline ui`), then sync again."
-            )
+            return found[0]
+    return None
+
+
+def refuse_if_busy(instance: dg.DagsterInstance, tenant: str) -> None:
+    """Raise TenantBusy when a run of `tenant` is in progress (run_in_progress)."""
+    run = run_in_progress(instance, tenant)
+    if run is None:
+        return
+    trigger = run.tags.get("trigger", "the UI")
+    raise TenantBusy(
+        f"tenant {tenant} already has a run in progress: Dagster run {run.run_id} "
+        f"({run.job_name}, {run.status.value.lower()}, from {trigger}); one run per "
+        "tenant at a time. Wait for it to end, or cancel it in the UI "
+        "(`sync-pipeline ui`), then sync again."
+    )
 
 
 def tenant_of(run: dg.DagsterRun) -> str | None:

@@ -1,0 +1,1 @@
+DELETE FROM sync.graph_subscriptions WHERE tenant = :tenant AND subscription_id = :subscription_id

@@ -1,0 +1,1 @@
+SELECT DISTINCT tenant FROM sync.graph_subscriptions ORDER BY tenant
