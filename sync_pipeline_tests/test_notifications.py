@@ -389,6 +389,72 @@ def test_a_disabled_user_leads_to_exactly_one_sync_after_the_debounce(
         notify_fake.update_user(notify_doc["tenant_id"], user["id"], accountEnabled=True)
 
 
+def test_with_the_receiver_down_the_interval_sync_still_catches_the_change(
+    engine, notify_doc, notify_fake, tenant_slug, instance, database_url
+) -> None:
+    """Notifications are a trigger, never the only one: with the receiver down no subscription
+    can be made (Graph's handshake fails), and the tenant's intraday interval sync, requested
+    by the schedule, reads the change through delta as any sync does."""
+    import dagster as dg
+
+    from sync_pipeline.definitions import defs
+    from sync_pipeline.defs.automation import daily_tenant_syncs
+    from sync_pipeline.defs.notifications import keep_subscriptions
+    from sync_pipeline.defs.partitions import TENANT_PARTITIONS
+    from sync_pipeline.defs.resources import Database
+    from sync_pipeline_tests.support.fakegraph import register_tenant
+    from sync_pipeline_tests.support.pipeline import materialise
+
+    database = Database(url=database_url)
+    down = f"https://127.0.0.1:{free_port()}/graph"  # nothing listens there
+    register_tenant(
+        engine,
+        tenant_slug,
+        notify_doc,
+        notify_fake,
+        change_notifications=True,
+        notification_url=down,
+        sync_interval=5,
+    )
+    done = keep_subscriptions(database, dt.datetime.now(dt.UTC))
+    assert tenant_slug in done.failed and not stored(engine, tenant_slug)
+    assert materialise(instance, tenant_slug, database_url=database_url).success
+    leaver = next(
+        u for u in notify_doc["users"] if u["accountEnabled"] and u["userType"] == "Member"
+    )
+    notify_fake.update_user(notify_doc["tenant_id"], leaver["id"], accountEnabled=False)
+    try:
+        assert dirty_marks(engine, tenant_slug) == []  # nothing could tell the engine
+        if tenant_slug not in instance.get_dynamic_partitions(TENANT_PARTITIONS):
+            instance.add_dynamic_partitions(TENANT_PARTITIONS, [tenant_slug])
+        now = dt.datetime.now(dt.UTC)
+        tick = now.replace(minute=now.minute - now.minute % 5, second=0, microsecond=0)
+        requests_ = []
+        for at in (tick + dt.timedelta(minutes=5 * i) for i in range(1, 3)):
+            context = dg.build_schedule_context(
+                instance=instance,
+                scheduled_execution_time=at,
+                resources={"database": database},
+                repository_def=defs.get_repository_def(),
+            )
+            result = daily_tenant_syncs.evaluate_tick(context)
+            requests_ += [r for r in result.run_requests or [] if r.partition_key == tenant_slug]
+        assert requests_, "the interval schedule requested no sync"
+        assert requests_[0].tags["trigger"] == "schedule"
+        synced = materialise(
+            instance, tenant_slug, database_url=database_url, tags=requests_[0].tags
+        )
+        assert synced.success
+        with engine.connect() as conn:
+            active = conn.execute(
+                sa.text("SELECT is_active FROM app.users WHERE tenant = :t AND external_id = :id"),
+                {"t": tenant_slug, "id": leaver["id"]},
+            ).scalar_one()
+        assert active is False
+    finally:  # the module's tenant document is shared: put the leaver back
+        notify_fake.update_user(notify_doc["tenant_id"], leaver["id"], accountEnabled=True)
+
+
 def test_change_notifications_need_an_https_notification_url() -> None:
     from sync_pipeline.core.settings import SettingsError, parse_settings
 

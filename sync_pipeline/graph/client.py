@@ -56,13 +56,14 @@ class GraphClient:
         pool_size: int = 16,
         budget: Budget | None = None,
         shared_tokens: bool = True,
+        connect_retries: int = 5,
     ) -> None:
         self.settings = settings
         self.tenant = settings.slug
         self.stats = stats or GraphStats()
         self.base = f"{settings.graph_base_url}/{API_VERSION}"
         self.scope = [f"{settings.graph_base_url}/.default"]
-        self.http = new_session(settings, self.stats, pool_size)
+        self.http = new_session(settings, self.stats, pool_size, connect_retries)
         self.budget = budget or Budget(settings.client_id)
         self.delegated = None
         if settings.auth_mode == "delegated" and credential is None:

@@ -290,7 +290,7 @@ def examine(
     now = now or dt.datetime.now(dt.UTC)
     findings: list[Finding] = []
     try:
-        client = client or GraphClient(settings, shared_tokens=False)
+        client = client or GraphClient(settings, shared_tokens=False, connect_retries=0)
     except CredentialError as exc:
         return [Finding("credential", FAIL, str(exc))]
     try:

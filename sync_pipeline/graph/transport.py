@@ -78,10 +78,10 @@ class _GraphRetry(Retry):
             self.stats.add(retries=1, throttled=throttled, wait_seconds=time.monotonic() - started)
 
 
-def _retry_policy(stats: GraphStats) -> Retry:
+def _retry_policy(stats: GraphStats, connect: int = 5) -> Retry:
     retry = _GraphRetry(
         total=10,
-        connect=5,
+        connect=connect,
         read=5,
         status=8,
         other=0,
@@ -98,12 +98,19 @@ def _retry_policy(stats: GraphStats) -> Retry:
     return retry
 
 
-def new_session(settings: TenantSettings, stats: GraphStats, pool: int) -> requests.Session:
+def new_session(
+    settings: TenantSettings, stats: GraphStats, pool: int, connect_retries: int = 5
+) -> requests.Session:
+    """A session for one tenant's Graph and sign-in hosts. `connect_retries`: how often a
+    refused or failed connection is tried again, with backoff (5: ~15 s, for a sync's reads;
+    the sensors' short checks take 0, so one unreachable tenant does not hold a tick)."""
     session = requests.Session()
     # trust_env=False: an environment REQUESTS_CA_BUNDLE would otherwise override `verify`.
     session.trust_env = False
     session.verify = settings.ca_bundle or True
-    adapter = HTTPAdapter(max_retries=_retry_policy(stats), pool_connections=4, pool_maxsize=pool)
+    adapter = HTTPAdapter(
+        max_retries=_retry_policy(stats, connect_retries), pool_connections=4, pool_maxsize=pool
+    )
     session.mount("https://", adapter)
     return session
 
