@@ -780,3 +780,21 @@ def test_one_app_shares_one_budget_across_its_tenants(tmp_path: Path) -> None:
     last = docs[-1]["tenant_id"]
     assert stats["throttled_by_tenant"][last] == 4
     assert sum(stats["throttled_by_tenant"].values()) == stats["throttled"]
+
+
+def test_member_of_lists_direct_groups_in_pages(tmp_path: Path) -> None:
+    """`/users/{id}/memberOf` (user-list-memberof.md): the direct groups only, 100 a page by
+    default, each with its `@odata.type`; a group above them is not listed."""
+    from sync_pipeline.fakegraph import generate_tenant
+
+    doc = generate_tenant(name="memberof", users=5, seed=3, domain="memberof.example")
+    tid, user = doc["tenant_id"], doc["users"][0]["id"]
+    with FakeGraph([doc], secrets={tid: SECRET}, state_dir=tmp_path) as fake:
+        parent = fake.add_group(tid, {"displayName": "parent"})
+        direct = [fake.add_group(tid, {"displayName": f"g{i}"}, [user]) for i in range(105)]
+        fake.add_members(tid, parent, [direct[0]])
+        items, pages = Client(fake, doc).all_pages(f"/users/{user}/memberOf?$select=id")
+    assert len(pages) == 2 and len(pages[0]["value"]) == 100
+    assert {o["@odata.type"] for o in items} == {"#microsoft.graph.group"}
+    ids = {o["id"] for o in items}
+    assert set(direct) <= ids and parent not in ids

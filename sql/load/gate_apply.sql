@@ -3,7 +3,9 @@
 -- comes up is forgotten, with the decisions on it (an approved change was applied just now;
 -- a rejected one stays while Graph keeps asking for it). Every withheld or decided change is
 -- diffed again by the next incremental diff (load/state/scope.sql), so "no longer comes up"
--- is known. Statements end with a semicolon at the end of a line.
+-- is known. After a run of one person (`sync --user`, the person parameter a Graph id), only that
+-- person's withheld changes and decisions can be forgotten: nobody else was diffed.
+-- Statements end with a semicolon at the end of a line.
 INSERT INTO sync.withheld AS w (
     tenant, kind, key, label, user_id, group_id, status, reason, since, reads, last_read_at,
     held_since, updated_run)
@@ -30,6 +32,8 @@ SET label = EXCLUDED.label, user_id = EXCLUDED.user_id, group_id = EXCLUDED.grou
 SELECT set_config('enable_nestloop', 'off', true);
 DELETE FROM sync.withheld w
 WHERE w.tenant = :tenant
+  AND (CAST(:person AS text) IS NULL OR w.key = CAST(:person AS text)
+       OR right(w.key, length(CAST(:person AS text)) + 1) = '/' || CAST(:person AS text))
   AND NOT EXISTS (
       SELECT 1 FROM sync.diff_gate g
       WHERE g.run_id = :run_id AND g.kind = w.kind AND g.key = w.key
@@ -37,6 +41,8 @@ WHERE w.tenant = :tenant
                          'app_decision', 'address_in_use', 'recheck'));
 DELETE FROM sync.decisions dc
 WHERE dc.tenant = :tenant
+  AND (CAST(:person AS text) IS NULL OR dc.key = CAST(:person AS text)
+       OR right(dc.key, length(CAST(:person AS text)) + 1) = '/' || CAST(:person AS text))
   -- a decision taken while this run was under way is for the next one
   AND dc.decided_at < (SELECT r.started_at FROM sync.runs r WHERE r.id = :run_id)
   AND NOT EXISTS (

@@ -112,9 +112,11 @@ def sync(
     dry_run: bool,
     allow_mass_deactivation: bool = False,
     full_read: bool = False,
+    user: str | None = None,
 ) -> None:
     """Run the sync (or test sync) of one tenant in this process, with progress, and exit
-    with the sync's exit code when it did not succeed (see the `sync` command)."""
+    with the sync's exit code when it did not succeed (see the `sync` command); `user`: of
+    that one person only."""
     from sync_pipeline.cli.syncrun import SyncRun, cli_instance
 
     try:
@@ -129,7 +131,7 @@ def sync(
             err_console.print(f"[bold red]error:[/] {exc}", soft_wrap=True)
             raise SystemExit(EXIT_BAD_INPUT) from None
         partitions_add([tenant], cli_instance())
-        run = SyncRun(stored, dry_run, allow_mass_deactivation, full_read)
+        run = SyncRun(stored, dry_run, allow_mass_deactivation, full_read, user)
     except KeyboardInterrupt:
         err_console.print(f"interrupted before the sync of {tenant} started: nothing changed")
         raise SystemExit(EXIT_INTERRUPTED) from None

@@ -6,33 +6,12 @@ from zoneinfo import ZoneInfo
 
 import click
 from rich.markup import escape
-from rich.panel import Panel
 
 from sync_pipeline.cli.common import console, fail, handle_errors, prepare
+from sync_pipeline.cli.explainview import explanation_panel
 from sync_pipeline.core import db
 from sync_pipeline.explain import lookup as explain
 from sync_pipeline.registry import tenants
-
-
-def _render(x: explain.Explanation) -> Panel:
-    who = f"{x.display_name or '(no name)'}  [dim]UPN {x.upn or '-'} · Graph id {x.graph_id}[/]"
-    lines = [who, ""]
-    if not x.in_snapshot:
-        lines.append(
-            "[yellow]not decided yet:[/] extracted, but no transform has run since; run "
-            "`sync-pipeline sync TENANT --dry-run`"
-        )
-    elif x.included:
-        lines.append(f"[bold green]will be synced[/] as [bold]{x.email}[/]")
-        groups = ", ".join(g.label for g in x.groups) or "none"
-        lines.append(f"groups ({len(x.groups)}): {groups}")
-        lines.append(f"manager: {x.manager or x.manager_sentence or 'none'}")
-    else:
-        lines.append("[bold red]will not be synced[/], because:")
-        lines.extend(f"  • {s}" for s in x.sentences)
-    lines.extend(f"[yellow]note:[/] {escape(s)}" for s in x.unreadable)
-    lines.extend(f"[yellow]in the app:[/] {escape(s)}" for s in x.withheld)
-    return Panel("\n".join(lines), expand=False)
 
 
 @click.command("explain")
@@ -75,4 +54,4 @@ def explain_command(tenant: str, email_or_upn: str) -> None:
         f"[dim](directory read at {when.astimezone(zone):%Y-%m-%d %H:%M %Z})[/]"
     )
     for x in found:
-        console.print(_render(x))
+        console.print(explanation_panel(x))

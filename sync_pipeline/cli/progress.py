@@ -8,6 +8,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from rich.markup import escape
+
 # Step key -> the stage an operator knows it by.
 STAGES = {
     "graph_directory": "extract",
@@ -124,6 +126,11 @@ class Progress:
         users = self._extract.get("graph_users", {})
         groups = self._extract.get("graph_groups", {})
         members = self._extract.get("graph_group_members", {})
+        if users.get("mode") == "one person":
+            return (
+                f"[green]✓[/] extract  one person: {escape(str(users.get('person_upn') or ''))} "
+                f"({_n(users, 'graph_requests')} Graph requests; delta links untouched)"
+            )
         modes = {users.get("mode_users"), users.get("mode_groups")} - {None}
         mode = "/".join(sorted(str(m) for m in modes)) or "read"
         return (

@@ -6,10 +6,16 @@ from __future__ import annotations
 from typing import Any
 from zoneinfo import ZoneInfo
 
+from rich.markup import escape
+from rich.panel import Panel
 from rich.table import Table
 
 from sync_pipeline.cli.common import console
+from sync_pipeline.cli.explainview import person_steps
 from sync_pipeline.core import db
+from sync_pipeline.core.settings import TenantSettings
+from sync_pipeline.explain import lookup as explain
+from sync_pipeline.load import diff
 from sync_pipeline.load.seats import from_counts
 from sync_pipeline.registry import runs
 
@@ -56,6 +62,58 @@ def failure_message(result: Any) -> tuple[str | None, str]:
             text = text.split(prefix, 1)[1] if prefix in text else text.split(": ", 1)[-1]
             return event.step_key, " ".join(text.split())
     return None, "the run failed; open it in the UI (`sync-pipeline ui`) for the details"
+
+
+def failure_code(result: Any) -> str | None:
+    """The `code` metadata of the first failed step's dg.Failure (e.g. person_not_found)."""
+    for event in result.all_events:
+        if event.is_step_failure:
+            data = event.step_failure_data.user_failure_data
+            value = data.metadata.get("code") if data is not None else None
+            if value is not None:
+                return str(getattr(value, "value", value))
+    return None
+
+
+def _metadata(result: Any, node: str, key: str) -> dict[str, object]:
+    import dagster as dg
+
+    for mat in result.asset_materializations_for_node(node):
+        if mat.asset_key == dg.AssetKey(key):
+            return {k: getattr(v, "value", v) for k, v in mat.metadata.items()}
+    return {}
+
+
+def print_person(settings: TenantSettings, run_id: str, result: Any) -> None:
+    """`sync --user`: what was read, what the rules decided and by which setting, and the
+    changes of the person's run one by one (after the summary table)."""
+    tenant = settings.slug
+    read = _metadata(result, "graph_directory", "graph_users")
+    planned = _metadata(result, "sync_diff", "sync_diff")
+    with db.engine().connect() as conn:
+        graph_id = str(read.get("person_graph_id") or "")
+        found = [x for x in explain.lookup(conn, settings, graph_id) if x.graph_id == graph_id]
+        row = runs.by_dagster_run(conn, tenant, run_id)
+        changes = diff.diff_rows(conn, tenant, row.id, limit=200) if row else []
+    x = found[0] if found else None
+    lines = person_steps(read, x, settings)
+    if planned.get("person_deferred"):
+        lines.append(
+            "[yellow]left to the next sync[/] (the group is not in the app yet): "
+            + escape(str(planned["person_deferred"]))
+        )
+    if x is not None:
+        lines.extend(f"[yellow]in the app:[/] {escape(s)}" for s in x.withheld)
+    lines.append("changes of this run" + (":" if changes else ": none"))
+    lines.extend(
+        f"  {c['entity']} {c['action']}: {escape(str(c['who / what']))}"
+        + (f"  {escape(str(c['before']))} → {escape(str(c['after']))}" if c["after"] else "")
+        for c in changes
+    )
+    console.print(Panel("\n".join(lines), title=f"{tenant}: one person", expand=False))
+    console.print(
+        "[dim]Nobody else was changed; the next sync of the tenant reads the rest as usual.[/]"
+    )
 
 
 def print_summary(tenant: str, run_id: str, dry_run: bool, zone: ZoneInfo) -> None:

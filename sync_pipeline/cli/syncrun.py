@@ -20,6 +20,7 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 from sync_pipeline.cli.common import (
+    EXIT_BAD_INPUT,
     EXIT_FAILED,
     EXIT_INTERRUPTED,
     EXIT_REFUSED,
@@ -27,7 +28,12 @@ from sync_pipeline.cli.common import (
     options,
 )
 from sync_pipeline.cli.progress import APPLY_STEP, Progress, stage
-from sync_pipeline.cli.syncoutput import failure_message, print_summary
+from sync_pipeline.cli.syncoutput import (
+    failure_code,
+    failure_message,
+    print_person,
+    print_summary,
+)
 from sync_pipeline.core import config, db
 from sync_pipeline.registry import runlimits, runs
 from sync_pipeline.registry.tenants import StoredTenant
@@ -90,26 +96,36 @@ class SyncRun:
     """
 
     def __init__(
-        self, stored: StoredTenant, dry_run: bool, allow_mass_deactivation: bool, full_read: bool
+        self,
+        stored: StoredTenant,
+        dry_run: bool,
+        allow_mass_deactivation: bool,
+        full_read: bool,
+        user: str | None = None,
     ) -> None:
         from sync_pipeline.definitions import defs
-        from sync_pipeline.defs.extract import FULL_READ_TAG
+        from sync_pipeline.defs.extract import FULL_READ_TAG, PERSON_TAG
 
         self.tenant, self.stored, self.dry_run = stored.settings.slug, stored, dry_run
         self.tags = {
             "tenant": self.tenant,
             "trigger": "test" if dry_run else "manual",
             **({FULL_READ_TAG: "true"} if full_read else {}),
+            **({PERSON_TAG: user} if user else {}),
         }
+        self.user = user
         self.job = defs.resolve_job_def("test_sync" if dry_run else "sync")
         # Dagster's own log lines (ERROR and tracebacks) only with -v: failures are told below
         # in one line. CRITICAL: Dagster logs nothing at that level.
         level = "DEBUG" if options.verbose else "CRITICAL"
         self.run_config: dict[str, Any] = {"loggers": {"console": {"config": {"log_level": level}}}}
+        self.run_config["ops"] = {}
         if not dry_run:
-            self.run_config["ops"] = {
-                "app_directory": {"config": {"allow_mass_deactivation": allow_mass_deactivation}}
+            self.run_config["ops"]["app_directory"] = {
+                "config": {"allow_mass_deactivation": allow_mass_deactivation}
             }
+        if user:
+            self.run_config["ops"]["graph_directory"] = {"config": {"user": user}}
         if not options.verbose:
             logging.getLogger("urllib3").setLevel(logging.ERROR)  # retries show in metadata
         self.instance = cli_instance()
@@ -169,6 +185,8 @@ class SyncRun:
         if not result.success:
             self._report_failure(result)
         print_summary(self.tenant, self.run_id, self.dry_run, self._zone())
+        if self.user:
+            print_person(self.stored.settings, self.run_id, result)
 
     def _on_sigint(self, signum: int, frame: Any) -> None:
         # Only counted here: the main loop acts on it, outside any database call.
@@ -302,6 +320,8 @@ class SyncRun:
 
     def _report_failure(self, result: Any) -> None:
         message = self._print_failure(result)
+        if failure_code(result) == "person_not_found":  # bad input: who to sync
+            raise SystemExit(EXIT_BAD_INPUT)
         refused = "--allow-mass-deactivation" in message
         raise SystemExit(EXIT_REFUSED if refused else EXIT_FAILED)
 

@@ -14,6 +14,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 
 import dagster as dg
+from pydantic import Field
 
 from sync_pipeline.core import db
 from sync_pipeline.defs import metadata
@@ -21,12 +22,14 @@ from sync_pipeline.defs.partitions import tenant_partitions
 from sync_pipeline.defs.resources import Database, Graph
 from sync_pipeline.defs.stopping import stop_checker, stop_if_asked, test_pause
 from sync_pipeline.extract.extraction import extract
+from sync_pipeline.extract.person import PersonNotFound, PersonRead, read_person
 from sync_pipeline.extract.staging import COLUMNS, GraphDataError
 from sync_pipeline.graph import CredentialError, GraphAuthError, GraphError, health
 from sync_pipeline.graph.health import MissingPermission
 from sync_pipeline.registry import staleness
 
 FULL_READ_TAG = "sync_pipeline/full_read"
+PERSON_TAG = "sync_pipeline/person"  # a run of one person: whom (the UI's run list shows it)
 GRAPH_RETRY = dg.RetryPolicy(
     max_retries=2, delay=5, backoff=dg.Backoff.EXPONENTIAL, jitter=dg.Jitter.PLUS_MINUS
 )
@@ -72,6 +75,19 @@ def graph_failures() -> Iterator[None]:
         ) from None
     except (GraphDataError, CredentialError) as exc:
         raise dg.Failure(str(exc), allow_retries=False) from None
+    except PersonNotFound as exc:
+        raise dg.Failure(
+            str(exc), allow_retries=False, metadata={"code": "person_not_found"}
+        ) from None
+
+
+class ExtractConfig(dg.Config):
+    user: str = Field(
+        default="",
+        description="Sync only this person now (UPN, mail address or Graph id): their row, "
+        "manager and direct groups are read from Graph and applied by the tenant's rules; "
+        "nobody else changes and the delta links stay where they are. Empty: the whole tenant.",
+    )
 
 
 def unreadable_lines(groups: dict[str, dict[str, object]]) -> list[str]:
@@ -107,13 +123,22 @@ def _previous_read(previous: dt.datetime | None, zone: str) -> metadata.Metadata
     name="graph_directory",
 )
 def graph_directory(
-    context: dg.AssetExecutionContext, database: Database, graph: Graph
+    context: dg.AssetExecutionContext, config: ExtractConfig, database: Database, graph: Graph
 ) -> Iterator[dg.MaterializeResult]:
     """The tenant's directory read from Graph into staging.*: users, groups, memberships,
     subscribed SKUs and managers, incrementally through delta queries when a link is kept."""
     stop_if_asked(context)
     tenant, started = context.partition_key, time.monotonic()
     full = context.run.tags.get(FULL_READ_TAG, "").lower() == "true"
+    if config.user.strip():
+        if full:
+            raise dg.Failure(
+                f"tenant {tenant}: a run of one person (user {config.user.strip()!r}) cannot "
+                "also be a full read; launch one or the other",
+                allow_retries=False,
+            )
+        yield from _one_person(context, database, graph, config.user, started)
+        return
     with graph_failures():
         settings = database.tenant_settings(tenant)
         client = graph.client(settings)
@@ -166,6 +191,47 @@ def graph_directory(
         elif key == "graph_groups":
             meta |= {k: v for k, v in result.changes.items() if k.startswith("groups_")}
         yield dg.MaterializeResult(asset_key=key, metadata={**meta, **common})
+
+
+def _one_person(
+    context: dg.AssetExecutionContext,
+    database: Database,
+    graph: Graph,
+    who: str,
+    started: float,
+) -> Iterator[dg.MaterializeResult]:
+    """`sync --user`: the one person read into staging (extract/person.py), nothing else."""
+    tenant = context.partition_key
+    with graph_failures():
+        settings = database.tenant_settings(tenant)
+        client = graph.client(settings)
+        if client.delegated is not None:
+            client.delegated.engine = database.engine()
+        health.require_permissions(client)
+        with database.engine().begin() as conn, db.tenant_lock(conn, tenant):
+            read = read_person(client, conn, tenant, who)
+    context.log.info(f"extract {tenant}: one person {person_line(read)}")
+    common: metadata.Metadata = {
+        "mode": "one person",
+        **read.metadata(),
+        **client.stats.as_metadata(),
+        "seconds": round(time.monotonic() - started, 3),
+    }
+    for key in TABLES:
+        yield dg.MaterializeResult(asset_key=key, metadata=common)
+
+
+def person_line(read: PersonRead) -> str:
+    """What the one-person read found, in a line (the run's log)."""
+    parts = [
+        f"{read.upn or read.graph_id} ({'new' if read.new else 'known'}, "
+        f"{'enabled' if read.enabled else 'disabled'})",
+        f"manager {read.manager_id or 'none'}",
+        f"groups joined {read.joined or 'none'}, left {read.left or 'none'}",
+    ]
+    if read.unknown_groups:
+        parts.append(f"{len(read.unknown_groups)} group(s) not read yet (the next sync)")
+    return "; ".join(parts)
 
 
 extract_assets = [graph_directory]

@@ -179,6 +179,25 @@ class _Directory(_Delta, _Subscriptions):
                 **_project_user(tenant.users[mid], select),
             }
             return _json_resp(200, body)
+        if len(parts) == 3 and parts[2] == "memberOf":
+            # user-list-memberof.md: the groups (directory roles, administrative units) the
+            # user is a direct member of, pages of 100 by default, 999 at most. A group whose
+            # members the app may not list (hidden membership without Member.Read.Hidden) is
+            # left out without an error, as Graph is known to do (permissions.py).
+            uid = user["id"]
+            ids = [g for g in tenant.member_of(uid) if not self._members_hidden(tenant, g)]
+            select = _select(opts, GROUP_PROPS | {"displayName"})
+            return self._list(
+                ids,
+                opts,
+                headers,
+                base,
+                f"users/{uid}/memberOf",
+                lambda oid: self._render_member(tenant, oid, select),
+                f"{base}/v1.0/$metadata#directoryObjects",
+                False,
+                tenant,
+            )
         if len(parts) == 3 and parts[2] == "licenseDetails":
             skus = {s["skuId"]: s for s in tenant.skus}
             value = []

@@ -92,6 +92,18 @@ class _TenantState:
     def member_list(self, gid: str) -> list[str]:
         return self.cached(("members", gid), lambda: list(self.members[gid]))
 
+    def member_of(self, oid: str) -> list[str]:
+        """The groups `oid` is a direct member of (`/users/{id}/memberOf`)."""
+
+        def build() -> dict[str, list[str]]:
+            index: dict[str, list[str]] = {}
+            for gid, members in self.members.items():
+                for mid in members:
+                    index.setdefault(mid, []).append(gid)
+            return index
+
+        return list(self.cached("member_of", build).get(oid, ()))
+
     def transitive(self, gid: str) -> list[str]:
         def build() -> list[str]:
             seen: dict[str, None] = {}

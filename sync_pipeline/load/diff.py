@@ -78,6 +78,8 @@ class DiffPath:
     verified: str = ""
     mismatches: tuple[tuple[str, str, str], ...] = ()  # (change, key, side), the first ones
     mismatch_count: int = 0
+    # a run of one person: their adds to groups the app does not hold yet, left to the next sync
+    deferred: tuple[str, ...] = ()
 
     def metadata(self) -> dict[str, str | int]:
         return {
@@ -125,6 +127,7 @@ def compute_diff_path(
     incremental: bool | None = None,
     verify: bool = False,
     allow_mass_deactivation: bool = False,
+    person: str | None = None,
 ) -> tuple[dict[str, int], DiffPath]:
     """compute_diff, over only the users whose rows in the snapshot or in app.* changed since
     the last applied diff (sync.diff_dirty, migration 015) when that is safe (`_full_reason`);
@@ -134,7 +137,11 @@ def compute_diff_path(
     `verify` (a whole verification, due every full_verification_days): after the incremental
     diff, the whole one is computed for the same run and the two compared row for row. The
     whole diff is kept; on a mismatch the diff state is forgotten (the next diff is whole) and
-    the DiffPath names the differing rows; the caller blocks the apply."""
+    the DiffPath names the differing rows; the caller blocks the apply.
+
+    `person` (a Graph id: `sync --user`): the diff of that one person alone, by the same
+    statements (load/state/scope_person.sql), less every row about anyone or anything else
+    (load/person_only.sql); no key is consumed, so the next sync diffs the rest as before."""
     params: dict[str, object] = {
         "tenant": tenant,
         "run_id": run_id,
@@ -152,6 +159,9 @@ def compute_diff_path(
             name,
         )
     unreadable = bool(conn.execute(db.q("load/state/unreadable"), params).scalar_one())
+    if person is not None:
+        return _person_diff(conn, settings, params | {"person": person}, int(active), fp,
+                            unreadable, len(missing), allow_mass_deactivation)  # fmt: skip
     wanted = INCREMENTAL if incremental is None else incremental
     reason = _full_reason(conn, settings, fp, unreadable) if wanted else "asked"
     # the change set is remembered either way (the apply consumes it); the users it reaches
@@ -183,14 +193,58 @@ def compute_diff_path(
             "users_considered": path.users_considered,
         },
     )
+    return _planned(conn, params, withheld, int(active), len(missing)), path
+
+
+def _planned(
+    conn: sa.Connection,
+    params: dict[str, object],
+    withheld: dict[str, int],
+    active: int,
+    missing: int,
+) -> dict[str, int]:
+    """The plan's counts (what the gate withheld included), recorded with the run."""
     counts = dict.fromkeys(COUNT_KEYS, 0)
     counts |= dict(conn.execute(db.q("load/diff_counts"), params).all())
     counts |= withheld
     counts["active_users"] = active
-    counts["group_mapping_missing"] = len(missing)
+    counts["group_mapping_missing"] = missing
     counts = {k: int(v) for k, v in counts.items()}
-    runs.set_planned(conn, run_id, counts)
-    return counts, path
+    runs.set_planned(conn, int(str(params["run_id"])), counts)
+    return counts
+
+
+def _person_diff(
+    conn: sa.Connection,
+    settings: TenantSettings,
+    params: dict[str, object],
+    active: int,
+    fp: str,
+    unreadable: bool,
+    missing: int,
+    allow_mass_deactivation: bool,
+) -> tuple[dict[str, int], DiffPath]:
+    """compute_diff_path for one person (see there)."""
+    run_script(conn, "load/state/scope_person", params)
+    run_script(conn, "load/diff", params | {"incremental": True})
+    deferred = tuple(str(r[0]) for r in conn.execute(db.q("load/person_only"), params))
+    run_id = int(str(params["run_id"]))
+    withheld = gate.classify(
+        conn, settings, run_id, active, allow_mass_deactivation=allow_mass_deactivation
+    )
+    path = DiffPath("person", "", 1, deferred=deferred)
+    conn.execute(
+        db.q("load/state/plan"),
+        params
+        | {
+            "path": path.path,
+            "full_reason": "",
+            "fingerprint": fp,
+            "unreadable": unreadable,
+            "users_considered": 1,
+        },
+    )
+    return _planned(conn, params, withheld, active, missing), path
 
 
 def _verify(conn: sa.Connection, params: dict[str, object], path: DiffPath) -> DiffPath:
@@ -266,13 +320,18 @@ def planned_diff(
     ), True
 
 
-def apply_diff(conn: sa.Connection, tenant: str, run_id: int) -> dict[str, int]:
+def apply_diff(
+    conn: sa.Connection, tenant: str, run_id: int, *, person: str | None = None
+) -> dict[str, int]:
     """Apply exactly run_id's stored diff rows, one set-wise statement per entity/action,
     and record each applied change with its before and after values in sync.changes.
 
     Runs inside the caller's transaction; the caller holds `db.tenant_lock` and commits or
     rolls back, so the audit is written if and only if the changes are. Returns the rows
     each step actually changed.
+
+    `person` (a Graph id: a run of one person, compute_diff_path): the gate's memory changes
+    for that person alone, and no dirty key is consumed (the next diff looks at them all).
     """
     params = {"tenant": tenant, "run_id": run_id}
     # the apply's own writes bring keys in line with the snapshot: not recorded as changes
@@ -288,8 +347,9 @@ def apply_diff(conn: sa.Connection, tenant: str, run_id: int) -> dict[str, int]:
             counts[key] = counts.get(key, 0) + (done[-1] if done else 0)
     # the managers of the users this run created were set by their INSERT (apply_user_create)
     counts["manager_set"] += conn.execute(db.q("load/managers_set_at_create"), params).scalar_one()
-    gate.remember(conn, tenant, run_id)  # what was withheld, for the next sync's gate
-    run_script(conn, "load/state/consume", params)
+    gate.remember(conn, tenant, run_id, person=person)  # for the next sync's gate
+    if person is None:
+        run_script(conn, "load/state/consume", params)
     conn.execute(db.q("load/state/writer"), {"writer": ""})
     db.analyze_after_writes(
         conn,

@@ -116,9 +116,10 @@ def counts(conn: sa.Connection, tenant: str, run_id: int) -> dict[str, int]:
     return out
 
 
-def remember(conn: sa.Connection, tenant: str, run_id: int) -> None:
-    """After an apply, in its transaction: sync.withheld and sync.decisions follow the run."""
-    run_script(conn, "load/gate_apply", {"tenant": tenant, "run_id": run_id})
+def remember(conn: sa.Connection, tenant: str, run_id: int, *, person: str | None = None) -> None:
+    """After an apply, in its transaction: sync.withheld and sync.decisions follow the run;
+    after a run of one person (`person`, a Graph id), only what concerns that person."""
+    run_script(conn, "load/gate_apply", {"tenant": tenant, "run_id": run_id, "person": person})
 
 
 class NothingToDecide(LookupError):

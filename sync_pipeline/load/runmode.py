@@ -35,10 +35,21 @@ def counts_toward_quarantine(job_name: str) -> bool:
     return not is_dry_run(job_name)
 
 
+def _step_config(run_config: Mapping[str, Any] | None, step: str) -> Mapping[str, Any]:
+    ops = (run_config or {}).get("ops")
+    found = ops.get(step) if isinstance(ops, Mapping) else None
+    config = found.get("config") if isinstance(found, Mapping) else None
+    return config if isinstance(config, Mapping) else {}
+
+
+def person(run_config: Mapping[str, Any] | None) -> str | None:
+    """The one person a run syncs (graph_directory's `user`: the CLI's `sync --user`, or the
+    UI's launchpad), or None for a sync of the whole tenant."""
+    who = _step_config(run_config, "graph_directory").get("user")
+    return (who.strip() or None) if isinstance(who, str) else None
+
+
 def allows_mass_deactivation(run_config: Mapping[str, Any] | None) -> bool:
     """Whether a run's config sets app_directory's allow_mass_deactivation (the CLI's
     `--allow-mass-deactivation`, or the UI's launchpad)."""
-    ops = (run_config or {}).get("ops")
-    step = ops.get("app_directory") if isinstance(ops, Mapping) else None
-    config = step.get("config") if isinstance(step, Mapping) else None
-    return isinstance(config, Mapping) and bool(config.get("allow_mass_deactivation", False))
+    return bool(_step_config(run_config, "app_directory").get("allow_mass_deactivation", False))

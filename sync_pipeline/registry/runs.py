@@ -46,6 +46,11 @@ def set_planned(conn: sa.Connection, run_id: int, counts: dict[str, int]) -> Non
     conn.execute(db.q("runs/set_planned"), {"id": run_id, "planned": json.dumps(counts)})
 
 
+def set_person(conn: sa.Connection, run_id: int, person: str) -> None:
+    """Mark run_id as a run of one person (`sync --user`), by the address or id asked."""
+    conn.execute(db.q("runs/set_person"), {"run_id": run_id, "person": person})
+
+
 def planned(conn: sa.Connection, run_id: int) -> dict[str, int] | None:
     """The counts of the diff computed for run_id, or None when none was computed."""
     value = conn.execute(db.q("runs/planned"), {"id": run_id}).scalar_one_or_none()
