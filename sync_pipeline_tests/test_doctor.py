@@ -9,6 +9,7 @@ import json
 
 import dagster as dg
 import pytest
+import sqlalchemy as sa
 
 from sync_pipeline.defs.alerts import examine_and_alert
 from sync_pipeline.defs.resources import Database
@@ -149,3 +150,30 @@ def test_expiry_alerts_go_to_ops_and_the_admin_once_per_threshold(
     # examined about daily, not at every tick
     examine_and_alert(database, now + dt.timedelta(days=4, hours=1), only=[tenant])
     assert len(sent_to()) == len(first) + len(later)
+
+
+def test_a_tenant_whose_sign_in_host_is_down_never_stops_the_others_checks(
+    engine, doc, fake, tenant, database_url, smtp_server, monkeypatch
+):
+    """msal looks the authority up as the client is made: a closed port used to raise out of
+    the health sensor's tick, and no tenant after it was examined."""
+    monkeypatch.setenv("OPS_ALERT_EMAIL", "ops@d.test")
+    now = dt.datetime.now(dt.UTC)
+    down = f"{tenant}-down"
+    register_tenant(
+        engine, down, doc, fake, graph_base_url="https://127.0.0.1:9",
+        authority_host="https://127.0.0.1:9",
+    )  # fmt: skip
+    register_tenant(
+        engine, tenant, doc, fake, admin_email="it@d.test",
+        client_secret_expires_at=(now + dt.timedelta(days=10)).isoformat(),
+    )  # fmt: skip
+    examined, sent = examine_and_alert(Database(url=database_url), now, only=[down, tenant])
+    assert (examined, sent) == (2, 2)
+    with engine.connect() as conn:
+        status, found = conn.execute(
+            sa.text("SELECT status, findings FROM sync.health_checks WHERE tenant = :t"),
+            {"t": down},
+        ).one()
+    assert status == health.FAIL
+    assert [f["check"] for f in found] == ["sign-in"] and "did not answer" in found[0]["detail"]

@@ -4,6 +4,7 @@ sign-in was refused or whose app lacks a permission, at its first failure; a dai
 check of every tenant's credential warns before it expires."""
 
 import datetime as dt
+import logging
 import time
 
 import dagster as dg
@@ -17,6 +18,8 @@ from sync_pipeline.load import runmode
 from sync_pipeline.registry import health as health_state
 from sync_pipeline.registry import quarantine, tenants
 from sync_pipeline.report import alerts, mail
+
+log = logging.getLogger(__name__)
 
 
 def describe_failure(context: dg.RunFailureSensorContext) -> alerts.FailedSync:
@@ -107,9 +110,20 @@ def examine_and_alert(
         if settings.fake_tenant:  # the demo's in-process fake: no credential to expire
             findings = [health.Finding("credential", health.OK, "the bundled demo tenant")]
         else:
-            findings = health.examine(
-                settings, hidden_groups=hidden, refreshed_at=refreshed_at, now=now
-            )
+            try:
+                findings = health.examine(
+                    settings, hidden_groups=hidden, refreshed_at=refreshed_at, now=now
+                )
+            except Exception as exc:  # one tenant's surprise never stops the others' checks
+                log.exception("tenant %s: the health check failed", slug)
+                findings = [
+                    health.Finding(
+                        "health check",
+                        health.FAIL,
+                        f"the check itself failed ({type(exc).__name__}); "
+                        f"`sync-pipeline doctor {slug}` shows the details",
+                    )
+                ]
         with engine.begin() as conn:
             health_state.record(conn, slug, now, findings)
             for finding in findings:

@@ -290,9 +290,13 @@ def examine(
     now = now or dt.datetime.now(dt.UTC)
     findings: list[Finding] = []
     try:
+        # msal looks the authority up as the client is made: a sign-in host that does not
+        # answer fails here, before any token is asked for
         client = client or GraphClient(settings, shared_tokens=False, connect_retries=0)
     except CredentialError as exc:
         return [Finding("credential", FAIL, str(exc))]
+    except OSError as exc:  # requests' errors
+        return [_unanswered(settings, exc)]
     try:
         if settings.auth_mode == "delegated":
             findings.append(refresh_finding(refreshed_at, now))
@@ -305,14 +309,7 @@ def examine(
             findings.append(Finding("sign-in", FAIL, str(exc)))
             token = None
         except OSError as exc:  # requests' errors: the sign-in host did not answer
-            findings.append(
-                Finding(
-                    "sign-in",
-                    FAIL,
-                    f"{settings.authority_host} did not answer ({type(exc).__name__}): check "
-                    "authority_host and this machine's network",
-                )
-            )
+            findings.append(_unanswered(settings, exc))
             token = None
         if token is not None:
             findings.append(Finding("sign-in", OK, f"a token from {settings.authority_host}"))
@@ -324,6 +321,15 @@ def examine(
     finally:
         client.close()
     return findings
+
+
+def _unanswered(settings: TenantSettings, exc: OSError) -> Finding:
+    return Finding(
+        "sign-in",
+        FAIL,
+        f"{settings.authority_host} did not answer ({type(exc).__name__}): check "
+        "authority_host and this machine's network",
+    )
 
 
 def worst(findings: list[Finding]) -> str:
