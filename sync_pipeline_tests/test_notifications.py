@@ -704,3 +704,25 @@ def test_a_dropped_database_connection_costs_no_notification(
     assert post(receiver, receiver_tls[0], json=body).status_code == 202
     (mark,) = dirty_marks(engine, tenant_slug)
     assert mark.notifications == 2
+
+
+def test_health_answers_without_the_database_and_notifications_get_503(
+    receiver_tls, engine, tenant_slug
+) -> None:
+    """GET /healthz (the compose and Kubernetes probes) never touches the database: with the
+    database unreachable the receiver stays in service and answers Graph 503 (Graph retries)
+    instead of being taken out by its probe."""
+    from sync_pipeline.core import db
+
+    ca, cert, key = receiver_tls
+    nowhere = f"postgresql://postgres@127.0.0.1:{free_port()}/postgres"  # nothing listens
+    sub_id, client_state = subscribe(engine, tenant_slug)
+    with Receiver(lambda: db.engine(nowhere), certfile=cert, keyfile=key) as down:
+        health = f"{down.url.removesuffix('/notifications')}/healthz"
+        with requests.Session() as session:
+            session.trust_env, session.verify = False, str(ca)
+            answer = session.get(health, timeout=10)
+        assert (answer.status_code, answer.text) == (200, "ok")
+        body = {"value": [change(sub_id, client_state)]}
+        assert post(down, ca, json=body).status_code == 503
+    assert dirty_marks(engine, tenant_slug) == []
