@@ -1,7 +1,8 @@
 # syntax=docker/dockerfile:1
-# One image for the code server, the webserver and the daemon (as Dagster's deploy_docker
-# example does), holding nothing but the installed wheel: the install that CI tests from an
-# empty folder, and the processes sync_pipeline_tests/test_topology.py runs. The webserver and
+# One image for the code server, the webserver, the daemon (as Dagster's deploy_docker
+# example does) and the receiver of Graph change notifications, holding nothing but the
+# installed wheel: the install that CI tests from an empty folder, and the processes
+# sync_pipeline_tests/test_topology.py runs. The webserver and
 # the daemon need the package too: dagster.yaml's storage is sync_pipeline.core.instance.
 # Build and run: docs/operations.md, "Deployment" (deploy/compose.yaml).
 
@@ -30,7 +31,8 @@ RUN useradd --system --create-home --home-dir /opt/dagster dagster \
 COPY deploy/workspace.yaml /opt/dagster/workspace.yaml
 USER dagster
 WORKDIR /opt/dagster
-EXPOSE 3000 4000
-# The code server by default; compose runs the webserver and the daemon from the same image.
+EXPOSE 3000 4000 8000
+# The code server by default; compose runs the webserver, the daemon and the receiver
+# (`sync-pipeline notifications serve`, port 8000) from the same image.
 CMD ["dagster", "code-server", "start", "-m", "sync_pipeline.definitions", \
      "-h", "0.0.0.0", "-p", "4000", "--location-name", "sync_pipeline"]

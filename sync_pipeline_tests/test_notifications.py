@@ -17,23 +17,16 @@ from pathlib import Path
 import pytest
 import requests
 import sqlalchemy as sa
-import trustme
 
 from sync_pipeline.notifications import state
 from sync_pipeline.notifications.server import Receiver
+from sync_pipeline_tests.support import loopback
 
 
 @pytest.fixture(scope="module")
 def receiver_tls(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path, Path]:
     """(CA file, certificate, key) for a receiver on 127.0.0.1."""
-    folder = tmp_path_factory.mktemp("receiver-tls")
-    ca = trustme.CA(organization_name="sync-pipeline test receiver")
-    cert = ca.issue_cert("127.0.0.1", "localhost")
-    ca_file, cert_file, key_file = folder / "ca.pem", folder / "cert.pem", folder / "key.pem"
-    ca_file.write_bytes(ca.cert_pem.bytes())
-    cert_file.write_bytes(b"".join(b.bytes() for b in cert.cert_chain_pems))
-    key_file.write_bytes(cert.private_key_pem.bytes())
-    return ca_file, cert_file, key_file
+    return loopback.receiver_tls(tmp_path_factory.mktemp("receiver-tls"))
 
 
 @pytest.fixture(scope="module")
@@ -601,3 +594,135 @@ def test_a_subscription_needs_the_permission_to_read_its_resource(
     done = keep_subscriptions(Database(url=database_url), dt.datetime.now(dt.UTC))
     assert tenant_slug not in done.failed
     assert set(stored(engine, tenant_slug)) == {"users", "groups"}
+
+
+def test_sigterm_lets_a_notification_in_flight_finish(
+    receiver_tls, database_url, engine, tenant_slug
+) -> None:
+    """A rollout's SIGTERM while a POST is being recorded: the receiver stops accepting, the
+    request in flight commits and is answered 202, then the process exits (Graph retries
+    only what got no answer)."""
+    import os
+    import signal
+    import subprocess
+    import sys
+    import threading
+
+    from sync_pipeline_tests.support.waiting import wait_until
+
+    ca, cert, key = receiver_tls
+    sub_id, client_state = subscribe(engine, tenant_slug)
+    with engine.begin() as conn:
+        state.mark_dirty(conn, tenant_slug, dt.datetime.now(dt.UTC), "notification")
+    port = free_port()
+    args = ["notifications", "serve", "--port", str(port), "--tls-cert", str(cert)]
+    child = subprocess.Popen(
+        [sys.executable, "-m", "sync_pipeline.cli", *args, "--tls-key", str(key)],
+        env={**os.environ, "DATABASE_URL": database_url},
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    lines: list[str] = []
+    reader = threading.Thread(target=lambda: lines.extend(iter(child.stdout.readline, "")))
+    reader.start()
+    url = f"https://127.0.0.1:{port}/notifications"
+    answers: list[requests.Response | BaseException] = []
+
+    def notify() -> None:
+        try:
+            answers.append(post(None, ca, url, json={"value": [change(sub_id, client_state)]}))
+        except requests.RequestException as exc:
+            answers.append(exc)
+
+    def up() -> bool:
+        assert child.poll() is None, "".join(lines)
+        try:
+            with requests.Session() as s:
+                s.trust_env, s.verify = False, str(ca)
+                return s.get(f"https://127.0.0.1:{port}/healthz", timeout=2).ok
+        except requests.RequestException:
+            return False
+
+    blocker = engine.connect()
+    try:
+        wait_until(up, 60, "the receiver to listen")
+        held = blocker.begin()
+        blocker.execute(  # the tenant's mark, locked: the receiver's write waits for it
+            sa.text("SELECT 1 FROM sync.dirty_tenants WHERE tenant = :t FOR UPDATE"),
+            {"t": tenant_slug},
+        )
+        sender = threading.Thread(target=notify)
+        sender.start()
+        blocked = sa.text(
+            "SELECT count(*) FROM pg_stat_activity WHERE :me = ANY(pg_blocking_pids(pid))"
+        )
+        me = blocker.execute(sa.text("SELECT pg_backend_pid()")).scalar_one()
+        with engine.connect() as probe:
+            wait_until(
+                lambda: probe.execute(blocked, {"me": me}).scalar_one(), 30, "the write to wait"
+            )
+        child.send_signal(signal.SIGTERM)
+        wait_until(lambda: any("Shutting down" in line for line in lines), 30, "the shutdown")
+        assert child.poll() is None and not answers  # still answering the one in flight
+        held.commit()
+        sender.join(timeout=30)
+        child.wait(timeout=30)
+    finally:
+        blocker.close()
+        if child.poll() is None:
+            child.kill()
+        reader.join(timeout=10)
+    output = "".join(lines)
+    assert child.returncode in (0, -signal.SIGTERM), output
+    (answer,) = answers
+    assert isinstance(answer, requests.Response) and answer.status_code == 202, answer
+    (mark,) = dirty_marks(engine, tenant_slug)
+    assert mark.notifications == 2  # the one before, and the one in flight
+    assert "Finished server process" in output
+
+
+def test_a_dropped_database_connection_costs_no_notification(
+    receiver, receiver_tls, engine, tenant_slug
+) -> None:
+    """A failover or a restart of Postgres drops the receiver's pooled connections: the next
+    POST reconnects (the pool pings first) instead of answering 503 with a dead one."""
+    sub_id, client_state = subscribe(engine, tenant_slug)
+    body = {"value": [change(sub_id, client_state)]}
+    assert post(receiver, receiver_tls[0], json=body).status_code == 202
+    outside = sa.create_engine(engine.url, poolclass=sa.pool.NullPool)  # not of the pool
+    with outside.connect() as conn:
+        dropped = conn.execute(
+            sa.text(
+                "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity "
+                "WHERE datname = current_database() AND pid <> pg_backend_pid() "
+                "AND backend_type = 'client backend'"
+            )
+        ).scalar_one()
+    outside.dispose()
+    assert dropped >= 1  # every pooled connection, the receiver's among them
+    assert post(receiver, receiver_tls[0], json=body).status_code == 202
+    (mark,) = dirty_marks(engine, tenant_slug)
+    assert mark.notifications == 2
+
+
+def test_health_answers_without_the_database_and_notifications_get_503(
+    receiver_tls, engine, tenant_slug
+) -> None:
+    """GET /healthz (the compose and Kubernetes probes) never touches the database: with the
+    database unreachable the receiver stays in service and answers Graph 503 (Graph retries)
+    instead of being taken out by its probe."""
+    from sync_pipeline.core import db
+
+    ca, cert, key = receiver_tls
+    nowhere = f"postgresql://postgres@127.0.0.1:{free_port()}/postgres"  # nothing listens
+    sub_id, client_state = subscribe(engine, tenant_slug)
+    with Receiver(lambda: db.engine(nowhere), certfile=cert, keyfile=key) as down:
+        health = f"{down.url.removesuffix('/notifications')}/healthz"
+        with requests.Session() as session:
+            session.trust_env, session.verify = False, str(ca)
+            answer = session.get(health, timeout=10)
+        assert (answer.status_code, answer.text) == (200, "ok")
+        body = {"value": [change(sub_id, client_state)]}
+        assert post(down, ca, json=body).status_code == 503
+    assert dirty_marks(engine, tenant_slug) == []
