@@ -45,13 +45,15 @@ def changes(counts: dict[str, int]) -> dict[str, int]:
 
 
 def app_users(conn: sa.Connection, tenant: str) -> dict[str, tuple]:
-    """email -> (external_id, is_active, source, display_name, manager's email)."""
+    """email -> (external_id, is_active, source, display_name, manager's email). An address
+    held by a deactivated row and an active one (a leaver's address given to a newcomer)
+    maps to the active row: rows come inactive first, so the active one is kept."""
     rows = conn.execute(
         sa.text(
             "SELECT u.email, u.external_id, u.is_active, u.source, u.display_name,"
             " u.deactivated_at IS NOT NULL AS deactivated, m.email AS manager"
             " FROM app.users u LEFT JOIN app.users m ON m.id = u.manager_id"
-            " WHERE u.tenant = :t"
+            " WHERE u.tenant = :t ORDER BY u.is_active, u.id"
         ),
         {"t": tenant},
     ).all()
