@@ -17,6 +17,7 @@ import dagster as dg
 from pydantic import Field
 
 from sync_pipeline.core import db
+from sync_pipeline.core.settings import TenantSettings
 from sync_pipeline.defs import metadata
 from sync_pipeline.defs.partitions import tenant_partitions
 from sync_pipeline.defs.resources import Database, Graph
@@ -24,7 +25,7 @@ from sync_pipeline.defs.stopping import stop_checker, stop_if_asked, test_pause
 from sync_pipeline.extract.extraction import extract
 from sync_pipeline.extract.person import PersonNotFound, PersonRead, read_person
 from sync_pipeline.extract.staging import COLUMNS, GraphDataError
-from sync_pipeline.graph import CredentialError, GraphAuthError, GraphError, health
+from sync_pipeline.graph import CredentialError, GraphAuthError, GraphClient, GraphError, health
 from sync_pipeline.graph.health import MissingPermission
 from sync_pipeline.registry import staleness
 
@@ -140,13 +141,7 @@ def graph_directory(
         yield from _one_person(context, database, graph, config.user, started)
         return
     with graph_failures():
-        settings = database.tenant_settings(tenant)
-        client = graph.client(settings)
-        if client.delegated is not None:
-            client.delegated.engine = database.engine()
-        # a permission the read needs is missing from the token: fail now, naming it and the
-        # setting that needs it, not at the first 403 halfway through the read
-        health.require_permissions(client)
+        settings, client = _ready_client(database, graph, tenant)
         with database.engine().begin() as conn, db.tenant_lock(conn, tenant):
             previous = staleness.last_read(conn, tenant)
             test_pause("extract")
@@ -193,6 +188,20 @@ def graph_directory(
         yield dg.MaterializeResult(asset_key=key, metadata={**meta, **common})
 
 
+def _ready_client(
+    database: Database, graph: Graph, tenant: str
+) -> tuple[TenantSettings, GraphClient]:
+    """The tenant's settings and a Graph client whose token holds every permission the
+    settings need: a missing one fails now, naming it and the setting that needs it, not at
+    the first 403 halfway through the read."""
+    settings = database.tenant_settings(tenant)
+    client = graph.client(settings)
+    if client.delegated is not None:
+        client.delegated.engine = database.engine()
+    health.require_permissions(client)
+    return settings, client
+
+
 def _one_person(
     context: dg.AssetExecutionContext,
     database: Database,
@@ -203,11 +212,7 @@ def _one_person(
     """`sync --user`: the one person read into staging (extract/person.py), nothing else."""
     tenant = context.partition_key
     with graph_failures():
-        settings = database.tenant_settings(tenant)
-        client = graph.client(settings)
-        if client.delegated is not None:
-            client.delegated.engine = database.engine()
-        health.require_permissions(client)
+        _, client = _ready_client(database, graph, tenant)
         with database.engine().begin() as conn, db.tenant_lock(conn, tenant):
             read = read_person(client, conn, tenant, who)
     context.log.info(f"extract {tenant}: one person {person_line(read)}")
