@@ -17,7 +17,6 @@ from pathlib import Path
 import pytest
 import requests
 import sqlalchemy as sa
-import trustme
 
 from sync_pipeline.notifications import state
 from sync_pipeline.notifications.server import Receiver
@@ -26,14 +25,9 @@ from sync_pipeline.notifications.server import Receiver
 @pytest.fixture(scope="module")
 def receiver_tls(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path, Path]:
     """(CA file, certificate, key) for a receiver on 127.0.0.1."""
-    folder = tmp_path_factory.mktemp("receiver-tls")
-    ca = trustme.CA(organization_name="sync-pipeline test receiver")
-    cert = ca.issue_cert("127.0.0.1", "localhost")
-    ca_file, cert_file, key_file = folder / "ca.pem", folder / "cert.pem", folder / "key.pem"
-    ca_file.write_bytes(ca.cert_pem.bytes())
-    cert_file.write_bytes(b"".join(b.bytes() for b in cert.cert_chain_pems))
-    key_file.write_bytes(cert.private_key_pem.bytes())
-    return ca_file, cert_file, key_file
+    from sync_pipeline_tests.support.receiver import receiver_tls as issue
+
+    return issue(tmp_path_factory.mktemp("receiver-tls"))
 
 
 @pytest.fixture(scope="module")
