@@ -595,3 +595,25 @@ def test_a_subscription_needs_the_permission_to_read_its_resource(
     done = keep_subscriptions(Database(url=database_url), dt.datetime.now(dt.UTC))
     assert tenant_slug not in done.failed
     assert set(stored(engine, tenant_slug)) == {"users", "groups"}
+
+
+def test_a_stream_of_notifications_does_not_put_the_sync_off_for_ever() -> None:
+    """The debounce waits for a quiet spell after the last notification, but a tenant whose
+    changes keep coming closer together than that (a bulk import) is synced once its first
+    notification is two debounces old."""
+    first = dt.datetime(2026, 1, 1, 9, 0, tzinfo=dt.UTC)
+    debounce = dt.timedelta(seconds=60)
+
+    def mark(last_after: float) -> state.Dirty:
+        last = first + dt.timedelta(seconds=last_after)
+        return state.Dirty("acme", first, last, 5, "notification")
+
+    def at(seconds: float) -> dt.datetime:
+        return first + dt.timedelta(seconds=seconds)
+
+    assert not mark(0).due(debounce, at(seconds=59))
+    assert mark(0).due(debounce, at(seconds=60))  # quiet for a debounce
+    assert not mark(50).due(debounce, at(seconds=100))  # a notification 50 s ago
+    assert not mark(110).due(debounce, at(seconds=119))
+    assert mark(110).due(debounce, at(seconds=120))  # the first is two debounces old
+    assert mark(0).due(dt.timedelta(0), first)  # no debounce: at once

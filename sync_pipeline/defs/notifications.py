@@ -57,8 +57,10 @@ def notification_runs(
     context: dg.SensorEvaluationContext, database: Database, now: dt.datetime
 ) -> dg.SensorResult:
     """The sync runs due for the tenants marked dirty whose last notification is at least
-    their notification_debounce_seconds old; each mark a run is requested for is cleared (a
-    notification that came meanwhile keeps it). A tenant with a run queued or going waits:
+    their notification_debounce_seconds old, or whose first is twice that (a stream of changes
+    closer together than the debounce would otherwise put the sync off for as long as it
+    lasts); each mark a run is requested for is cleared (a notification that came meanwhile
+    keeps it). A tenant with a run queued or going waits:
     its mark stays for the tick after that run, so a change it may have missed still gets
     a sync, and never a second run at once."""
     engine = database.engine()
@@ -79,7 +81,7 @@ def notification_runs(
                 state.consume(conn, mark)  # removed or quarantined: the schedule decides
             continue
         debounce = dt.timedelta(seconds=settings.notification_debounce_seconds)
-        if now - mark.last_at < debounce or mark.tenant not in ready:
+        if not mark.due(debounce, now) or mark.tenant not in ready:
             waiting.append(mark.tenant)
             continue
         busy = runlimits.run_in_progress(context.instance, mark.tenant)
@@ -116,7 +118,8 @@ def notification_runs(
     default_status=dg.DefaultSensorStatus.RUNNING,
     description="Requests an incremental sync for each tenant a Graph change notification "
     "marked, once its last notification is notification_debounce_seconds old (a burst "
-    "becomes one sync), never while the tenant has a run queued or going.",
+    "becomes one sync) or its first twice that, never while the tenant has a run queued or "
+    "going.",
 )
 def notification_syncs(context: dg.SensorEvaluationContext, database: Database) -> dg.SensorResult:
     return notification_runs(context, database, dt.datetime.now(dt.UTC))

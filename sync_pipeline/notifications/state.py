@@ -38,6 +38,12 @@ class Subscription:
     lifecycle: str | None
 
 
+# A mark waits for a quiet debounce after its last notification (a burst becomes one sync),
+# but never longer than this many debounces after its first: a tenant whose changes keep
+# coming closer together than the debounce (a bulk import, an HR feed) is still synced.
+MAX_WAIT_DEBOUNCES = 2
+
+
 @dataclass(frozen=True)
 class Dirty:
     tenant: str
@@ -45,6 +51,13 @@ class Dirty:
     last_at: dt.datetime
     notifications: int
     reason: str
+
+    def due(self, debounce: dt.timedelta, now: dt.datetime) -> bool:
+        """Whether the mark's sync is due at `now`: its last notification `debounce` old, or
+        its first MAX_WAIT_DEBOUNCES times that."""
+        return (
+            now - self.last_at >= debounce or now - self.first_at >= MAX_WAIT_DEBOUNCES * debounce
+        )
 
 
 def owner(conn: sa.Connection, subscription_id: str, client_state: str | None) -> str | None:
