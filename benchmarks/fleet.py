@@ -388,6 +388,40 @@ def start_daemon(services: list[Service], env: dict[str, str], work: Path) -> Se
     return daemon
 
 
+def run_facts(script: str, load_start: tuple[float, float, float]) -> dict[str, Any]:
+    """What a result says of its run: the command, the load, the machine, the date."""
+    return {
+        "command": " ".join([f"benchmarks/{script}", *sys.argv[1:]]),
+        "load_average_start": [round(x, 2) for x in load_start],
+        "uptime": subprocess.run(["uptime"], capture_output=True, text=True).stdout.strip(),
+        "cpus": os.cpu_count(),
+        "machine": platform.platform(),
+        "when": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
+    }
+
+
+def tear_down(
+    services: list[Service],
+    fake: FleetFake,
+    engine: sa.Engine,
+    scratch: tuple[str, str, Path],
+    *,
+    keep: bool,
+) -> None:
+    """The services stopped (the last started first), the fake too; the scratch database
+    (server URL, name) and the work folder dropped unless kept."""
+    server, name, work = scratch
+    for s in reversed(services):
+        s.stop()
+    fake.stop()
+    engine.dispose()
+    if keep:
+        console.print(f"kept {name} and {work}")
+    else:
+        drop_database(server, name)
+        shutil.rmtree(work, ignore_errors=True)
+
+
 # -- the benchmark ------------------------------------------------------------------------------
 
 
@@ -523,25 +557,11 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             "setup_seconds": round(setup_seconds, 1),
             "rounds": rounds,
             "process_floor": process_floor(env),
-            "command": " ".join(["benchmarks/fleet.py", *sys.argv[1:]]),
-            "load_average_start": [round(x, 2) for x in load_start],
-            "uptime": subprocess.run(["uptime"], capture_output=True, text=True).stdout.strip(),
-            "cpus": os.cpu_count(),
-            "machine": platform.platform(),
-            "when": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
-        }
+        } | run_facts("fleet.py", load_start)
         instance.dispose()
         return result
     finally:
-        for s in reversed(services):
-            s.stop()
-        fake.stop()
-        engine.dispose()
-        if args.keep_database:
-            console.print(f"kept {name} and {work}")
-        else:
-            drop_database(server, name)
-            shutil.rmtree(work, ignore_errors=True)
+        tear_down(services, fake, engine, (server, name, work), keep=args.keep_database)
 
 
 def stop_on_signals() -> None:

@@ -41,11 +41,8 @@ import argparse
 import datetime as dt
 import json
 import os
-import platform
 import random
-import shutil
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
@@ -62,10 +59,12 @@ from fleet import (
     free_port,
     open_instance,
     percentile,
+    run_facts,
     slot_and_start,
     start_daemon,
     start_topology,
     stop_on_signals,
+    tear_down,
     wait_for,
 )
 from rich.console import Console
@@ -75,7 +74,7 @@ from sync_pipeline.core import db
 from sync_pipeline.core.settings import TenantSettings
 from sync_pipeline.notifications import state
 from sync_pipeline.registry import tenants
-from sync_pipeline_tests.support.database import drop_database, save_tenant
+from sync_pipeline_tests.support.database import save_tenant
 from sync_pipeline_tests.support.fakegraph import FAKE_SECRET, settings_fields
 from sync_pipeline_tests.support.receiver import receiver_tls
 from sync_pipeline_tests.support.rows import NO_GRACE
@@ -386,23 +385,18 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
 
         wait_for("the first syncs and the subscriptions", ready, 30 * 60, services)
         console.print(f"first syncs done and subscribed in {time.monotonic() - t0:.0f} s")
+
+        def phase(label: str, among: list[str], n: int, minutes: float) -> dict[str, Any]:
+            changes = pick_changes(active_users(engine, among), among, n, rng)
+            offsets = spread(len(changes), minutes, rng)
+            return measure(
+                label, instance, engine, fake, services, tenant_ids, changes, offsets,
+                args.timeout_minutes,
+            )  # fmt: skip
+
         phases = []
         if not args.skip_notifications:
-            changes = pick_changes(active_users(engine, slugs), slugs, args.changes, rng)
-            offsets = spread(len(changes), args.spread_minutes, rng)
-            phases.append(
-                measure(
-                    "notifications",
-                    instance,
-                    engine,
-                    fake,
-                    services,
-                    tenant_ids,
-                    changes,
-                    offsets,
-                    args.timeout_minutes,
-                )
-            )
+            phases.append(phase("notifications", slugs, args.changes, args.spread_minutes))
         if not args.skip_interval:
             chosen = sorted(slugs, key=lambda s: -size[s])[: args.interval_tenants]
             with engine.begin() as conn:
@@ -416,21 +410,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
                 10 * 60,
                 services,
             )
-            changes = pick_changes(active_users(engine, chosen), chosen, args.interval_changes, rng)
-            offsets = spread(len(changes), 2 * args.interval, rng)
-            phases.append(
-                measure(
-                    "interval",
-                    instance,
-                    engine,
-                    fake,
-                    services,
-                    tenant_ids,
-                    changes,
-                    offsets,
-                    args.timeout_minutes,
-                )
-            )
+            phases.append(phase("interval", chosen, args.interval_changes, 2 * args.interval))
             phases[-1]["sync_interval_minutes"] = args.interval
         instance.dispose()
         return {
@@ -446,23 +426,9 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             "latency_seconds_fake_graph": args.latency,
             "target_p95_seconds": TARGET_P95_SECONDS,
             "phases": phases,
-            "command": " ".join(["benchmarks/freshness.py", *sys.argv[1:]]),
-            "load_average_start": [round(x, 2) for x in load_start],
-            "uptime": subprocess.run(["uptime"], capture_output=True, text=True).stdout.strip(),
-            "cpus": os.cpu_count(),
-            "machine": platform.platform(),
-            "when": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
-        }
+        } | run_facts("freshness.py", load_start)
     finally:
-        for s in reversed(services):
-            s.stop()
-        fake.stop()
-        engine.dispose()
-        if args.keep_database:
-            console.print(f"kept {name} and {work}")
-        else:
-            drop_database(server, name)
-            shutil.rmtree(work, ignore_errors=True)
+        tear_down(services, fake, engine, (server, name, work), keep=args.keep_database)
 
 
 def show(result: dict[str, Any]) -> None:
