@@ -255,7 +255,7 @@ class TenantSettings(BaseModel):
         ge=0,
         le=3600,
         description="Seconds after the last notification before the sync starts (a burst of "
-        "changes becomes one sync).",
+        "changes becomes one sync), and at most twice that after the first.",
     )
 
     @field_validator("slug")
