@@ -32,7 +32,8 @@ over two intervals; the schedule's interval syncs catch them. Fewer changes than
 phase, to keep its runtime near 15 minutes: the bound (an interval plus a sync) does not
 depend on how many changes there are.
 
-Prints a table and writes benchmarks/results/freshness.json with the load average and date.
+Prints a table and merges the figures into benchmarks/results/freshness.json under `--label`
+(default `latest`), with the load average and date.
 """
 
 from __future__ import annotations
@@ -222,6 +223,16 @@ def settled(instance: Any, engine: sa.Engine, slugs: list[str]) -> bool:
     )
 
 
+def notification_counts(engine: sa.Engine, slugs: list[str]) -> dict[str, int]:
+    """The receiver's accepted and rejected notifications of the tenants, summed."""
+    out: dict[str, int] = {}
+    with engine.connect() as conn:
+        for slug in slugs:
+            for kind, n in state.counts(conn, slug).items():
+                out[kind] = out.get(kind, 0) + n
+    return out
+
+
 def subscribed(engine: sa.Engine, slugs: list[str]) -> int:
     with engine.connect() as conn:
         return sum(len(state.subscriptions(conn, s)) == 2 for s in slugs)
@@ -247,6 +258,7 @@ def measure(
 
     slugs = sorted({t for t, _ in changes})
     before = inactive(engine, slugs)
+    counted_before = notification_counts(engine, slugs)
     load_start = os.getloadavg()
     start = time.time()
     changed_at: dict[tuple[str, str], float] = {}
@@ -313,8 +325,9 @@ def measure(
         label = f"{r['trigger']}" + (f" ({r['kind']})" if r["kind"] else "")
         by_trigger[label] = by_trigger.get(label, 0) + 1
     walls = [r["end"] - r["start"] for r in runs if r["start"] and r["end"]]
-    with engine.connect() as conn:
-        counted = [state.counts(conn, s) for s in slugs]
+    counted = {
+        k: n - counted_before.get(k, 0) for k, n in notification_counts(engine, slugs).items()
+    }
     return {
         "phase": name,
         "tenants": len(slugs),
@@ -329,8 +342,8 @@ def measure(
         "runs_by_trigger": by_trigger,
         "runs_failed": sum(r["status"] != "SUCCESS" for r in runs),
         "run_wall_seconds": {"p50": percentile(walls, 50), "p95": percentile(walls, 95)},
-        "notifications_accepted_total": sum(c.get(state.ACCEPTED, 0) for c in counted),
-        "notifications_rejected_total": sum(c.get(state.REJECTED, 0) for c in counted),
+        "notifications_accepted_total": counted.get(state.ACCEPTED, 0),
+        "notifications_rejected_total": counted.get(state.REJECTED, 0),
         "wall_seconds": round(end - start, 1),
         "load_average": {
             "start": [round(x, 2) for x in load_start],
@@ -498,6 +511,7 @@ def main() -> None:
     p.add_argument("--latency", type=float, default=0.03, help="the fake's latency, seconds")
     p.add_argument("--seed", type=int, default=1)
     p.add_argument("--keep-database", action="store_true")
+    p.add_argument("--label", default="latest", help="the key in freshness.json")
     p.add_argument("--no-save", action="store_true", help="do not write benchmarks/results")
     p.add_argument("--self-test", action="store_true", help="check the script's helpers, exit")
     args = p.parse_args()
@@ -508,8 +522,10 @@ def main() -> None:
     result = run(args)
     show(result)
     if not args.no_save:
-        RESULTS.write_text(json.dumps(result, indent=2) + "\n")
-        console.print(f"wrote {RESULTS}")
+        saved = json.loads(RESULTS.read_text()) if RESULTS.exists() else {}
+        saved[args.label] = result
+        RESULTS.write_text(json.dumps(saved, indent=2) + "\n")
+        console.print(f"wrote {RESULTS} [{args.label}]")
 
 
 if __name__ == "__main__":
