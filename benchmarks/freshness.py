@@ -223,6 +223,23 @@ def settled(instance: Any, engine: sa.Engine, slugs: list[str]) -> bool:
     )
 
 
+def failures(instance: Any, records: list[Any]) -> dict[str, int]:
+    """Why the failed runs failed: each run's first step or run failure message (shortened),
+    counted, so that a failure is known after the scratch database is dropped."""
+    import dagster as dg
+
+    kinds = {dg.DagsterEventType.STEP_FAILURE, dg.DagsterEventType.RUN_FAILURE}
+    out: dict[str, int] = {}
+    for rec in records:
+        events = instance.all_logs(rec.dagster_run.run_id, of_type=kinds)
+        why = "no failure event"
+        for ev in events[:1]:
+            error = getattr(ev.dagster_event.event_specific_data, "error", None)
+            why = (error.message if error is not None else ev.message).strip()[:200]
+        out[why] = out.get(why, 0) + 1
+    return out
+
+
 def notification_counts(engine: sa.Engine, slugs: list[str]) -> dict[str, int]:
     """The receiver's accepted and rejected notifications of the tenants, summed."""
     out: dict[str, int] = {}
@@ -341,6 +358,9 @@ def measure(
         "runs_started": len(runs),
         "runs_by_trigger": by_trigger,
         "runs_failed": sum(r["status"] != "SUCCESS" for r in runs),
+        "failures": failures(
+            instance, [r for r in records if r.dagster_run.status.value == "FAILURE"]
+        ),
         "run_wall_seconds": {"p50": percentile(walls, 50), "p95": percentile(walls, 95)},
         "notifications_accepted_total": counted.get(state.ACCEPTED, 0),
         "notifications_rejected_total": counted.get(state.REJECTED, 0),
