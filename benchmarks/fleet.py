@@ -126,7 +126,9 @@ def self_test() -> None:
 # -- the fake Graph, N tenants of one app, in a process of its own --------------------------------
 
 
-def _serve(n: int, seed: int, low: int, high: int, latency: float, pipe: Any) -> None:
+def _serve(
+    n: int, seed: int, low: int, high: int, latency: float, options: dict[str, Any], pipe: Any
+) -> None:
     from sync_pipeline.fakegraph import generate_tenant
     from sync_pipeline_tests.support.fakegraph import start_fake
 
@@ -138,7 +140,7 @@ def _serve(n: int, seed: int, low: int, high: int, latency: float, pipe: Any) ->
         doc["client_id"] = app
         docs.append(doc)
     state = Path(tempfile.mkdtemp(prefix="sp-fleet-fake-"))
-    fake = start_fake(docs, state, throttle=True, latency=latency)
+    fake = start_fake(docs, state, throttle=True, latency=latency, **options)
     pipe.send(
         {
             "base_url": fake.base_url,
@@ -155,11 +157,16 @@ def _serve(n: int, seed: int, low: int, high: int, latency: float, pipe: Any) ->
 
 
 class FleetFake:
-    def __init__(self, n: int, seed: int, low: int, high: int, latency: float) -> None:
+    """N generated tenants of one app on one fake Graph process; `options` go to FakeGraph
+    (e.g. `notification_ca`, the CA it verifies a notification receiver with)."""
+
+    def __init__(
+        self, n: int, seed: int, low: int, high: int, latency: float, **options: Any
+    ) -> None:
         ctx = mp.get_context("spawn")
         self.pipe, child = ctx.Pipe()
         self.proc = ctx.Process(
-            target=_serve, args=(n, seed, low, high, latency, child), daemon=True
+            target=_serve, args=(n, seed, low, high, latency, options, child), daemon=True
         )
         self.proc.start()
         self.info = self.pipe.recv()
@@ -167,9 +174,9 @@ class FleetFake:
         self.http.trust_env = False  # REQUESTS_CA_BUNDLE would override verify (docs/graph.md)
         self.http.verify = self.info["ca_path"]
 
-    def admin(self, method: str, path: str) -> Any:
+    def admin(self, method: str, path: str, body: Any = None) -> Any:
         url = f"{self.info['base_url']}/_admin/{path}"
-        resp = self.http.request(method, url, timeout=600)
+        resp = self.http.request(method, url, json=body, timeout=600)
         resp.raise_for_status()
         return resp.json()
 
@@ -307,12 +314,118 @@ class CpuSampler:
                 self.last[child.pid] = t.user + t.system
 
 
+def start_topology(
+    work: Path, url: str, services: list[Service], extra_env: dict[str, str]
+) -> tuple[dict[str, str], str]:
+    """The production topology from this checkout, on the database at `url`: the schema
+    upgraded, a gRPC code server and a webserver loading it through deploy/workspace.yaml
+    (appended to `services` as they start, so that the caller stops them). Returns the
+    services' environment (a DAGSTER_HOME in `work` with the packaged dagster.yaml, plus
+    `extra_env`) and the webserver's address, once it lists the schedule."""
+    dagster_home = work / "dagster_home"
+    dagster_home.mkdir()
+    shutil.copy(ROOT / "sync_pipeline" / "dagster.yaml", dagster_home / "dagster.yaml")
+    code_port, web_port = free_port(), free_port()
+    env = {k: v for k, v in os.environ.items() if k not in ("DAGSTER_HOME", "PYTHONPATH")}
+    env |= {
+        "PATH": f"{VENV_BIN}{os.pathsep}{env.get('PATH', '')}",
+        "PYTHONPATH": str(ROOT),  # this checkout's sync_pipeline, not the editable install's
+        "DAGSTER_HOME": str(dagster_home),
+        "DATABASE_URL": url,
+        "SYNC_PIPELINE_HOME": str(work / "state"),
+        "SYNC_PIPELINE_CODE_SERVER_HOST": "127.0.0.1",
+        "SYNC_PIPELINE_CODE_SERVER_PORT": str(code_port),
+        "DAGSTER_DISABLE_TELEMETRY": "1",
+        "GX_ANALYTICS_ENABLED": "False",
+    } | extra_env
+    subprocess.run(
+        [sys.executable, "-m", "sync_pipeline.cli", "db", "upgrade"],
+        env=env, cwd=work, check=True, capture_output=True,
+    )  # fmt: skip
+    code = Service(
+        "code-server",
+        [str(VENV_BIN / "dagster"), "code-server", "start", "-m", "sync_pipeline.definitions",
+         "-h", "127.0.0.1", "-p", str(code_port), "--location-name", LOCATION],
+        env, work,
+    )  # fmt: skip
+    services.append(code)
+    health = [str(VENV_BIN / "dagster"), "api", "grpc-health-check", "-h", "127.0.0.1"]
+    health += ["-p", str(code_port)]
+    wait_for(
+        "the code server",
+        lambda: subprocess.run(health, env=env, capture_output=True).returncode == 0,
+        240,
+        services,
+    )
+    web = Service(
+        "webserver",
+        [str(VENV_BIN / "dagster-webserver"), "-w", str(WORKSPACE), "-h", "127.0.0.1",
+         "-p", str(web_port)],
+        env, work,
+    )  # fmt: skip
+    services.append(web)
+    base = f"http://127.0.0.1:{web_port}"
+    wait_for("the webserver", lambda: schedule_loaded(base), 240, services)
+    return env, base
+
+
+def open_instance(env: dict[str, str]) -> Any:
+    """The Dagster instance the services use, opened in this process (their storage, their
+    code server for the schedule's origin)."""
+    import dagster as dg
+
+    os.environ["SYNC_PIPELINE_DAGSTER_PG_URL"] = db.with_driver(env["DATABASE_URL"], "psycopg2")
+    for key in ("SYNC_PIPELINE_CODE_SERVER_HOST", "SYNC_PIPELINE_CODE_SERVER_PORT"):
+        os.environ[key] = env[key]
+    return dg.DagsterInstance.from_config(env["DAGSTER_HOME"])
+
+
+def start_daemon(services: list[Service], env: dict[str, str], work: Path) -> Service:
+    daemon = Service(
+        "daemon", [str(VENV_BIN / "dagster-daemon"), "run", "-w", str(WORKSPACE)], env, work
+    )
+    services.append(daemon)
+    return daemon
+
+
+def run_facts(script: str, load_start: tuple[float, float, float]) -> dict[str, Any]:
+    """What a result says of its run: the command, the load, the machine, the date."""
+    return {
+        "command": " ".join([f"benchmarks/{script}", *sys.argv[1:]]),
+        "load_average_start": [round(x, 2) for x in load_start],
+        "uptime": subprocess.run(["uptime"], capture_output=True, text=True).stdout.strip(),
+        "cpus": os.cpu_count(),
+        "machine": platform.platform(),
+        "when": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
+    }
+
+
+def tear_down(
+    services: list[Service],
+    fake: FleetFake,
+    engine: sa.Engine,
+    scratch: tuple[str, str, Path],
+    *,
+    keep: bool,
+) -> None:
+    """The services stopped (the last started first), the fake too; the scratch database
+    (server URL, name) and the work folder dropped unless kept."""
+    server, name, work = scratch
+    for s in reversed(services):
+        s.stop()
+    fake.stop()
+    engine.dispose()
+    if keep:
+        console.print(f"kept {name} and {work}")
+    else:
+        drop_database(server, name)
+        shutil.rmtree(work, ignore_errors=True)
+
+
 # -- the benchmark ------------------------------------------------------------------------------
 
 
 def run(args: argparse.Namespace) -> dict[str, Any]:
-    import dagster as dg
-
     server = os.environ.get("DATABASE_URL") or db.database_url()
     load_start = os.getloadavg()
     t_setup = time.monotonic()
@@ -324,59 +437,15 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     services: list[Service] = []
     engine = db.engine(url)
     result: dict[str, Any] = {}
+    extra_env = {SECRET_ENV: FAKE_SECRET, WRONG_SECRET_ENV: "a-secret-that-was-rotated"}
+    if args.executor == "celery":
+        extra_env["SYNC_PIPELINE_CELERY_BROKER"] = args.broker
     try:
-        dagster_home = work / "dagster_home"
-        dagster_home.mkdir()
-        shutil.copy(ROOT / "sync_pipeline" / "dagster.yaml", dagster_home / "dagster.yaml")
-        code_port, web_port = free_port(), free_port()
-        env = {k: v for k, v in os.environ.items() if k not in ("DAGSTER_HOME", "PYTHONPATH")}
-        env |= {
-            "PATH": f"{VENV_BIN}{os.pathsep}{env.get('PATH', '')}",
-            "PYTHONPATH": str(ROOT),  # this checkout's sync_pipeline, not the editable install's
-            "DAGSTER_HOME": str(dagster_home),
-            "DATABASE_URL": url,
-            "SYNC_PIPELINE_HOME": str(work / "state"),
-            "SYNC_PIPELINE_CODE_SERVER_HOST": "127.0.0.1",
-            "SYNC_PIPELINE_CODE_SERVER_PORT": str(code_port),
-            "DAGSTER_DISABLE_TELEMETRY": "1",
-            "GX_ANALYTICS_ENABLED": "False",
-            SECRET_ENV: FAKE_SECRET,
-            WRONG_SECRET_ENV: "a-secret-that-was-rotated",
-        }
         if args.executor == "celery":
             import redis
 
             redis.Redis.from_url(args.broker).flushdb()
-            env["SYNC_PIPELINE_CELERY_BROKER"] = args.broker
-        subprocess.run(
-            [sys.executable, "-m", "sync_pipeline.cli", "db", "upgrade"],
-            env=env, cwd=work, check=True, capture_output=True,
-        )  # fmt: skip
-
-        code = Service(
-            "code-server",
-            [str(VENV_BIN / "dagster"), "code-server", "start", "-m", "sync_pipeline.definitions",
-             "-h", "127.0.0.1", "-p", str(code_port), "--location-name", LOCATION],
-            env, work,
-        )  # fmt: skip
-        services.append(code)
-        health = [str(VENV_BIN / "dagster"), "api", "grpc-health-check", "-h", "127.0.0.1"]
-        health += ["-p", str(code_port)]
-        wait_for(
-            "the code server",
-            lambda: subprocess.run(health, env=env, capture_output=True).returncode == 0,
-            240,
-            services,
-        )
-        web = Service(
-            "webserver",
-            [str(VENV_BIN / "dagster-webserver"), "-w", str(WORKSPACE), "-h", "127.0.0.1",
-             "-p", str(web_port)],
-            env, work,
-        )  # fmt: skip
-        services.append(web)
-        base = f"http://127.0.0.1:{web_port}"
-        wait_for("the webserver", lambda: schedule_loaded(base), 240, services)
+        env, base = start_topology(work, url, services, extra_env)
 
         workers: list[Service] = []
         if args.executor == "celery":
@@ -402,10 +471,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             )
 
         # The registry: every tenant due at the same tick; a few with a wrong secret.
-        os.environ["SYNC_PIPELINE_DAGSTER_PG_URL"] = db.with_driver(url, "psycopg2")
-        for key in ("SYNC_PIPELINE_CODE_SERVER_HOST", "SYNC_PIPELINE_CODE_SERVER_PORT"):
-            os.environ[key] = env[key]
-        instance = dg.DagsterInstance.from_config(str(dagster_home))
+        instance = open_instance(env)
         rng = random.Random(args.seed)
         failing = set(rng.sample(range(args.tenants), min(args.failing, args.tenants)))
         slugs, users_of = [], {}
@@ -434,7 +500,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         )
 
         fake_ps = psutil.Process(fake.info["pid"])
-        sampler = CpuSampler([code.ps] + [w.ps for w in workers])
+        sampler = CpuSampler([services[0].ps] + [w.ps for w in workers])
         daemon: Service | None = None
         rounds = []
         for number in range(1, args.rounds + 1):
@@ -447,13 +513,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             fake_cpu0 = sum(fake_ps.cpu_times()[:2])
             load_start_round = os.getloadavg()
             if daemon is None:
-                daemon = Service(
-                    "daemon",
-                    [str(VENV_BIN / "dagster-daemon"), "run", "-w", str(WORKSPACE)],
-                    env,
-                    work,
-                )
-                services.append(daemon)
+                daemon = start_daemon(services, env, work)
                 cpu_before["daemon"] = 0.0
             waited = wait_round(
                 instance, services, sampler, len(slugs), round_start, slot, args.max_minutes
@@ -497,25 +557,11 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             "setup_seconds": round(setup_seconds, 1),
             "rounds": rounds,
             "process_floor": process_floor(env),
-            "command": " ".join(["benchmarks/fleet.py", *sys.argv[1:]]),
-            "load_average_start": [round(x, 2) for x in load_start],
-            "uptime": subprocess.run(["uptime"], capture_output=True, text=True).stdout.strip(),
-            "cpus": os.cpu_count(),
-            "machine": platform.platform(),
-            "when": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
-        }
+        } | run_facts("fleet.py", load_start)
         instance.dispose()
         return result
     finally:
-        for s in reversed(services):
-            s.stop()
-        fake.stop()
-        engine.dispose()
-        if args.keep_database:
-            console.print(f"kept {name} and {work}")
-        else:
-            drop_database(server, name)
-            shutil.rmtree(work, ignore_errors=True)
+        tear_down(services, fake, engine, (server, name, work), keep=args.keep_database)
 
 
 def stop_on_signals() -> None:

@@ -726,3 +726,23 @@ def test_health_answers_without_the_database_and_notifications_get_503(
         body = {"value": [change(sub_id, client_state)]}
         assert post(down, ca, json=body).status_code == 503
     assert dirty_marks(engine, tenant_slug) == []
+
+
+def test_a_change_waits_at_most_the_debounce_however_many_follow() -> None:
+    """A mark is due once its first notification is a debounce old: the notifications of
+    that window become one sync, and a stream of them (a bulk import) never puts it off."""
+    first = dt.datetime(2026, 1, 1, 9, 0, tzinfo=dt.UTC)
+    debounce = dt.timedelta(seconds=60)
+
+    def mark(last_after: float) -> state.Dirty:
+        last = first + dt.timedelta(seconds=last_after)
+        return state.Dirty("acme", first, last, 5, "notification")
+
+    def at(seconds: float) -> dt.datetime:
+        return first + dt.timedelta(seconds=seconds)
+
+    assert not mark(0).due(debounce, at(seconds=59))
+    assert mark(0).due(debounce, at(seconds=60))
+    assert mark(55).due(debounce, at(seconds=60))  # one 5 s ago: still due, not put off
+    assert not mark(30).due(debounce, at(seconds=45))  # the window is still open
+    assert mark(0).due(dt.timedelta(0), first)  # no debounce: at once

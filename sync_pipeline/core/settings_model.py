@@ -254,8 +254,8 @@ class TenantSettings(BaseModel):
         default=60,
         ge=0,
         le=3600,
-        description="Seconds after the last notification before the sync starts (a burst of "
-        "changes becomes one sync).",
+        description="Seconds after a tenant's first notification before its sync starts: the "
+        "notifications of that window become one sync.",
     )
 
     @field_validator("slug")

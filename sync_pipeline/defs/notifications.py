@@ -56,11 +56,12 @@ def notification_subscriptions(
 def notification_runs(
     context: dg.SensorEvaluationContext, database: Database, now: dt.datetime
 ) -> dg.SensorResult:
-    """The sync runs due for the tenants marked dirty whose last notification is at least
-    their notification_debounce_seconds old; each mark a run is requested for is cleared (a
-    notification that came meanwhile keeps it). A tenant with a run queued or going waits:
-    its mark stays for the tick after that run, so a change it may have missed still gets
-    a sync, and never a second run at once."""
+    """The sync runs due for the tenants marked dirty whose first notification is at least
+    their notification_debounce_seconds old (state.Dirty.due: a change waits at most the
+    debounce, and the window's notifications become one sync); each mark a run is requested
+    for is cleared (a notification that came meanwhile keeps it). A tenant with a run queued
+    or going waits: its mark stays for the tick after that run, so a change it may have
+    missed still gets a sync, and never a second run at once."""
     engine = database.engine()
     ready = set(context.instance.get_dynamic_partitions(TENANT_PARTITIONS))
     with engine.connect() as conn:
@@ -79,7 +80,7 @@ def notification_runs(
                 state.consume(conn, mark)  # removed or quarantined: the schedule decides
             continue
         debounce = dt.timedelta(seconds=settings.notification_debounce_seconds)
-        if now - mark.last_at < debounce or mark.tenant not in ready:
+        if not mark.due(debounce, now) or mark.tenant not in ready:
             waiting.append(mark.tenant)
             continue
         busy = runlimits.run_in_progress(context.instance, mark.tenant)
@@ -115,8 +116,8 @@ def notification_runs(
     minimum_interval_seconds=15,
     default_status=dg.DefaultSensorStatus.RUNNING,
     description="Requests an incremental sync for each tenant a Graph change notification "
-    "marked, once its last notification is notification_debounce_seconds old (a burst "
-    "becomes one sync), never while the tenant has a run queued or going.",
+    "marked, once its first notification is notification_debounce_seconds old (the window's "
+    "notifications become one sync), never while the tenant has a run queued or going.",
 )
 def notification_syncs(context: dg.SensorEvaluationContext, database: Database) -> dg.SensorResult:
     return notification_runs(context, database, dt.datetime.now(dt.UTC))
