@@ -306,3 +306,88 @@ def test_every_settings_error_names_tenant_field_and_value(
     assert phrase in result.output
     assert not any(word in result.output for word in PYDANTIC_WORDS), result.output
     assert stored_version(engine, tenant_slug) is None
+
+
+# -- hostile values (issue 19): whole-value patterns, parsed URLs, no secret echoed ----------
+
+
+@pytest.mark.parametrize(
+    ("field", "value", "phrase"),
+    [
+        # Python's `$` matched before a final newline: "contoso2\n" registered as a slug
+        ("slug", "contoso2\n", "must be lower-case letters, digits and dashes"),
+        ("client_secret_env", "SP_SECRET\n", "must be the NAME of an environment variable"),
+        # the host a token goes to is evil.example, not 127.0.0.1
+        ("graph_base_url", "https://127.0.0.1:1@evil.example", "must not carry a user name"),
+        ("authority_host", "https://login.example?x=1", "must not have a query"),
+        ("graph_base_url", "https://graph.example:99999", "is not a URL"),
+        ("notification_url", "https://me:pw@notify.example/hook", "must not carry a user name"),
+        ("notification_url", "https://notify.example/hook#x", "must not have a query"),
+    ],
+)
+def test_patterns_match_whole_values_and_urls_are_parsed(
+    cli, engine, tenant_slug, tmp_path, field, value, phrase
+):
+    slug = value if field == "slug" else tenant_slug
+    doc = {"slug": slug, **BASE, field: value}
+    result = cli("tenant", "import", write_yaml(tmp_path / "t.yaml", doc), "--no-graph-check")
+    assert result.exit_code == 2, result.output
+    assert phrase in result.output and repr(value) in result.output
+    assert stored_version(engine, tenant_slug) is None
+
+
+def test_a_secret_typed_as_the_variable_name_is_not_echoed(cli, engine, tenant_slug, tmp_path):
+    secret = "Xy8Q~aBcDeFgHiJkLmNoPqRsTuVwXyZ0123456789ab"
+    doc = {"slug": tenant_slug, **BASE, "client_secret_env": secret}
+    result = cli("tenant", "import", write_yaml(tmp_path / "t.yaml", doc), "--no-graph-check")
+    assert result.exit_code == 2
+    assert "client_secret_env (a value shaped like a secret: not shown)" in result.output
+    assert "must be the NAME of an environment variable" in result.output
+    assert secret not in result.output and secret[:12] not in result.output
+    registered(engine, tenant_slug)
+    typed = cli("tenant", "set", tenant_slug, f"client_secret_env={secret}")
+    assert typed.exit_code == 2 and secret not in typed.output
+
+
+def test_yaml_aliases_are_refused_but_merge_keys_work(cli, engine, tenant_slug, tmp_path):
+    bomb = tmp_path / "bomb.yaml"
+    levels = ["a: &a [x, x, x, x, x, x, x, x, x]"]
+    levels += [
+        f"{c}: &{c} [{', '.join(['*' + p] * 9)}]"
+        for p, c in zip("abcdefgh", "bcdefghi", strict=True)
+    ]
+    bomb.write_text(
+        "tenants:\n"
+        f"  - slug: {tenant_slug}\n"
+        f"    tenant_id: {ZERO}\n"
+        f"    client_id: {ZERO}\n"
+        "    client_secret_env: SP_INPUTS_SECRET\n"
+        "    data:\n" + "".join(f"      {line}\n" for line in levels)
+    )
+    result = cli("tenant", "import", str(bomb), "--no-graph-check")
+    assert result.exit_code == 2, result.output
+    assert "an alias (*name) is only accepted after a merge key" in result.output
+    assert stored_version(engine, tenant_slug) is None
+    merged = tmp_path / "merged.yaml"
+    merged.write_text(
+        "common: &common\n"
+        f"  tenant_id: {ZERO}\n"
+        f"  client_id: {ZERO}\n"
+        "  client_secret_env: SP_INPUTS_SECRET\n"
+        "tenants:\n"
+        f"  - slug: {tenant_slug}\n"
+        "    <<: *common\n"
+        "    timezone: Europe/London\n"
+    )
+    ok = cli("tenant", "import", str(merged), "--no-graph-check", "--yes")
+    assert ok.exit_code == 0, ok.output
+    assert stored_version(engine, tenant_slug) == 1
+
+
+@pytest.mark.parametrize("host", ["0.0.0.0", "10.1.2.3", "ui.example.com", "::"])
+def test_the_ui_listens_on_loopback_unless_told_otherwise(cli, host):
+    """The Dagster UI has no authentication of its own: a non-loopback --host is refused
+    (exit 2, nothing started) unless --allow-remote says it is meant."""
+    result = cli("ui", "--host", host)
+    assert result.exit_code == 2, result.output
+    assert "is not a loopback address" in result.output and "--allow-remote" in result.output

@@ -8,6 +8,7 @@ whatever of the group is left after its shutdown is killed.
 
 from __future__ import annotations
 
+import ipaddress
 import os
 import signal
 import subprocess
@@ -15,7 +16,7 @@ import sys
 
 import click
 
-from sync_pipeline.cli.common import console, handle_errors, prepare
+from sync_pipeline.cli.common import console, err_console, fail, handle_errors, prepare
 from sync_pipeline.core import config
 
 # The code location by module, so the installed package needs no workspace file of its own.
@@ -37,12 +38,44 @@ def _stop(dev: subprocess.Popen) -> int:
     return code
 
 
+def is_loopback(host: str) -> bool:
+    """Whether `host` is a loopback name or address (the UI's only default)."""
+    if host.lower() in ("localhost", "localhost."):
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False
+
+
 @click.command("ui")
-@click.option("--host", default="127.0.0.1", show_default=True)
+@click.option("--host", default="127.0.0.1", show_default=True, help="Address to listen on.")
 @click.option("--port", default=3000, show_default=True, type=click.IntRange(1, 65535))
+@click.option(
+    "--allow-remote",
+    is_flag=True,
+    help="Listen on a non-loopback --host. The UI has no authentication of its own: anyone "
+    "who reaches it can launch syncs; put it behind an authenticating proxy "
+    "(docs/operations.md).",
+)
 @handle_errors
-def ui_command(host: str, port: int) -> None:
-    """Start the Dagster UI (webserver and daemon: schedules and sensors tick)."""
+def ui_command(host: str, port: int, allow_remote: bool) -> None:
+    """Start the Dagster UI (webserver and daemon: schedules and sensors tick), on loopback
+    unless --allow-remote."""
+    if not is_loopback(host):
+        if not allow_remote:
+            fail(
+                f"--host {host!r} is not a loopback address, and the Dagster UI has no "
+                "authentication of its own: anyone who reaches it can launch and delete runs. "
+                "Keep the default (127.0.0.1) and reach it through an authenticating proxy or "
+                "an SSH tunnel (docs/operations.md), or pass --allow-remote if that is what "
+                "you mean"
+            )
+        err_console.print(
+            f"[bold yellow]warning:[/] the UI listens on {host}:{port} without authentication "
+            "of its own; anyone who reaches it can launch syncs (docs/operations.md)",
+            soft_wrap=True,
+        )
     prepare()
     console.print(
         f"Dagster UI on http://{host}:{port} (instance in {config.prepared_dagster_home()})"

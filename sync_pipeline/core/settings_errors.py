@@ -10,6 +10,7 @@ the setting and its value. No Dagster imports here.
 from __future__ import annotations
 
 import difflib
+import re
 from typing import Any, Literal, get_args, get_origin
 
 from pydantic import ValidationError
@@ -35,8 +36,32 @@ _PHRASES = {
 _RANGE = {"greater_than_equal", "less_than_equal", "greater_than", "less_than"}
 
 
-def _show(value: Any) -> str:
-    return "null" if value is None else repr(value)
+# An Entra ID client secret: ~40 characters of letters, digits and ~._- with a "~" in them;
+# anything long without spaces that mixes letters and digits is treated the same way.
+_SECRET_SHAPED = re.compile(
+    r"(?=[^\s]*~)[A-Za-z0-9~._-]{30,}|(?=.*[A-Za-z])(?=.*\d)[A-Za-z0-9+=_~.-]{32,}"
+)
+SHOWN_CHARACTERS = 120
+
+
+def looks_secret(text: str) -> bool:
+    """Whether `text` is shaped like a credential (an error message never echoes one)."""
+    return bool(_SECRET_SHAPED.fullmatch(text.strip()))
+
+
+def _show(value: Any, field: str = "") -> str:
+    """A value as an error message may show it: never one shaped like a secret (a secret
+    typed where client_secret_env wants a variable name), never more than
+    SHOWN_CHARACTERS (a whole structure's repr can be huge), control characters escaped
+    (repr)."""
+    if value is None:
+        return "null"
+    if isinstance(value, str) and (looks_secret(value) or ("secret" in field and len(value) > 24)):
+        return "(a value shaped like a secret: not shown)"
+    text = repr(value)
+    if len(text) > SHOWN_CHARACTERS:
+        return f"{text[: SHOWN_CHARACTERS - 20]}…' ({len(str(value))} characters)"
+    return text
 
 
 def _value_at(data: Any, loc: tuple[Any, ...]) -> Any:
@@ -90,20 +115,21 @@ def _one(err: ErrorDetails, data: dict[str, Any], fields: dict[str, FieldInfo]) 
         msg = err["msg"].removeprefix("Value error, ")
         if msg.startswith("entry "):  # the validator named the offending entry itself
             return f"{field} {msg}"
-        return f"{subject} {_show(value)} {msg}"
+        return f"{subject} {_show(value, field)} {msg}"
     if kind == "literal_error" and info is not None:
-        return f"{subject} {_show(value)} is not one of: {_choices(info)}"
+        return f"{subject} {_show(value, field)} is not one of: {_choices(info)}"
     if kind in _RANGE and info is not None:
-        return f"{subject} {_show(value)} {_bounds(info)}"
+        return f"{subject} {_show(value, field)} {_bounds(info)}"
     phrase = _PHRASES.get(kind)
     if phrase is None:  # a kind not met before: still the setting and the value first
         phrase = "is not valid: " + err["msg"][:1].lower() + err["msg"][1:]
-    return f"{subject} {_show(value)} {phrase}"
+    return f"{subject} {_show(value, field)} {phrase}"
 
 
 def describe(
     exc: ValidationError, slug: str, data: dict[str, Any], source: str, fields: dict[str, FieldInfo]
 ) -> str:
     """One readable line per error, each naming the tenant: `source: tenant slug: ...; ...`."""
-    lines = [f"tenant {slug}: {_one(err, data, fields)}" for err in exc.errors()]
+    shown = slug if slug.isprintable() else repr(slug)  # a slug read from a file, not valid yet
+    lines = [f"tenant {shown}: {_one(err, data, fields)}" for err in exc.errors()]
     return f"{source}: " + "; ".join(lines)

@@ -14,6 +14,7 @@ import ssl
 import uuid
 from pathlib import Path
 from typing import Any, Literal
+from urllib.parse import urlsplit
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import (
@@ -34,10 +35,12 @@ GLOBAL_LOGIN = "https://login.microsoftonline.com"
 EmailMethod = Literal["upn", "mail", "mail_then_upn", "primary_smtp", "primary_smtp_then_upn"]
 GroupType = Literal["microsoft365", "security"]
 
-_SLUG = re.compile(r"^[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?$")
-_ADDRESS = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
-_DOMAIN_PATTERN = re.compile(r"^\*@[^@\s*]+\.[^@\s*]+$")
-_ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+# Every pattern is applied with fullmatch: `$` would also match before a final newline, and
+# "contoso2\n" registered as a slug.
+_SLUG = re.compile(r"[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?")
+_ADDRESS = re.compile(r"[^@\s]+@[^@\s]+\.[^@\s]+")
+_DOMAIN_PATTERN = re.compile(r"\*@[^@\s*]+\.[^@\s*]+")
+_ENV_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 
 # The tenant-sync schedule ticks this often (defs/automation.py): a sync_interval is a whole
 # number of ticks, so that "every N minutes" is what the schedule does, never more often.
@@ -58,16 +61,44 @@ def default_sync_time(slug: str) -> dt.time:
 
 def is_deny_entry(text: str) -> bool:
     """An address or a *@domain pattern: what the deny list holds."""
-    return bool((_ADDRESS.match(text) and "*" not in text) or _DOMAIN_PATTERN.match(text))
+    return bool((_ADDRESS.fullmatch(text) and "*" not in text) or _DOMAIN_PATTERN.fullmatch(text))
+
+
+def _https_url(value: str, *, path: bool) -> str | None:
+    """Why `value` is not an https URL we can send a token or a subscription to (None: it
+    is one): parsed, not pattern-matched. https only, a host and nothing before it (no
+    userinfo: in https://graph.example@evil.example the token's host is evil.example), a port
+    that is a port, no query or fragment, no whitespace or control characters, and a path
+    only where the field takes one."""
+    if any(c.isspace() or not c.isprintable() for c in value):
+        return "contains spaces or control characters"
+    try:
+        parts = urlsplit(value)
+        port = parts.port
+    except ValueError:
+        return "is not a URL"
+    if parts.scheme != "https":
+        return "must start with https://"
+    if "@" in parts.netloc:
+        return "must not carry a user name or password (user@host) before the host"
+    if not parts.hostname:
+        return "names no host"
+    if port == 0:
+        return "names port 0"
+    if parts.query or parts.fragment or "?" in value or "#" in value:
+        return "must not have a query (?...) or fragment (#...)"
+    if parts.path not in ("", "/") and not path:
+        return "must be a host without a path"
+    return None
 
 
 def _https_host(value: str, example: str) -> str:
     value = value.rstrip("/")
-    m = re.match(r"^https://[^/?#\s]+$", value)
-    if not m:
+    why = _https_url(value, path=False)
+    if why is not None:
         raise ValueError(
-            f"must be an https:// host without a path (e.g. {example}); "
-            "the client adds /v1.0 itself"
+            f"must be an https:// host without a path (e.g. {example}; the client adds /v1.0 "
+            f"itself): it {why}"
         )
     return value
 
@@ -261,7 +292,7 @@ class TenantSettings(BaseModel):
     @field_validator("slug")
     @classmethod
     def _slug(cls, v: str) -> str:
-        if not _SLUG.match(v):
+        if not _SLUG.fullmatch(v):
             msg = "must be lower-case letters, digits and dashes (at most 63 characters)"
             raise ValueError(msg)
         return v
@@ -278,7 +309,7 @@ class TenantSettings(BaseModel):
     @field_validator("client_secret_env")
     @classmethod
     def _env_name(cls, v: str | None) -> str | None:
-        if v is not None and not _ENV_NAME.match(v):
+        if v is not None and not _ENV_NAME.fullmatch(v):
             raise ValueError(
                 "must be the NAME of an environment variable (letters, digits, _), not the secret"
             )
@@ -410,7 +441,7 @@ class TenantSettings(BaseModel):
         out: list[str] = []
         for entry in v:
             e = entry.strip()
-            if _ADDRESS.match(e):
+            if _ADDRESS.fullmatch(e):
                 out.append(e.lower())
                 continue
             try:
@@ -444,17 +475,18 @@ class TenantSettings(BaseModel):
         if v is None:
             return v
         v = v.strip()
-        if not re.match(r"^https://[^/?#\s@]+(/[^#\s]*)?$", v):
+        why = _https_url(v, path=True)
+        if why is not None:
             raise ValueError(
-                "must be an https:// URL (Graph posts notifications only over https), "
-                "e.g. https://notify.example.com/graph/notifications"
+                "must be an https:// URL (Graph posts notifications only over https), e.g. "
+                f"https://notify.example.com/graph/notifications: it {why}"
             )
         return v
 
     @field_validator("admin_email")
     @classmethod
     def _admin_email(cls, v: str | None) -> str | None:
-        if v is not None and not _ADDRESS.match(v.strip()):
+        if v is not None and not _ADDRESS.fullmatch(v.strip()):
             raise ValueError("is not an email address")
         return v.strip() if v else v
 

@@ -55,9 +55,34 @@ class _NoBase60:
         return None if ":" in value else self.pattern.match(value)
 
 
+# A settings file is a few kilobytes per tenant; a file far larger is a mistake or an attack.
+MAX_YAML_BYTES = 4 * 1024 * 1024
+
+
+class AliasError(yaml.YAMLError):
+    def __init__(self, line: int) -> None:
+        super().__init__(
+            f"line {line}: an alias (*name) is only accepted after a merge key (<<: *name); "
+            "write the value out (aliases can make a small file expand into billions of items)"
+        )
+
+
 class StrictLoader(yaml.SafeLoader):
-    """SafeLoader that refuses duplicate keys (naming the key and both lines) and reads
-    19:00 as the string "19:00"."""
+    """SafeLoader that refuses duplicate keys (naming the key and both lines), reads 19:00 as
+    the string "19:00", and takes an alias only as a merge key's value (`<<: *base`): an
+    alias anywhere else is refused, so a "billion laughs" file (aliases of aliases) cannot
+    expand in whatever walks the result (pydantic, an error message's repr)."""
+
+    def compose_node(self, parent: yaml.Node | None, index: Any) -> yaml.Node | None:
+        if self.check_event(yaml.AliasEvent):
+            merge = (
+                isinstance(parent, yaml.MappingNode)
+                and isinstance(index, yaml.ScalarNode)
+                and index.tag == "tag:yaml.org,2002:merge"
+            )
+            if not merge:
+                raise AliasError(self.peek_event().start_mark.line + 1)
+        return super().compose_node(parent, index)
 
 
 StrictLoader.yaml_implicit_resolvers = {
@@ -90,5 +115,10 @@ StrictLoader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, _ma
 
 
 def load_yaml(text: str) -> Any:
-    """One YAML document read with StrictLoader (raises yaml.YAMLError, DuplicateKeyError)."""
+    """One YAML document read with StrictLoader (raises yaml.YAMLError: DuplicateKeyError,
+    AliasError, or a text over MAX_YAML_BYTES)."""
+    if len(text.encode("utf-8", "surrogatepass")) > MAX_YAML_BYTES:
+        raise yaml.YAMLError(
+            f"the text is over {MAX_YAML_BYTES // (1024 * 1024)} MB: not a settings file"
+        )
     return yaml.load(text, Loader=StrictLoader)  # a SafeLoader subclass: no arbitrary objects
