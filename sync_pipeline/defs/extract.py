@@ -18,7 +18,7 @@ from pydantic import Field
 
 from sync_pipeline.core import db
 from sync_pipeline.core.settings import TenantSettings
-from sync_pipeline.defs import metadata
+from sync_pipeline.defs import liveness, metadata
 from sync_pipeline.defs.partitions import tenant_partitions
 from sync_pipeline.defs.resources import Database, Graph
 from sync_pipeline.defs.stopping import stop_checker, stop_if_asked, test_pause
@@ -27,9 +27,10 @@ from sync_pipeline.extract.person import PersonNotFound, PersonRead, read_person
 from sync_pipeline.extract.staging import COLUMNS, GraphDataError
 from sync_pipeline.graph import CredentialError, GraphAuthError, GraphClient, GraphError, health
 from sync_pipeline.graph.health import MissingPermission
-from sync_pipeline.registry import staleness
+from sync_pipeline.registry import runlimits, staleness
 
 FULL_READ_TAG = "sync_pipeline/full_read"
+TENANT_BUSY = "tenant_busy"  # the failure code of a run that found an earlier one going
 PERSON_TAG = "sync_pipeline/person"  # a run of one person: whom (the UI's run list shows it)
 GRAPH_RETRY = dg.RetryPolicy(
     max_retries=2, delay=5, backoff=dg.Backoff.EXPONENTIAL, jitter=dg.Jitter.PLUS_MINUS
@@ -130,6 +131,14 @@ def graph_directory(
     subscribed SKUs and managers, incrementally through delta queries when a link is kept."""
     stop_if_asked(context)
     tenant, started = context.partition_key, time.monotonic()
+    busy = runlimits.earlier_run(context.instance, tenant, context.run_id, liveness.JOBS)
+    if busy is not None:  # started in the same instant as another run of the tenant
+        raise dg.Failure(
+            f"a sync of {tenant} is running ({runlimits.describe(busy)}): this run stopped "
+            "before reading anything (one run per tenant at a time); sync again once it ends",
+            allow_retries=False,
+            metadata={"code": TENANT_BUSY},
+        )
     full = context.run.tags.get(FULL_READ_TAG, "").lower() == "true"
     if config.user.strip():
         if full:
