@@ -23,6 +23,8 @@ def explanation_panel(x: explain.Explanation) -> Panel:
         groups = ", ".join(g.label for g in x.groups) or "none"
         lines.append(f"groups ({len(x.groups)}): {groups}")
         lines.append(f"manager: {x.manager or x.manager_sentence or 'none'}")
+        if x.mailbox_sentence:
+            lines.append(escape(x.mailbox_sentence))
     else:
         lines.append("[bold red]will not be synced[/], because:")
         lines.extend(f"  • {s}" for s in x.sentences)
