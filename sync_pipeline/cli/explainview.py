@@ -69,7 +69,13 @@ def person_steps(
     lines.append(
         f"scope ({scope}; include_disabled: {str(settings.include_disabled).lower()}, "
         f"include_guests: {str(settings.include_guests).lower()}, exclude_unlicensed: "
-        f"{str(settings.exclude_unlicensed).lower()}): "
+        f"{str(settings.exclude_unlicensed).lower()}"
+        + (
+            f", exclude_mailbox_types: {', '.join(settings.exclude_mailbox_types)}"
+            if settings.exclude_mailbox_types
+            else ""
+        )
+        + "): "
         + ("[green]in scope[/]" if x.included else "[red]left out[/]")
     )
     if x.included:
