@@ -203,6 +203,27 @@ def test_listed_mailbox_types_are_left_out_and_read_once(
     assert snap.materialization.metadata["transform_path"].value == "incremental"
     assert "mailbox_type" in snapshot(engine, slug)[convert][1]
 
+    # a run of one person reads their type too (when due), and only theirs
+    person = sorted(licensed & app - {convert})[0]
+    upn = next(u["userPrincipalName"] for u in doc["users"] if u["id"] == person)
+    fake.set_mailbox_purpose(doc["tenant_id"], person, "room")
+    fake.update_user(doc["tenant_id"], person, displayName="Training Room 2")
+    one = materialise(
+        instance,
+        slug,
+        database_url=database_url,
+        raise_on_error=False,
+        run_config={"ops": {"graph_directory": {"config": {"user": upn}}}},
+    )
+    assert one.success
+    [mat] = [
+        m
+        for m in one.asset_materializations_for_node("graph_directory")
+        if m.asset_key == dg.AssetKey("graph_users")
+    ]
+    assert mat.metadata["person_mailbox_type"].value == "room"
+    assert "mailbox_type" in snapshot(engine, slug)[person][1]
+
     # explain says why, naming the setting; a person without a mailbox is kept, and says so
     with engine.connect() as conn:
         stored = tenants.get(conn, slug).settings
@@ -248,3 +269,40 @@ def test_a_type_not_read_yet_is_said_by_the_preview(instance, database_url, engi
     assert preview.scope_changes(stored, candidate) == ["exclude_mailbox_types"]
     impact = preview.compute(engine, candidate)
     assert impact.mailbox_types_unread == len(doc["users"])
+
+
+def test_outlook_runs_four_requests_of_an_app_at_once(doc, tmp_path):
+    """throttling-limits.md: Outlook executes at most 4 requests of an app at once, a batch's
+    4 at a time: a second concurrent batch of userPurpose reads is throttled (inner 429,
+    424 overall) and goes through on retry; one batch at a time, as the extraction sends
+    them, never is."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    from sync_pipeline.extract import pager
+
+    slow = start_fake([doc], tmp_path / "fake", latency=0.3, outlook_retry_after=0.1)
+    try:
+        client = GraphClient(settings_for("mbx-conc", doc, slow))
+        ids = [u["id"] for u in doc["users"]][:40]
+        client.token()
+        slow.reset_stats()
+        for chunk in (ids[:20], ids[20:]):
+            pager.purposes_batch(client, chunk)
+        assert slow.stats["throttled_outlook_concurrency"] == 0
+        with ThreadPoolExecutor(2) as pool:
+            answers = list(
+                pool.map(lambda c: pager.purposes_batch(client, c), (ids[:20], ids[20:]))
+            )
+        assert sorted(a[0] for got in answers for a in got) == sorted(ids)  # all answered
+        stats = slow.stats
+        assert stats["throttled_outlook_concurrency"] >= 1
+        assert stats["status"].get("424", 0) >= 1  # the throttled batch, every item still inside
+        assert client.stats.as_metadata()["graph_throttled"] >= 1
+        # plain requests: five at once, one over the limit
+        session, auth = http(slow, client)
+        url = f"{slow.base_url}/v1.0{PURPOSE.format(ids[0])}"
+        with ThreadPoolExecutor(5) as pool:
+            codes = sorted(pool.map(lambda _: session.get(url, headers=auth).status_code, range(5)))
+        assert codes.count(429) >= 1 and codes.count(200) >= 4
+    finally:
+        slow.stop()

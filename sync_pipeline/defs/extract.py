@@ -237,7 +237,9 @@ def _one_person(
             client.delegated.engine = database.engine()
         health.require_permissions(client)
         with database.engine().begin() as conn, db.tenant_lock(conn, tenant):
-            read = read_person(client, conn, tenant, who)
+            read = read_person(
+                client, conn, tenant, who, mailbox_types=bool(settings.exclude_mailbox_types)
+            )
     context.log.info(f"extract {tenant}: one person {person_line(read)}")
     common: metadata.Metadata = {
         "mode": "one person",

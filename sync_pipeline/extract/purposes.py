@@ -31,15 +31,22 @@ def read_purposes(
     conn: sa.Connection,
     tenant: str,
     on_batch: Callable[[], None] | None = None,
+    *,
+    only: list[str] | None = None,
 ) -> Counter[str]:
     """Ask Graph for the due people's mailbox types and stage them; returns the counts for
     the metadata: `asked` (requests, one per person), `read`, `unreadable` (404),
-    `skipped_known` (current, not asked), and `type_<purpose>` for what was read."""
+    `skipped_known` (current, not asked), and `type_<purpose>` for what was read.
+    `only`: just these people, if due (a run of one person); nobody else is touched."""
     counts: Counter[str] = Counter()
-    conn.execute(db.q("extract/purposes_forget"), {"t": tenant})
     due = [row[0] for row in conn.execute(db.q("extract/purposes_due"), {"t": tenant})]
-    for row in conn.execute(db.q("extract/purposes_known"), {"t": tenant}):
-        counts["skipped_known"] += int(row.n)
+    if only is not None:
+        wanted = set(only)
+        due = [uid for uid in due if uid in wanted]
+    else:
+        conn.execute(db.q("extract/purposes_forget"), {"t": tenant})
+        for row in conn.execute(db.q("extract/purposes_known"), {"t": tenant}):
+            counts["skipped_known"] += int(row.n)
     pending: list[tuple[str, str | None, str | None]] = []
     for ids in pager.chunks(due):
         answers = pager.purposes_batch(client, ids)

@@ -29,6 +29,7 @@ class _Admin(_Subscriptions):
                 "throttled_by_tenant": dict(s["throttled_by_tenant"]),
                 "throttled": s["throttled"],
                 "throttled_requests_per_second": s["throttled_requests_per_second"],
+                "throttled_outlook_concurrency": s["throttled_outlook_concurrency"],
                 "faults": dict(s["faults"]),
                 "tokens_issued": s["tokens_issued"],
                 "total_requests": sum(s["requests"].values()),
