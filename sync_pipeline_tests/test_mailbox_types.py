@@ -306,3 +306,42 @@ def test_outlook_runs_four_requests_of_an_app_at_once(doc, tmp_path):
         assert codes.count(429) >= 1 and codes.count(200) >= 4
     finally:
         slow.stop()
+
+
+def test_turning_it_on_is_a_change_of_scope_like_any_rule(
+    instance, database_url, engine, doc, fake, cli
+):
+    """`tenant set` previews it and saves a new version; the next sync reads the types and
+    deactivates the listed mailboxes through the diff and the audit; over the safety limit
+    they are held like any mass deactivation."""
+    now = fake.tenant(doc["tenant_id"])  # as the tests before left it (module-scoped fake)
+    targets = {*by_purpose(now, "shared"), *by_purpose(now, "room")}
+    active = {u["id"] for u in now["users"] if u["id"] in targets and u["accountEnabled"]}
+    assert active, "the generated tenant has active shared or room mailboxes"
+    slug = new_tenant(engine, "mbx", doc, fake)
+    held = new_tenant(engine, "mbx", doc, fake, max_deactivations=0)
+    for tenant in (slug, held):
+        run(instance, database_url, tenant)
+
+    saved = cli("tenant", "set", slug, "exclude_mailbox_types=shared,room", "--yes")
+    assert saved.exit_code == 0, saved.output
+    assert "with the new exclude_mailbox_types" in saved.output
+    assert "is not read yet" in " ".join(saved.output.split())  # read by the next sync
+    assert "version 2" in saved.output
+    run(instance, database_url, slug)
+    sql = "SELECT external_id FROM app.users WHERE tenant = :t AND NOT is_active"
+    with engine.connect() as conn:
+        inactive = set(conn.execute(sa.text(sql), {"t": slug}).scalars())
+    assert active <= inactive
+    address = next(u["mail"] for u in now["users"] if u["id"] in active)
+    history = cli("history", slug, "--user", address)
+    assert history.exit_code == 0, history.output
+    assert "deactivat" in history.output, history.output
+
+    assert cli("tenant", "set", held, "exclude_mailbox_types=shared,room", "--yes").exit_code == 0
+    run(instance, database_url, held)
+    with engine.connect() as conn:
+        assert not active & set(conn.execute(sa.text(sql), {"t": held}).scalars())
+    listed = cli("held", held)
+    assert f"{len(active)} withheld change(s)" in listed.output, listed.output
+    assert "held (over" in listed.output
