@@ -345,3 +345,14 @@ def test_turning_it_on_is_a_change_of_scope_like_any_rule(
     listed = cli("held", held)
     assert f"{len(active)} withheld change(s)" in listed.output, listed.output
     assert "held (over" in listed.output
+
+
+def test_a_user_purpose_read_costs_one_unit_on_both_sides():
+    """Not an identity path (Outlook limits it per mailbox instead): both the client's budget
+    and the fake charge it 1 RU of the directory budget, never less than Graph."""
+    from sync_pipeline.fakegraph import costs as fake_costs
+    from sync_pipeline.graph import budget
+
+    path = PURPOSE.format("3f2504e0-4f89-11d3-9a0c-0305e82c3301")
+    assert budget.cost("GET", path) == 1
+    assert fake_costs.cost("GET", path, {}) == 1
