@@ -26,6 +26,8 @@ def explanation_panel(x: explain.Explanation) -> Panel:
         groups = ", ".join(g.label for g in x.groups) or "none"
         lines.append(f"groups ({len(x.groups)}): {escape(groups)}")
         lines.append(f"manager: {escape(x.manager or x.manager_sentence or 'none')}")
+        if x.mailbox_sentence:
+            lines.append(escape(x.mailbox_sentence))
     else:
         lines.append("[bold red]will not be synced[/], because:")
         lines.extend(f"  • {escape(s)}" for s in x.sentences)
@@ -70,7 +72,13 @@ def person_steps(
     lines.append(
         f"scope ({scope}; include_disabled: {str(settings.include_disabled).lower()}, "
         f"include_guests: {str(settings.include_guests).lower()}, exclude_unlicensed: "
-        f"{str(settings.exclude_unlicensed).lower()}): "
+        f"{str(settings.exclude_unlicensed).lower()}"
+        + (
+            f", exclude_mailbox_types: {', '.join(settings.exclude_mailbox_types)}"
+            if settings.exclude_mailbox_types
+            else ""
+        )
+        + "): "
         + ("[green]in scope[/]" if x.included else "[red]left out[/]")
     )
     if x.included:

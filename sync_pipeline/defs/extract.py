@@ -10,7 +10,8 @@ periodic full read) ignores the delta links.
 
 import datetime as dt
 import time
-from collections.abc import Iterator
+from collections import Counter
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 
 import dagster as dg
@@ -101,6 +102,24 @@ def unreadable_lines(groups: dict[str, dict[str, object]]) -> list[str]:
     ]
 
 
+def purpose_metadata(counts: Counter[str], types: Sequence[str]) -> metadata.Metadata:
+    """The mailbox types read (exclude_mailbox_types): userPurpose requests made, answers
+    read, unreadable ones (404: no mailbox; those people stay in the sync), and people skipped
+    because their type is known and their row unchanged."""
+    if not types:
+        return {"mailbox_types": "not read (exclude_mailbox_types is empty)"}
+    out: metadata.Metadata = {
+        "mailbox_types": ", ".join(types),
+        "purpose_requests": counts.get("asked", 0),
+        "purpose_batches": counts.get("batches", 0),
+        "purposes_read": counts.get("read", 0),
+        "purposes_unreadable": counts.get("unreadable", 0),
+        "purposes_skipped_known": counts.get("skipped_known", 0),
+    }
+    out |= {f"purposes_{k}": v for k, v in sorted(counts.items()) if k.startswith("type_")}
+    return out
+
+
 def _previous_read(previous: dt.datetime | None, zone: str) -> metadata.Metadata:
     """How long before this read the previous complete one was (the gaps plot over runs; the
     check graph_users_fresh says whether the tenant went stale in between)."""
@@ -156,7 +175,15 @@ def graph_directory(
             test_pause("extract")
             # A stop request ends the read between pages: it rolls back, nothing is kept.
             stop = stop_checker(context)
-            result = extract(client, conn, tenant, full=full, workers=graph.workers, on_event=stop)
+            result = extract(
+                client,
+                conn,
+                tenant,
+                full=full,
+                workers=graph.workers,
+                on_event=stop,
+                mailbox_types=bool(settings.exclude_mailbox_types),
+            )
     maintenance = metadata.plain(
         db.vacuum_after_load(database.engine(), [f"staging.{t}" for t in COLUMNS])
     )
@@ -186,6 +213,7 @@ def graph_directory(
             meta |= {f"count_offset_{k}": v for k, v in result.count_offset.items()}
             meta |= {f"count_tolerance_{k}": v for k, v in result.count_tolerance.items()}
             meta |= {k: v for k, v in result.changes.items() if k.startswith("users_")}
+            meta |= purpose_metadata(result.purposes, settings.exclude_mailbox_types)
         elif key == "graph_group_members":
             meta |= {f"members_{k}": v for k, v in sorted(result.member_types.items())}
             meta |= {
@@ -221,9 +249,11 @@ def _one_person(
     """`sync --user`: the one person read into staging (extract/person.py), nothing else."""
     tenant = context.partition_key
     with graph_failures():
-        _, client = _ready_client(database, graph, tenant)
+        settings, client = _ready_client(database, graph, tenant)
         with database.engine().begin() as conn, db.tenant_lock(conn, tenant):
-            read = read_person(client, conn, tenant, who)
+            read = read_person(
+                client, conn, tenant, who, mailbox_types=bool(settings.exclude_mailbox_types)
+            )
     context.log.info(f"extract {tenant}: one person {person_line(read)}")
     common: metadata.Metadata = {
         "mode": "one person",
