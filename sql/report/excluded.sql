@@ -1,5 +1,5 @@
 -- Graph users left out of the snapshot, with every reason that applies.
--- (mailbox_purpose: the mailbox type behind a mailbox_type reason, migration 026)
+-- (mailbox_purpose: the mailbox type behind a mailbox_type reason, migration 024)
 SELECT s.graph_id, u.user_principal_name, u.display_name, s.email, s.reason, s.reasons,
        p.purpose AS mailbox_purpose
 FROM sync.snapshot_users AS s

@@ -45,7 +45,7 @@ WITH resolved AS MATERIALIZED (
                      ELSE coalesce(a.upn, a.smtp) END
         END AS address,
         coalesce(u.account_enabled, true) AS enabled,
-        -- Graph's mailboxSettings.userPurpose as last read (migration 026); NULL: not read
+        -- Graph's mailboxSettings.userPurpose as last read (migration 024); NULL: not read
         -- or unreadable (no mailbox), which never excludes anyone
         (SELECT p.purpose FROM staging.user_purposes p
           WHERE p.tenant = :tenant AND p.user_id = u.id) AS mailbox_purpose,

@@ -1,5 +1,5 @@
 """Mailbox types (setting `exclude_mailbox_types`): each person's
-`mailboxSettings/userPurpose` read into staging.user_purposes (migration 026).
+`mailboxSettings/userPurpose` read into staging.user_purposes (migration 024).
 
 Only while the setting names a type, and only for the people who are due: without a stored
 purpose (new, or never asked), or whose staged row changed since it was read (its

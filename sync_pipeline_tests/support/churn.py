@@ -140,7 +140,7 @@ class Churn:
 
     def set_purpose(self, conn: sa.Connection, uid: str) -> None:
         """A mailbox type read (or found unreadable, or forgotten), as the extraction writes
-        staging.user_purposes (migration 026)."""
+        staging.user_purposes (migration 024)."""
         r = self.rng
         purpose = r.choice(PURPOSES)
         if purpose == "forget":
