@@ -192,3 +192,50 @@ def test_a_cut_manager_cycle_names_the_cycle_and_the_rule(engine, tenant_slug):
     # found by its normalised address, stored in its clean form
     dan = one(engine, settings, "FIDAN@example.com")
     assert dan.email == "fidan@example.com" and dan.manager == "Ann <ann@example.com>"
+
+
+HOSTILE = "[/]Eve [bold]\x1b[31mRed\x1b]0;owned\x07 \u202eTxet\u202c Åsa\\"
+
+
+def test_hostile_names_are_printed_as_written_and_inert(engine, tenant_slug, database_url):
+    """A display name holding rich markup, terminal escape sequences and a bidi override:
+    `explain` and `history` print it as text (markup was read as markup and crashed both),
+    with no control character reaching the terminal, and real Unicode kept."""
+    settings = make_settings(tenant_slug)
+    with engine.begin() as conn:
+        tenants.save(conn, settings)
+        stage(
+            conn,
+            tenant_slug,
+            users=[user("eve", "eve@example.com", display_name=HOSTILE)],
+            groups=[],
+            members={},
+            managers={},
+        )
+        conn.execute(
+            sa.text(
+                "INSERT INTO staging.extractions (tenant, entity, rows, requests)"
+                " VALUES (:t, 'users', 1, 1)"
+            ),
+            {"t": tenant_slug},
+        )
+        rules.build_snapshot(conn, settings)
+        run_id = conn.execute(
+            sa.text("INSERT INTO sync.runs (tenant, status) VALUES (:t, 'success') RETURNING id"),
+            {"t": tenant_slug},
+        ).scalar_one()
+        conn.execute(
+            sa.text(
+                "INSERT INTO sync.changes (tenant, run_id, entity, action, key, label, after)"
+                " VALUES (:t, :r, 'user', 'create', 'eve', :label, CAST(:after AS jsonb))"
+            ),
+            {"t": tenant_slug, "r": run_id, "label": HOSTILE, "after": '{"display_name": "[/]"}'},
+        )
+    runner = CliRunner()
+    for args in (["explain", tenant_slug, "eve@example.com"], ["history", tenant_slug]):
+        result = runner.invoke(main, args, env={"COLUMNS": "300"})
+        assert result.exit_code == 0, (args, result.output, result.exception)
+        out = result.output
+        # (a table folds a long cell over lines: its pieces)
+        assert all(piece in out for piece in ("[/]Eve", "[bold]", "Åsa")), out
+        assert not any(c in out for c in "\x1b\x07\u202e\u202c"), repr(out)

@@ -263,6 +263,10 @@ BAD_VALUES = {
     "group_ids": (["g1", " "], "holds an empty group id"),
     "group_mapping": (["g1"], "must be a mapping"),
     "exclude_unlicensed": ("x", "is not true or false"),
+    "exclude_mailbox_types": (
+        ["mailbox"],
+        "entry 'mailbox' is not one of: user, linked, shared, room, equipment, others",
+    ),
     "import_managers": ("x", "is not true or false"),
     "email_deny_list": (["nobody"], "entry 'nobody' is neither an address nor a *@domain"),
     "include_disabled": ("x", "is not true or false"),

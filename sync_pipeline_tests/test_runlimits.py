@@ -40,3 +40,41 @@ def test_a_cli_sync_is_refused_while_the_tenant_has_a_run_in_progress(
     # the run over, the sync goes ahead
     result = CliRunner().invoke(main, ["sync", tenant_slug, "--dry-run"])
     assert result.exit_code == 0, result.output
+
+
+def test_a_run_started_beside_an_earlier_one_stops_before_reading(
+    register, engine, tenant_slug, database_url, instance
+):
+    """Two runs of a tenant started in the same instant both pass the checks made before a
+    run starts; the later one finds the earlier at its first step and stops there: nothing
+    read or staged, its sync.runs row canceled (not a failure: no quarantine count)."""
+    from sync_pipeline_tests.support.pipeline import materialise
+
+    register(tenant_slug)
+    earlier = str(uuid.uuid4())
+    instance.add_run(
+        dg.DagsterRun(
+            job_name="sync",
+            run_id=earlier,
+            tags={"tenant": tenant_slug, "dagster/partition": tenant_slug},
+            status=dg.DagsterRunStatus.STARTED,
+        )
+    )
+    with liveness.hold(engine, earlier):  # alive: not reaped as dead
+        result = materialise(instance, tenant_slug, database_url=database_url,
+                             raise_on_error=False)  # fmt: skip
+    assert not result.success
+    failure = next(e for e in result.all_events if e.is_step_failure)
+    assert failure.step_key == "graph_directory"
+    message = failure.step_failure_data.error.message
+    assert f"a sync of {tenant_slug} is running (run {earlier[:8]}" in message
+    with engine.connect() as conn:
+        staged = conn.execute(
+            sa.text("SELECT count(*) FROM staging.users WHERE tenant = :t"), {"t": tenant_slug}
+        ).scalar()
+        status = conn.execute(
+            sa.text("SELECT status FROM sync.runs WHERE tenant = :t AND dagster_run_id = :r"),
+            {"t": tenant_slug, "r": result.run_id},
+        ).scalar()
+    assert (staged, status) == (0, "canceled")
+    instance.delete_run(earlier)

@@ -5,9 +5,11 @@
 SELECT
     u.id AS graph_id, u.user_principal_name AS upn, u.mail, u.proxy_addresses,
     u.display_name, u.account_enabled, u.user_type, u.assigned_licenses, u.created_date_time,
-    s.included, s.reason, s.reasons, s.email, s.manager_graph_id, s.manager_note
+    s.included, s.reason, s.reasons, s.email, s.manager_graph_id, s.manager_note,
+    p.purpose AS mailbox_purpose, p.status AS purpose_status, p.code AS purpose_code
 FROM staging.users u
 LEFT JOIN sync.snapshot_users s ON s.tenant = :tenant AND s.graph_id = u.id
+LEFT JOIN staging.user_purposes p ON p.tenant = :tenant AND p.user_id = u.id
 CROSS JOIN (SELECT sync.address_key(:q) AS k) q
 WHERE u.tenant = :tenant
   AND (sync.address_key(u.user_principal_name) = q.k

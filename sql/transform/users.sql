@@ -45,6 +45,10 @@ WITH resolved AS MATERIALIZED (
                      ELSE coalesce(a.upn, a.smtp) END
         END AS address,
         coalesce(u.account_enabled, true) AS enabled,
+        -- Graph's mailboxSettings.userPurpose as last read (migration 024); NULL: not read
+        -- or unreadable (no mailbox), which never excludes anyone
+        (SELECT p.purpose FROM staging.user_purposes p
+          WHERE p.tenant = :tenant AND p.user_id = u.id) AS mailbox_purpose,
         (jsonb_typeof(u.assigned_licenses) = 'array' AND jsonb_array_length(u.assigned_licenses) > 0)
           OR EXISTS (SELECT 1 FROM staging.user_licences l
                       WHERE l.tenant = :tenant AND l.user_id = u.id) AS licensed
@@ -76,6 +80,8 @@ WITH resolved AS MATERIALIZED (
                  THEN 'disabled' END,
             CASE WHEN lower(r.user_type) = 'guest' AND NOT CAST(:include_guests AS boolean)
                  THEN 'guest' END,
+            CASE WHEN r.mailbox_purpose = ANY (CAST(:exclude_mailbox_types AS text[]))
+                 THEN 'mailbox_type' END,
             CASE WHEN NOT r.licensed AND CAST(:exclude_unlicensed AS boolean)
                  THEN 'unlicensed' END,
             CASE WHEN NOT r.address_ok THEN 'no_email' END,

@@ -4,6 +4,7 @@ environment preparation."""
 from __future__ import annotations
 
 import functools
+import re
 import sys
 import uuid
 from collections.abc import Callable
@@ -44,10 +45,30 @@ class Options:
 options = Options()
 
 
+# C0 and C1 control characters (ESC and CSI start every terminal escape sequence; NUL, CR and
+# backspace rewrite what a terminal shows) and the bidirectional overrides that make a name
+# read differently from what it is. Hand-written: rich escapes markup, not these.
+_UNSAFE = re.compile(r"[\x00-\x1f\x7f-\x9f\u200e\u200f\u202a-\u202e\u2066-\u2069]")
+
+
+def inert(text: object) -> str:
+    """Text from outside (Graph, settings, files) as a terminal may show it: every control
+    character, escape sequence introducer and bidi override replaced by U+FFFD (a newline or
+    tab by a space); every other character, Unicode included, kept."""
+    return _UNSAFE.sub(lambda m: " " if m.group() in "\n\t" else "\ufffd", str(text))
+
+
+def shown(text: object) -> str:
+    """`inert` text, escaped for rich markup: a display name "[/]" or "[bold]" is printed as
+    written, never read as markup (which crashed explain and history)."""
+    return escape(inert(text))
+
+
 def fail(message: str, code: int = EXIT_BAD_INPUT) -> NoReturn:
-    # Escaped: a message may hold [brackets] (a YAML list) that rich would read as markup;
-    # soft-wrapped: one line however narrow the terminal, so it can be grepped and copied.
-    err_console.print(f"[bold red]error:[/] {escape(message)}", soft_wrap=True)
+    # Shown, not printed: a message may hold [brackets] (a YAML list) or a hostile name that
+    # rich would read as markup; soft-wrapped: one line however narrow the terminal, so it
+    # can be grepped and copied.
+    err_console.print(f"[bold red]error:[/] {shown(message)}", soft_wrap=True)
     sys.exit(code)
 
 

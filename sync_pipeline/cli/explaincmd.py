@@ -5,9 +5,9 @@ from __future__ import annotations
 from zoneinfo import ZoneInfo
 
 import click
-from rich.markup import escape
 
 from sync_pipeline.cli.common import console, fail, handle_errors, prepare
+from sync_pipeline.cli.common import shown as escape
 from sync_pipeline.cli.explainview import explanation_panel
 from sync_pipeline.core import db
 from sync_pipeline.explain import lookup as explain
@@ -40,7 +40,9 @@ def explain_command(tenant: str, email_or_upn: str) -> None:
         with db.engine().connect() as conn:
             gone = explain.withheld_sentences(conn, stored, email=email_or_upn)
         if gone:  # no longer in Graph, still active in the app: what the gate says
-            console.print(f"{tenant}: {email_or_upn!r} is no longer in Graph; in the app:")
+            console.print(
+                f"{tenant}: {escape(repr(email_or_upn))} is no longer in Graph; in the app:"
+            )
             for sentence in gone:
                 console.print(f"  • {escape(sentence)}", soft_wrap=True)
             return
@@ -50,7 +52,7 @@ def explain_command(tenant: str, email_or_upn: str) -> None:
             "check the spelling, or sync again if the user is new"
         )
     console.print(
-        f"{tenant}: {len(found)} user(s) match {email_or_upn!r} "
+        f"{tenant}: {len(found)} user(s) match {escape(repr(email_or_upn))} "
         f"[dim](directory read at {when.astimezone(zone):%Y-%m-%d %H:%M %Z})[/]"
     )
     for x in found:

@@ -2,16 +2,19 @@
 
 from __future__ import annotations
 
-from rich.markup import escape
 from rich.panel import Panel
 
+from sync_pipeline.cli.common import shown as escape
 from sync_pipeline.core.settings import TenantSettings
 from sync_pipeline.explain import lookup as explain
 
 
 def explanation_panel(x: explain.Explanation) -> Panel:
     """One person's decision as a panel (`explain`, and `sync --user` after its run)."""
-    who = f"{x.display_name or '(no name)'}  [dim]UPN {x.upn or '-'} · Graph id {x.graph_id}[/]"
+    who = (
+        f"{escape(x.display_name or '(no name)')}  [dim]UPN {escape(x.upn or '-')} · Graph id "
+        f"{escape(x.graph_id)}[/]"
+    )
     lines = [who, ""]
     if not x.in_snapshot:
         lines.append(
@@ -19,13 +22,15 @@ def explanation_panel(x: explain.Explanation) -> Panel:
             "`sync-pipeline sync TENANT --dry-run`"
         )
     elif x.included:
-        lines.append(f"[bold green]will be synced[/] as [bold]{x.email}[/]")
+        lines.append(f"[bold green]will be synced[/] as [bold]{escape(x.email or '')}[/]")
         groups = ", ".join(g.label for g in x.groups) or "none"
-        lines.append(f"groups ({len(x.groups)}): {groups}")
-        lines.append(f"manager: {x.manager or x.manager_sentence or 'none'}")
+        lines.append(f"groups ({len(x.groups)}): {escape(groups)}")
+        lines.append(f"manager: {escape(x.manager or x.manager_sentence or 'none')}")
+        if x.mailbox_sentence:
+            lines.append(escape(x.mailbox_sentence))
     else:
         lines.append("[bold red]will not be synced[/], because:")
-        lines.extend(f"  • {s}" for s in x.sentences)
+        lines.extend(f"  • {escape(s)}" for s in x.sentences)
     lines.extend(f"[yellow]note:[/] {escape(s)}" for s in x.unreadable)
     lines.extend(f"[yellow]in the app:[/] {escape(s)}" for s in x.withheld)
     return Panel("\n".join(lines), expand=False)
@@ -67,7 +72,13 @@ def person_steps(
     lines.append(
         f"scope ({scope}; include_disabled: {str(settings.include_disabled).lower()}, "
         f"include_guests: {str(settings.include_guests).lower()}, exclude_unlicensed: "
-        f"{str(settings.exclude_unlicensed).lower()}): "
+        f"{str(settings.exclude_unlicensed).lower()}"
+        + (
+            f", exclude_mailbox_types: {', '.join(settings.exclude_mailbox_types)}"
+            if settings.exclude_mailbox_types
+            else ""
+        )
+        + "): "
         + ("[green]in scope[/]" if x.included else "[red]left out[/]")
     )
     if x.included:

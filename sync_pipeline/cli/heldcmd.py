@@ -6,11 +6,11 @@ from __future__ import annotations
 import getpass
 
 import click
-from rich.markup import escape
 from rich.table import Table
 
 from sync_pipeline.cli import actions
 from sync_pipeline.cli.common import EXIT_FAILED, console, err_console, fail, handle_errors, prepare
+from sync_pipeline.cli.common import shown as escape
 from sync_pipeline.core import config, db
 from sync_pipeline.core.settings import TenantSettings
 from sync_pipeline.load import gate

@@ -11,7 +11,7 @@ import click
 from rich.table import Table
 
 from sync_pipeline.audit import changes as audit
-from sync_pipeline.cli.common import console, handle_errors, prepare
+from sync_pipeline.cli.common import console, handle_errors, prepare, shown
 from sync_pipeline.core import db
 from sync_pipeline.registry import runs, tenants
 
@@ -81,9 +81,9 @@ def history_command(tenant: str, email: str | None, run_id: int | None, limit: i
             run,
             r.entity,
             r.action,
-            r.label or r.key,
-            _doc(r.before),
-            _doc(r.after),
+            shown(r.label or r.key),
+            shown(_doc(r.before)),
+            shown(_doc(r.after)),
         )
     console.print(table)
     if len(rows) == limit:

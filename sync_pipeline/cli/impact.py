@@ -60,6 +60,13 @@ def show(impact: Impact, zone: ZoneInfo, changed: list[str]) -> None:
         console.print(f"  {line}", soft_wrap=True)
     _people("leavers", impact.leavers, impact.leavers_total)
     _people("joiners", impact.joiners, impact.joiners_total)
+    if impact.mailbox_types_unread:
+        console.print(
+            f"  [yellow]note:[/] the mailbox type of {impact.mailbox_types_unread:,} people is "
+            "not read yet (exclude_mailbox_types): the next sync reads it from Graph "
+            "(MailboxSettings.Read) before deciding, so it may leave out more than shown",
+            soft_wrap=True,
+        )
     if impact.over_safety_limit:
         err_console.print(
             f"[bold yellow]warning:[/] {escape(impact.safety_message)}", soft_wrap=True

@@ -6,11 +6,11 @@ from __future__ import annotations
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from rich.markup import escape
 from rich.panel import Panel
 from rich.table import Table
 
 from sync_pipeline.cli.common import console
+from sync_pipeline.cli.common import shown as escape
 from sync_pipeline.cli.explainview import person_steps
 from sync_pipeline.core import db
 from sync_pipeline.core.settings import TenantSettings

@@ -320,8 +320,11 @@ class SyncRun:
 
     def _report_failure(self, result: Any) -> None:
         message = self._print_failure(result)
-        if failure_code(result) == "person_not_found":  # bad input: who to sync
+        code = failure_code(result)
+        if code == "person_not_found":  # bad input: who to sync
             raise SystemExit(EXIT_BAD_INPUT)
+        if code == "tenant_busy":  # another run of the tenant started in the same instant
+            raise SystemExit(runlimits.EXIT_BUSY)
         refused = "--allow-mass-deactivation" in message
         raise SystemExit(EXIT_REFUSED if refused else EXIT_FAILED)
 

@@ -246,9 +246,10 @@ def set_(
     default. The previous version is kept (`tenant show SLUG --history`).
 
     A change of scope (user_scope, scope_group_ids, include_*, exclude_unlicensed,
-    email_method, group_types, group_ids, email_deny_list) first shows what the next sync
-    would do, computed on the latest read from Graph without writing anything: joiners,
-    leavers, address and membership changes, seats, the safety limit; then asks.
+    exclude_mailbox_types, email_method, group_types, group_ids, email_deny_list) first
+    shows what the next sync would do, computed on the latest read from Graph without
+    writing anything: joiners, leavers, address and membership changes, seats, the safety
+    limit; then asks.
     """
     if not assignments and not deny_list_csv:
         fail("nothing to set: give KEY=VALUE pairs or --deny-list-csv FILE")

@@ -34,6 +34,10 @@ GLOBAL_LOGIN = "https://login.microsoftonline.com"
 
 EmailMethod = Literal["upn", "mail", "mail_then_upn", "primary_smtp", "primary_smtp_then_upn"]
 GroupType = Literal["microsoft365", "security"]
+# Graph's mailboxSettings.userPurpose values (resources/mailboxsettings.md), in its order;
+# `unknownFutureValue` is the evolvable-enum sentinel, never a value to choose.
+MailboxType = Literal["user", "linked", "shared", "room", "equipment", "others"]
+MAILBOX_TYPES: tuple[str, ...] = ("user", "linked", "shared", "room", "equipment", "others")
 
 # Every pattern is applied with fullmatch: `$` would also match before a final newline, and
 # "contoso2\n" registered as a slug.
@@ -183,6 +187,14 @@ class TenantSettings(BaseModel):
     group_ids: list[str] = Field(default_factory=list)
     group_mapping: dict[str, str] = Field(default_factory=dict)
     exclude_unlicensed: bool = False
+    # Mailboxes that are not people (shared, room, equipment, ...), told apart by Graph's
+    # mailboxSettings.userPurpose (needs MailboxSettings.Read): read only while this is set,
+    # and for each person only when not known yet or when their row changed (extract/purposes.py).
+    exclude_mailbox_types: list[MailboxType] = Field(
+        default_factory=list,
+        description="Mailbox types (Graph's userPurpose: user, linked, shared, room, "
+        "equipment, others) never imported; empty: no mailbox type is read.",
+    )
     import_managers: bool = False
     email_deny_list: list[str] = Field(default_factory=list)
 
@@ -423,6 +435,11 @@ class TenantSettings(BaseModel):
         if not v:
             raise ValueError("must name at least one of microsoft365, security")
         return sorted(set(v), key=["microsoft365", "security"].index)
+
+    @field_validator("exclude_mailbox_types")
+    @classmethod
+    def _mailbox_types(cls, v: list[str]) -> list[str]:
+        return sorted(set(v), key=MAILBOX_TYPES.index)
 
     @field_validator("email_deny_list")
     @classmethod

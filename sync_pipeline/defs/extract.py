@@ -10,7 +10,8 @@ periodic full read) ignores the delta links.
 
 import datetime as dt
 import time
-from collections.abc import Iterator
+from collections import Counter
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 
 import dagster as dg
@@ -18,7 +19,7 @@ from pydantic import Field
 
 from sync_pipeline.core import db
 from sync_pipeline.core.settings import TenantSettings
-from sync_pipeline.defs import metadata
+from sync_pipeline.defs import liveness, metadata
 from sync_pipeline.defs.partitions import tenant_partitions
 from sync_pipeline.defs.resources import Database, Graph
 from sync_pipeline.defs.stopping import stop_checker, stop_if_asked, test_pause
@@ -27,9 +28,10 @@ from sync_pipeline.extract.person import PersonNotFound, PersonRead, read_person
 from sync_pipeline.extract.staging import COLUMNS, GraphDataError
 from sync_pipeline.graph import CredentialError, GraphAuthError, GraphClient, GraphError, health
 from sync_pipeline.graph.health import MissingPermission
-from sync_pipeline.registry import staleness
+from sync_pipeline.registry import runlimits, staleness
 
 FULL_READ_TAG = "sync_pipeline/full_read"
+TENANT_BUSY = "tenant_busy"  # the failure code of a run that found an earlier one going
 PERSON_TAG = "sync_pipeline/person"  # a run of one person: whom (the UI's run list shows it)
 GRAPH_RETRY = dg.RetryPolicy(
     max_retries=2, delay=5, backoff=dg.Backoff.EXPONENTIAL, jitter=dg.Jitter.PLUS_MINUS
@@ -100,6 +102,24 @@ def unreadable_lines(groups: dict[str, dict[str, object]]) -> list[str]:
     ]
 
 
+def purpose_metadata(counts: Counter[str], types: Sequence[str]) -> metadata.Metadata:
+    """The mailbox types read (exclude_mailbox_types): userPurpose requests made, answers
+    read, unreadable ones (404: no mailbox; those people stay in the sync), and people skipped
+    because their type is known and their row unchanged."""
+    if not types:
+        return {"mailbox_types": "not read (exclude_mailbox_types is empty)"}
+    out: metadata.Metadata = {
+        "mailbox_types": ", ".join(types),
+        "purpose_requests": counts.get("asked", 0),
+        "purpose_batches": counts.get("batches", 0),
+        "purposes_read": counts.get("read", 0),
+        "purposes_unreadable": counts.get("unreadable", 0),
+        "purposes_skipped_known": counts.get("skipped_known", 0),
+    }
+    out |= {f"purposes_{k}": v for k, v in sorted(counts.items()) if k.startswith("type_")}
+    return out
+
+
 def _previous_read(previous: dt.datetime | None, zone: str) -> metadata.Metadata:
     """How long before this read the previous complete one was (the gaps plot over runs; the
     check graph_users_fresh says whether the tenant went stale in between)."""
@@ -130,6 +150,14 @@ def graph_directory(
     subscribed SKUs and managers, incrementally through delta queries when a link is kept."""
     stop_if_asked(context)
     tenant, started = context.partition_key, time.monotonic()
+    busy = runlimits.earlier_run(context.instance, tenant, context.run_id, liveness.JOBS)
+    if busy is not None:  # started in the same instant as another run of the tenant
+        raise dg.Failure(
+            f"a sync of {tenant} is running ({runlimits.describe(busy)}): this run stopped "
+            "before reading anything (one run per tenant at a time); sync again once it ends",
+            allow_retries=False,
+            metadata={"code": TENANT_BUSY},
+        )
     full = context.run.tags.get(FULL_READ_TAG, "").lower() == "true"
     if config.user.strip():
         if full:
@@ -147,7 +175,15 @@ def graph_directory(
             test_pause("extract")
             # A stop request ends the read between pages: it rolls back, nothing is kept.
             stop = stop_checker(context)
-            result = extract(client, conn, tenant, full=full, workers=graph.workers, on_event=stop)
+            result = extract(
+                client,
+                conn,
+                tenant,
+                full=full,
+                workers=graph.workers,
+                on_event=stop,
+                mailbox_types=bool(settings.exclude_mailbox_types),
+            )
     maintenance = metadata.plain(
         db.vacuum_after_load(database.engine(), [f"staging.{t}" for t in COLUMNS])
     )
@@ -177,6 +213,7 @@ def graph_directory(
             meta |= {f"count_offset_{k}": v for k, v in result.count_offset.items()}
             meta |= {f"count_tolerance_{k}": v for k, v in result.count_tolerance.items()}
             meta |= {k: v for k, v in result.changes.items() if k.startswith("users_")}
+            meta |= purpose_metadata(result.purposes, settings.exclude_mailbox_types)
         elif key == "graph_group_members":
             meta |= {f"members_{k}": v for k, v in sorted(result.member_types.items())}
             meta |= {
@@ -212,9 +249,11 @@ def _one_person(
     """`sync --user`: the one person read into staging (extract/person.py), nothing else."""
     tenant = context.partition_key
     with graph_failures():
-        _, client = _ready_client(database, graph, tenant)
+        settings, client = _ready_client(database, graph, tenant)
         with database.engine().begin() as conn, db.tenant_lock(conn, tenant):
-            read = read_person(client, conn, tenant, who)
+            read = read_person(
+                client, conn, tenant, who, mailbox_types=bool(settings.exclude_mailbox_types)
+            )
     context.log.info(f"extract {tenant}: one person {person_line(read)}")
     common: metadata.Metadata = {
         "mode": "one person",

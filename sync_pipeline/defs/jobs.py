@@ -2,6 +2,7 @@
 
 import dagster as dg
 
+from sync_pipeline.defs.extract import TENANT_BUSY
 from sync_pipeline.defs.load import app_directory, test_sync_report
 from sync_pipeline.load import runmode
 from sync_pipeline.registry import runs
@@ -16,7 +17,12 @@ def record_failure(context: dg.HookContext) -> None:
         return
     error = str(context.op_exception or "failed")[:2000]
     status = "failed"
-    if run is not None and run.status == dg.DagsterRunStatus.CANCELING:
+    metadata = getattr(context.op_exception, "metadata", None) or {}
+    code = metadata.get("code")
+    if getattr(code, "value", code) == TENANT_BUSY:
+        # never started work: not a failure of the tenant's (no quarantine count)
+        status = "canceled"
+    elif run is not None and run.status == dg.DagsterRunStatus.CANCELING:
         # Asked to stop (Ctrl-C, the UI's Terminate): the step ended on the request, not on
         # an error (a step with a RetryPolicy reports the interrupt as exhausted retries).
         status, error = "canceled", "stopped on request before it finished"

@@ -52,6 +52,9 @@ class Explanation:
     unreadable: list[str] = field(default_factory=list)
     # what the deactivation gate withheld for them at the last apply (load/gate.py)
     withheld: list[str] = field(default_factory=list)
+    # their mailbox type (exclude_mailbox_types), when the setting is on and it does not
+    # exclude them: read and not listed, unreadable (kept), or not read yet
+    mailbox_sentence: str | None = None
 
 
 def _person(row: Any) -> str:
@@ -91,6 +94,13 @@ def _sentence(
         )
     if reason == "guest":
         return f"guest: userType is {row.user_type}; include_guests: true would sync guests"
+    if reason == "mailbox_type":
+        kind = row.mailbox_purpose
+        return (
+            f"mailbox_type: Graph's mailbox type (mailboxSettings userPurpose) is {kind!r}, "
+            f"not a person's mailbox, and exclude_mailbox_types lists {kind}; take {kind} out "
+            "of exclude_mailbox_types to sync it"
+        )
     if reason == "unlicensed":
         return (
             "unlicensed: no licence is assigned (e.g. a shared mailbox) and exclude_unlicensed "
@@ -150,6 +160,8 @@ def lookup(conn: sa.Connection, settings: TenantSettings, query: str) -> list[Ex
         x.sentences = [_sentence(conn, settings, row, r, x) for r in x.reasons]
         x.unreadable = [g.sentence for g in unreadable.of_user(conn, tenant, row.graph_id)]
         x.withheld = withheld_sentences(conn, settings, graph_id=row.graph_id)
+        if "mailbox_type" not in x.reasons:
+            x.mailbox_sentence = mailbox_sentence(settings, row)
         if x.included:
             x.groups = [
                 GroupLanding(g.graph_id, g.name, g.group_kind, g.mapped_to)
@@ -160,6 +172,26 @@ def lookup(conn: sa.Connection, settings: TenantSettings, query: str) -> list[Ex
             _manager(conn, settings, row, x)
         out.append(x)
     return out
+
+
+def mailbox_sentence(settings: TenantSettings, row: Any) -> str | None:
+    """A person's mailbox type in words, when exclude_mailbox_types is set and it does not
+    exclude them (None when the setting is empty)."""
+    types = ", ".join(settings.exclude_mailbox_types)
+    if not types:
+        return None
+    if row.purpose_status == "unreadable":
+        return (
+            f"mailbox type could not be read (Graph answered {row.purpose_code}: no Exchange "
+            f"Online mailbox); exclude_mailbox_types ({types}) leaves out only people whose "
+            "type Graph gives, so this person is kept"
+        )
+    if row.mailbox_purpose:
+        return (
+            f"mailbox type {row.mailbox_purpose!r} (mailboxSettings userPurpose) is not in "
+            f"exclude_mailbox_types ({types})"
+        )
+    return f"mailbox type not read yet: the next sync reads it (exclude_mailbox_types: {types})"
 
 
 def withheld_sentences(

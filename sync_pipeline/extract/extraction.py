@@ -22,7 +22,9 @@ back staging and the delta links together. Delta links advance in the same trans
   it is recorded in staging.unreadable_groups with the permission to grant, and its staged
   memberships stay as last read (a full read puts them back after clearing the table).
 Counts are reconciled against Graph's `$count` (eventually consistent: within a tolerance)
-before the transaction commits.
+before the transaction commits. With `mailbox_types` (the tenant's exclude_mailbox_types is
+set), the people who are due then have their mailbox type read (`purposes`), in the same
+transaction.
 
 This module runs the read (`extract`); its parts are `links` (delta links), `readers` (the
 Graph side), `pipe`, `writer` with `writer_state`, `user_writes` and `group_writes` (the
@@ -31,6 +33,7 @@ database side), `buffer` (batched COPY) and `counts` (the `$count` check).
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Any
@@ -50,6 +53,7 @@ from sync_pipeline.extract.links import (
     stored_links,
 )
 from sync_pipeline.extract.pipe import Pipe
+from sync_pipeline.extract.purposes import read_purposes
 from sync_pipeline.extract.readers import Readers
 from sync_pipeline.extract.result import Extraction
 from sync_pipeline.extract.staging import COLUMNS, GraphDataError
@@ -80,11 +84,13 @@ def extract(
     workers: int = 8,
     on_event: Callable[[str], None] | None = None,
     delta_members_max_users: int | None = None,
+    mailbox_types: bool = False,
 ) -> Extraction:
     """Read the tenant's directory into staging inside `conn`'s transaction (see module doc).
 
     `delta_members_max_users` (default pager.DELTA_MEMBERS_MAX_USERS): up to this many users
-    a full read takes the members in the groups delta round, above it in batches."""
+    a full read takes the members in the groups delta round, above it in batches.
+    `mailbox_types`: read the due people's mailbox types too (extract/purposes.py)."""
     result = Extraction()
     links = {} if full else stored_links(conn, tenant)
     before = {USERS: client.count("/users"), GROUPS: client.count("/groups")}
@@ -149,6 +155,9 @@ def extract(
         readers.pool.shutdown(wait=True, cancel_futures=True)
     writer.finish()
     reconcile(client, conn, tenant, result, before)
+    if mailbox_types:
+        batch_done = None if on_event is None else functools.partial(on_event, "purposes")
+        result.purposes = read_purposes(client, conn, tenant, batch_done)
     if {USERS_LINK, GROUPS_MEMBERS} - set(writer.links):
         raise GraphDataError(f"tenant {tenant}: a delta round gave no link")  # unreachable
     save_links(conn, tenant, writer.links)

@@ -19,7 +19,11 @@
   Member.Read.Hidden besides GroupMember.Read.All and a delta round may leave them out
   without saying so (docs/extraction.md); without the permission Graph answers 403, and
   `members_batch(..., on_denied=...)` reports the group instead of failing;
-- subscribed SKUs: one call.
+- subscribed SKUs: one call;
+- mailbox types (setting exclude_mailbox_types): `/users/{id}/mailboxSettings/userPurpose` in
+  `$batch`es of 20, one batch at a time (Outlook runs at most 4 requests of an app at once,
+  a batch's included, throttling-limits.md "Outlook service limits"), only for the people
+  extract/purposes.py says are due.
 No Dagster and no database here: these functions only talk to Graph.
 """
 
@@ -54,6 +58,8 @@ MEMBERS_URL = "/groups/{}/members?$select=id&$top=999"
 # A user or group read whole by id; a plain GET names the manager through $expand.
 USER_URL = "/users/{}?$select=" + USER_SELECT + "&$expand=manager($select=id)"
 GROUP_URL = "/groups/{}?$select=" + GROUP_SELECT
+# A person's mailbox type (user-get-mailboxsettings.md): `{"value": "shared"}`.
+PURPOSE_URL = "/users/{}/mailboxSettings/userPurpose"
 
 
 def users_delta(client: GraphClient, link: str | None = None) -> DeltaRound:
@@ -140,6 +146,27 @@ def objects_batch(client: GraphClient, kind: str, ids: list[str]) -> list[dict[s
         if status != 200 or not isinstance(body, dict) or not body.get("id"):
             raise client.batch_error(urls[key], status, body)
         out.append(body)
+    return out
+
+
+def purposes_batch(client: GraphClient, ids: list[str]) -> list[tuple[str, str | None, str | None]]:
+    """(user id, userPurpose, error code) for up to 20 people, in one `$batch`. A 404 (no
+    Exchange Online mailbox: MailboxNotEnabledForRESTAPI, or the user gone since the round
+    listed them) is no purpose and its code; anything else but a 200 fails the read (a 403
+    names MailboxSettings.Read)."""
+    urls = {str(i): PURPOSE_URL.format(quote(uid, safe="")) for i, uid in enumerate(ids)}
+    out: list[tuple[str, str | None, str | None]] = []
+    for key, (status, body) in client.batch(urls).items():
+        uid = ids[int(key)]
+        if status == 404:
+            error = body.get("error") if isinstance(body, dict) else None
+            code = error.get("code") if isinstance(error, dict) else None
+            out.append((uid, None, str(code or "404")))
+            continue
+        value = body.get("value") if isinstance(body, dict) else None
+        if status != 200 or not isinstance(value, str) or not value:
+            raise client.batch_error(urls[key], status, body)
+        out.append((uid, value, None))
     return out
 
 

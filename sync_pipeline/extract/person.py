@@ -29,6 +29,7 @@ import sqlalchemy as sa
 
 from sync_pipeline.core import db
 from sync_pipeline.extract.pager import MAX_PAGE, USER_URL, manager_change
+from sync_pipeline.extract.purposes import read_purposes
 from sync_pipeline.extract.staging import GraphDataError, StagingWriter, licence_rows, user_row
 from sync_pipeline.graph.client import GraphClient
 from sync_pipeline.graph.errors import GraphError
@@ -60,6 +61,8 @@ class PersonRead:
     kept: list[str] = field(default_factory=list)  # hidden or unreadable: as last read
     unknown_groups: list[str] = field(default_factory=list)  # ids staging does not hold yet
     requests: int = 0
+    # exclude_mailbox_types set: their mailbox type as staged now ("" when not read)
+    mailbox_type: str = ""
 
     def metadata(self) -> dict[str, str | int | bool]:
         """What the read found, for the run's metadata (the lists as text: `sync --user`
@@ -78,6 +81,7 @@ class PersonRead:
             "person_groups_kept": _names(self.kept),
             "person_groups_not_read_yet": _names(self.unknown_groups),
             "person_requests": self.requests,
+            "person_mailbox_type": self.mailbox_type,
         }
 
 
@@ -97,9 +101,17 @@ def staged_id(conn: sa.Connection, tenant: str, who: str) -> str | None:
     return str(rows[0].id) if rows else None
 
 
-def read_person(client: GraphClient, conn: sa.Connection, tenant: str, who: str) -> PersonRead:
+def read_person(
+    client: GraphClient,
+    conn: sa.Connection,
+    tenant: str,
+    who: str,
+    *,
+    mailbox_types: bool = False,
+) -> PersonRead:
     """Read the person `who` names (Graph id, UPN, or an address staging knows) and stage
-    them in `conn`'s transaction (see the module doc). The caller holds the tenant lock."""
+    them in `conn`'s transaction (see the module doc). The caller holds the tenant lock.
+    `mailbox_types` (exclude_mailbox_types is set): their mailbox type too, when due."""
     who = who.strip()
     staged = staged_id(conn, tenant, who)
     if staged is None and "@" not in who and not _GUID.fullmatch(who):
@@ -171,6 +183,11 @@ def read_person(client: GraphClient, conn: sa.Connection, tenant: str, who: str)
     w.delete_pairs([(g, uid) for g in read.left])
     w.copy("group_members", [(tenant, g, uid, "user") for g in read.joined])
     conn.execute(db.q("extract/person_counts"), {"t": tenant})
+    if mailbox_types:
+        read_purposes(client, conn, tenant, only=[uid])
+        row = conn.execute(db.q("extract/person_purpose"), {"t": tenant, "id": uid}).first()
+        if row is not None:
+            read.mailbox_type = row.purpose or f"unreadable ({row.code})"
     read.joined = [names[g] for g in read.joined]
     read.left = [names[g] for g in read.left]
     read.requests = client.stats.requests - before

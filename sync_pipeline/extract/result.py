@@ -22,5 +22,8 @@ class Extraction:
     count_offset: dict[str, int] = field(default_factory=dict)  # staged minus $count after
     count_tolerance: dict[str, int] = field(default_factory=dict)
     member_types: Counter[str] = field(default_factory=Counter)
+    # mailbox types (extract/purposes.py): asked, read, unreadable, skipped_known, type_<x>;
+    # empty when the tenant's exclude_mailbox_types is (nothing was asked)
+    purposes: Counter[str] = field(default_factory=Counter)
     # groups whose members Graph refused: id -> name, permission, status, code, request_id
     unreadable: dict[str, dict[str, Any]] = field(default_factory=dict)

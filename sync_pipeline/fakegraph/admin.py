@@ -29,6 +29,7 @@ class _Admin(_Subscriptions):
                 "throttled_by_tenant": dict(s["throttled_by_tenant"]),
                 "throttled": s["throttled"],
                 "throttled_requests_per_second": s["throttled_requests_per_second"],
+                "throttled_outlook_concurrency": s["throttled_outlook_concurrency"],
                 "faults": dict(s["faults"]),
                 "tokens_issued": s["tokens_issued"],
                 "total_requests": sum(s["requests"].values()),
@@ -64,6 +65,12 @@ class _Admin(_Subscriptions):
     def restore_user(self, tenant_id: str, user_id: str) -> str:
         """Restore a soft-deleted user (delete_user(..., reason="changed")) with its links."""
         return self.mutate(tenant_id, [{"op": "restore_user", "id": user_id}])[0]
+
+    def set_mailbox_purpose(self, tenant_id: str, user_id: str, purpose: str | None) -> str:
+        """Convert a user's mailbox (userPurpose shared, room, ...), or take it away (None:
+        Graph then answers 404 MailboxNotEnabledForRESTAPI)."""
+        ops = [{"op": "set_mailbox_purpose", "id": user_id, "purpose": purpose}]
+        return self.mutate(tenant_id, ops)[0]
 
     def restore_group(self, tenant_id: str, group_id: str) -> str:
         return self.mutate(tenant_id, [{"op": "restore_group", "id": group_id}])[0]

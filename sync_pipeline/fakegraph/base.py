@@ -85,6 +85,7 @@ class _FakeBase:
         drop_rate: float = 0.0,
         empty_page_rate: float = 0.0,
         fault_retry_after: float = 0.2,
+        outlook_retry_after: float = 1.0,
         delta_page_size: int = 200,
         delta_member_page_size: int = 250,
         delta_token_ttl: float = 7 * 86400.0,
@@ -109,6 +110,7 @@ class _FakeBase:
           the bearer token's check) with (status, JSON body[, headers]) where it returns one,
           for conformance tests that replay Microsoft's documented response shapes through
           the real client; None falls through to the fake's own directory;
+        - outlook_retry_after: the Retry-After of a 429 for Outlook's concurrency (outlook.py);
         - notification_ca: the CA file that the receivers of change notifications are
           verified with (subscriptions.py); notification_hosts: the only hosts it posts to.
         """
@@ -128,6 +130,7 @@ class _FakeBase:
         self.drop_rate = drop_rate
         self.empty_page_rate = empty_page_rate
         self.fault_retry_after = fault_retry_after
+        self.outlook_retry_after = outlook_retry_after
         self.delta_page_size = delta_page_size
         self.delta_member_page_size = delta_member_page_size
         self.delta_token_ttl = delta_token_ttl
@@ -155,6 +158,13 @@ class _FakeBase:
         self._id_rng = random.Random(seed + 2)
         self._graph_requests = 0
         self._lock = threading.RLock()
+        # Outlook requests in flight (outlook.py): arrival number -> (app, slots) of those
+        # admitted, the numbers of those refused, and the one the main lock is answering now
+        self._outlook_lock = threading.Lock()
+        self._outlook_inflight: dict[int, tuple[str, int]] = {}
+        self._outlook_refused: set[int] = set()
+        self._outlook_seq = 0
+        self._outlook_current: int | None = None
         self._tokens: dict[str, _Token] = {}
         self._device_codes: dict[str, _DeviceCode] = {}
         self._refresh: dict[str, _Refresh] = {}
@@ -183,6 +193,7 @@ class _FakeBase:
             "throttled_by_tenant": collections.Counter(),
             "throttled": 0,
             "throttled_requests_per_second": 0,
+            "throttled_outlook_concurrency": 0,
             "faults": collections.Counter(),
             "tokens_issued": 0,
         }

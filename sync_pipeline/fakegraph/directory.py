@@ -179,6 +179,8 @@ class _Directory(_Delta, _Subscriptions):
                 **_project_user(tenant.users[mid], select),
             }
             return _json_resp(200, body)
+        if len(parts) in (3, 4) and parts[2] == "mailboxSettings":
+            return self._mailbox_settings(parts, opts, base, tenant, user)
         if len(parts) == 3 and parts[2] == "memberOf":
             # user-list-memberof.md: the groups (directory roles, administrative units) the
             # user is a direct member of, pages of 100 by default, 999 at most. A group whose
@@ -221,6 +223,45 @@ class _Directory(_Delta, _Subscriptions):
             context = f"{base}/v1.0/$metadata#users('{user['id']}')/licenseDetails"
             return _json_resp(200, {"@odata.context": context, "value": value})
         raise GraphError(400, "BadRequest", f"Resource not found for the segment '{parts[2]}'.")
+
+    def _mailbox_settings(
+        self,
+        parts: list[str],
+        opts: dict[str, str],
+        base: str,
+        tenant: _Tenant,
+        user: dict[str, Any],
+    ) -> _Resp:
+        """`GET /users/{id}/mailboxSettings[/userPurpose]` (user-get-mailboxsettings.md): the
+        whole settings, or one of them, `userPurpose` as `{"value": "shared"}`. A user without
+        an Exchange Online mailbox (a guest, an account without a mailbox) is answered 404
+        `MailboxNotEnabledForRESTAPI`, as Graph is widely reported to answer (the reference
+        documents no error responses); the permission is MailboxSettings.Read (permissions.py)."""
+        purpose = tenant.mailbox_purpose(user)
+        if purpose is None:
+            raise GraphError(
+                404,
+                "MailboxNotEnabledForRESTAPI",
+                "The mailbox is either inactive, soft-deleted, or is hosted on-premise.",
+            )
+        context = f"{base}/v1.0/$metadata#users('{user['id']}')/mailboxSettings"
+        if len(parts) == 4:
+            if parts[3] != "userPurpose":
+                raise GraphError(
+                    400, "BadRequest", f"Resource not found for the segment '{parts[3]}'."
+                )
+            return _json_resp(200, {"@odata.context": f"{context}/userPurpose", "value": purpose})
+        settings = {
+            "archiveFolder": None,
+            "timeZone": "UTC",
+            "language": {"locale": "en-US", "displayName": "English (United States)"},
+            "dateFormat": "MM/dd/yyyy",
+            "timeFormat": "hh:mm tt",
+            "delegateMeetingMessageDeliveryOptions": "sendToDelegateOnly",
+            "userPurpose": {"value": purpose},
+        }
+        select = _select(opts, None)
+        return _json_resp(200, {"@odata.context": context} | _project_plain(settings, select))
 
     def _route_groups(
         self,

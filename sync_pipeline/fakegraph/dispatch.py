@@ -24,12 +24,21 @@ class _Dispatch(_Batch, _Login, _Admin):
     """Every concern assembled; `handle` answers one HTTP request."""
 
     def handle(
-        self, method: str, path: str, query: str, headers: Mapping[str, str], body: bytes, base: str
+        self,
+        method: str,
+        path: str,
+        query: str,
+        headers: Mapping[str, str],
+        body: bytes,
+        base: str,
+        outlook: int | None = None,
     ) -> _Resp | object:
-        """Answer one HTTP request (synchronous; the ASGI endpoint and $batch call this)."""
+        """Answer one HTTP request (synchronous; the ASGI endpoint and $batch call this).
+        `outlook`: its arrival number when it holds Outlook slots (outlook.py)."""
         request_id = str(uuid.uuid4())
         resp: _Resp | object
         with self._lock:
+            self._outlook_current = outlook
             if path.startswith("/_admin/") or path == "/_admin":
                 resp = self._admin(method, path, body)
                 endpoint = f"{method} /_admin"

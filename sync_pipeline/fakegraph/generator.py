@@ -106,6 +106,7 @@ def generate_tenant(
     used_locals: dict[str, int] = {}
     user_list: list[dict[str, Any]] = []
     kinds: list[str] = []  # member | guest | shared
+    shared: dict[str, str] = {}  # the shared kind's user ids: their label
 
     n_guests = max(1, users * 3 // 100) if users >= 20 else 0
     n_shared = max(1, users * 2 // 100) if users >= 20 else 0
@@ -116,7 +117,7 @@ def generate_tenant(
         "Info",
         "Support",
         "Payroll",
-        "Facilities",
+        "Projector",
         "Boardroom",
         "Careers",
         "Accounts Payable",
@@ -214,6 +215,7 @@ def generate_tenant(
             label = mailboxes[k % len(mailboxes)] + (
                 f" {k // len(mailboxes) + 1}" if k >= 10 else ""
             )
+            shared[uid] = mailboxes[k % len(mailboxes)]
             local = _ascii(label).lower()
             addr = f"{local}@{domain}"
             user = {
@@ -237,6 +239,12 @@ def generate_tenant(
                 "onPremisesSyncEnabled": None,
             }
         user_list.append(user)
+
+    # The non-person mailboxes by what Exchange calls them (mailboxSettings.userPurpose): the
+    # rooms and the equipment by their label, the rest shared. Members without a mail address
+    # and guests have no mailbox here (tenant.mailbox_purpose); no random draw.
+    purposes = {"Boardroom": "room", "Projector": "equipment"}
+    mailbox_purposes = {uid: purposes.get(label, "shared") for uid, label in shared.items()}
 
     member_idx = [i for i, k in enumerate(kinds) if k == "member"]
     _address_edge_cases(user_list, member_idx, rng)
@@ -330,6 +338,7 @@ def generate_tenant(
         "members": members,
         "other_objects": other_objects,
         "managers": managers,
+        "mailbox_purposes": mailbox_purposes,
         "subscribedSkus": skus,
     }
 

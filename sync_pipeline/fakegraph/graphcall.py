@@ -8,12 +8,13 @@ from collections.abc import Mapping
 from sync_pipeline.fakegraph.base import _Token
 from sync_pipeline.fakegraph.costs import cost
 from sync_pipeline.fakegraph.directory import _Directory
+from sync_pipeline.fakegraph.outlook import _Outlook
 from sync_pipeline.fakegraph.throttle import _Throttling
 from sync_pipeline.fakegraph.tokens import _Tokens
 from sync_pipeline.fakegraph.wire import GraphError, _json_resp, _now_iso, _parse_query, _Resp
 
 
-class _GraphCall(_Tokens, _Throttling, _Directory):
+class _GraphCall(_Tokens, _Throttling, _Outlook, _Directory):
     """A single `/v1.0/...` request (plain, or one item of a `$batch`)."""
 
     def _graph_error(
@@ -53,6 +54,7 @@ class _GraphCall(_Tokens, _Throttling, _Directory):
             self._stats["graph_calls_by_tenant"][tenant.tenant_id] += 1  # $batch items singly
             self._graph_requests += 1
             self._inject_fault()
+            self._outlook_admit(path)
             opts = _parse_query(query)
             units = cost(method, path, opts)
             extra = self._charge(token, tenant, units)

@@ -130,6 +130,16 @@ class _Tenant(_TenantState):
     def _manager_changed(self, uid: str, before: str | None) -> None:
         self.manager_changes[uid] = (self._bump(), before)
 
+    def _op_set_mailbox_purpose(self, op: Mapping[str, Any], rng: random.Random) -> str:
+        """A mailbox converted (to shared, room, ... or back to user), or removed (None).
+        Not a directory change: no delta round reports it (mailboxSettings is no property a
+        users delta can select), as in Exchange Online."""
+        uid = op["id"]
+        if uid not in self.users:
+            raise KeyError(f"no user {uid}")
+        self.mailbox_purposes[uid] = op.get("purpose")
+        return uid
+
     def _op_add_members(self, op: Mapping[str, Any], rng: random.Random) -> str:
         gid = op["group_id"]
         if gid not in self.groups:

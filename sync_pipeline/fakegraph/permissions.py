@@ -32,6 +32,10 @@ class _Permissions(_FakeBase):
     # without an error), so a client cannot trust a delta round for those groups' members.
     # Simplification: a parent's transitiveMembers still list a hidden group's members.
     HIDDEN_MEMBERS = "Member.Read.Hidden"
+    # A user's mailboxSettings (userPurpose among them) needs MailboxSettings.Read, not
+    # User.Read.All (user-get-mailboxsettings.md). Without it Exchange answers 403
+    # ErrorAccessDenied (its own code, not the directory's Authorization_RequestDenied).
+    MAILBOX_SETTINGS = "MailboxSettings.Read"
     # Reading the app registration (its secrets' expiry dates) needs Application.Read.All,
     # which the sync itself does not: not granted until a test grants it, as in a tenant set
     # up by the README.
@@ -45,14 +49,14 @@ class _Permissions(_FakeBase):
 
     def granted_permissions(self, tenant_id: str) -> list[str]:
         """The application permissions the tenant's app holds: its tokens' `roles`."""
-        known = {p for _, p in self.PERMISSIONS} | {self.HIDDEN_MEMBERS}
+        known = {p for _, p in self.PERMISSIONS} | {self.HIDDEN_MEMBERS, self.MAILBOX_SETTINGS}
         with self._lock:
             return sorted(known - self._withheld(tenant_id))
 
     def withdraw_permissions(self, tenant_id: str, permissions: list[str]) -> list[str]:
         """Take permissions away from the tenant's app (admin consent revoked for them);
         returns every permission now withdrawn."""
-        known = {p for _, p in self.PERMISSIONS} | {self.HIDDEN_MEMBERS}
+        known = {p for _, p in self.PERMISSIONS} | {self.HIDDEN_MEMBERS, self.MAILBOX_SETTINGS}
         unknown = sorted(set(permissions) - known)
         if unknown:
             raise ValueError(f"unknown permission(s) {unknown}; known: {sorted(known)}")
@@ -75,6 +79,12 @@ class _Permissions(_FakeBase):
 
     def _require_permission(self, tenant: _Tenant, path: str) -> None:
         withdrawn = self._withheld(tenant.tenant_id)
+        if path.startswith("/users/") and "/mailboxSettings" in path:
+            if self.MAILBOX_SETTINGS in withdrawn:
+                raise GraphError(
+                    403, "ErrorAccessDenied", "Access is denied. Check credentials and try again."
+                )
+            return
         for prefix, permission in self.PERMISSIONS:
             if path.startswith(prefix) and permission in withdrawn:
                 raise GraphError(

@@ -155,18 +155,24 @@ class FakeGraph(_Dispatch):
                 request = Request(scope, receive)
                 body = await request.body()
                 path = scope["path"]
-                if fake.latency and not path.startswith("/_admin"):
-                    await asyncio.sleep(fake.latency)
                 headers = {k.lower(): v for k, v in request.headers.items()}
-                base = f"https://{headers.get('host') or fake._netloc()}"
-                resp = fake.handle(
-                    scope["method"],
-                    path,
-                    scope.get("query_string", b"").decode(),
-                    headers,
-                    body,
-                    base,
-                )
+                # Outlook requests count as in flight from here, the latency included
+                arrival = fake.outlook_enter(scope["method"], path, headers, body)
+                try:
+                    if fake.latency and not path.startswith("/_admin"):
+                        await asyncio.sleep(fake.latency)
+                    base = f"https://{headers.get('host') or fake._netloc()}"
+                    resp = fake.handle(
+                        scope["method"],
+                        path,
+                        scope.get("query_string", b"").decode(),
+                        headers,
+                        body,
+                        base,
+                        arrival,
+                    )
+                finally:
+                    fake.outlook_leave(arrival)
                 if resp is _DROP:
                     raw_send = scope.get("fakegraph.send")
                     cycle = getattr(raw_send, "__self__", None)

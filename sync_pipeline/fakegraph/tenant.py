@@ -48,6 +48,10 @@ class _TenantState:
             gid: dict.fromkeys(doc.get("members", {}).get(gid, [])) for gid in self.groups
         }
         self.managers: dict[str, str] = dict(doc.get("managers", {}))
+        # mailboxSettings.userPurpose by user id where it is not a person's own mailbox
+        # (shared, room, equipment, ...), or None for no mailbox at all; everyone else: see
+        # mailbox_purpose
+        self.mailbox_purposes: dict[str, str | None] = dict(doc.get("mailbox_purposes", {}))
         self.skus: list[dict] = copy.deepcopy(doc.get("subscribedSkus", []))
         self.version = 0
         self.user_changes: dict[str, int] = {}
@@ -150,6 +154,17 @@ class _TenantState:
             user = self.users.get(uid) if uid else None
         return user
 
+    def mailbox_purpose(self, user: Mapping[str, Any]) -> str | None:
+        """The user's mailbox type (Graph's userPurpose), or None when the user has no
+        Exchange Online mailbox here: a guest (their mailbox is in their home tenant), a
+        member without a mail address, and whoever the document says."""
+        uid = user["id"]
+        if uid in self.mailbox_purposes:
+            return self.mailbox_purposes[uid]
+        if str(user.get("userType") or "").lower() == "guest" or not user.get("mail"):
+            return None
+        return "user"
+
     def skus_now(self) -> list[dict]:
         def build() -> list[dict]:
             counts: collections.Counter[str] = collections.Counter()
@@ -176,5 +191,6 @@ class _TenantState:
             "members": {gid: list(m) for gid, m in self.members.items()},
             "other_objects": copy.deepcopy(list(self.others.values())),
             "managers": dict(self.managers),
+            "mailbox_purposes": dict(self.mailbox_purposes),
             "subscribedSkus": copy.deepcopy(self.skus_now()),
         }

@@ -14,7 +14,12 @@ def load_tenant_file(path: str | Path) -> dict:
     missing = [k for k in ("tenant_id", "client_id", "users", "groups", "members") if k not in doc]
     if missing:
         raise ValueError(f"tenant file {path}: missing keys {', '.join(missing)}")
-    for key, default in (("other_objects", []), ("managers", {}), ("subscribedSkus", [])):
+    for key, default in (
+        ("other_objects", []),
+        ("managers", {}),
+        ("mailbox_purposes", {}),
+        ("subscribedSkus", []),
+    ):
         doc.setdefault(key, default)
     doc.setdefault("name", Path(path).stem)
     doc.setdefault("domain", None)

@@ -130,6 +130,8 @@ def _normalise(path: str) -> str:
         "$batch",
         "organization",
         "licenseDetails",
+        "mailboxSettings",
+        "userPurpose",
     }
     return "/" + "/".join(p if p in keep else "{id}" for p in parts)
 

@@ -10,6 +10,7 @@ import re
 
 # The permission each kind of read needs, to name it when Graph says 403.
 PERMISSION_FOR_PATH = (
+    ("/mailboxSettings", "MailboxSettings.Read"),
     ("/subscribedSkus", "Organization.Read.All"),
     ("/members", "GroupMember.Read.All"),
     ("/transitiveMembers", "GroupMember.Read.All"),
@@ -20,6 +21,9 @@ PERMISSION_FOR_PATH = (
 # Listing the members of a hidden-membership group (visibility HiddenMembership) needs this
 # one too (the note in Microsoft's group-list-members.md and group-list-transitivemembers.md).
 MEMBER_READ_HIDDEN = "Member.Read.Hidden"
+# Reading a person's mailboxSettings (userPurpose: setting exclude_mailbox_types) needs this
+# one (user-get-mailboxsettings.md, least privileged for application and delegated).
+MAILBOX_SETTINGS_READ = "MailboxSettings.Read"
 _MEMBER_READS = ("/members", "/transitiveMembers")
 
 _AADSTS = re.compile(r"AADSTS\d+")

@@ -30,6 +30,7 @@ from sync_pipeline.core.settings import TenantSettings
 from sync_pipeline.graph.client import GraphClient
 from sync_pipeline.graph.credentials import resolve_credential
 from sync_pipeline.graph.errors import (
+    MAILBOX_SETTINGS_READ,
     MEMBER_READ_HIDDEN,
     CredentialError,
     GraphAuthError,
@@ -80,6 +81,14 @@ def needed(settings: TenantSettings, hidden_groups: int = 0) -> list[tuple[str, 
         ("GroupMember.Read.All", groups, True),
         ("Organization.Read.All", licences, True),
     ]
+    if settings.exclude_mailbox_types:
+        rows.append(
+            (
+                MAILBOX_SETTINGS_READ,
+                "exclude_mailbox_types: " + ", ".join(settings.exclude_mailbox_types),
+                True,
+            )
+        )
     if hidden_groups:
         rows.append(
             (

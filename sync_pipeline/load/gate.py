@@ -289,6 +289,7 @@ REASONS = {
     "out_of_scope": "they are in none of the scope groups (user_scope selected_groups)",
     "disabled": "their account is disabled in Entra ID",
     "guest": "they are a guest (include_guests is false)",
+    "mailbox_type": "their mailbox is not a person's (exclude_mailbox_types)",
     "unlicensed": "they have no licence (exclude_unlicensed)",
     "no_email": "they have no usable address (email_method)",
     "deny_list": "their address is on the deny list",

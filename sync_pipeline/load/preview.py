@@ -33,6 +33,7 @@ SCOPE_FIELDS = (
     "include_disabled",
     "include_guests",
     "exclude_unlicensed",
+    "exclude_mailbox_types",
     "email_method",
     "group_types",
     "group_ids",
@@ -82,6 +83,9 @@ class Impact:
     joiners: list[Person] = field(default_factory=list)  # the first SHOWN
     over_safety_limit: bool = False
     safety_message: str = ""
+    # exclude_mailbox_types set: staged people whose mailbox type is not read yet, which the
+    # preview cannot leave out (the next sync reads them first)
+    mailbox_types_unread: int = 0
 
     @property
     def seats(self) -> Seats:
@@ -156,6 +160,11 @@ def _compute(conn: sa.Connection, settings: TenantSettings, shown: int) -> Impac
         )
         exceeded, _ = diff.safety_check(counts | {"user_deactivate": leaving}, settings)
         params |= {"run_id": run_id, "limit": shown}
+        unread = (
+            conn.execute(db.q("preview/mailbox_types_unread"), params).scalar_one()
+            if settings.exclude_mailbox_types
+            else 0
+        )
         return Impact(
             tenant=tenant,
             extracted_at=extracted_at,
@@ -167,6 +176,7 @@ def _compute(conn: sa.Connection, settings: TenantSettings, shown: int) -> Impac
             safety_message=(
                 safety_sentence(counts | {"user_deactivate": leaving}, settings) if exceeded else ""
             ),
+            mailbox_types_unread=int(unread),
         )
 
 

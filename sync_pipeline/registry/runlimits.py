@@ -5,11 +5,15 @@ Runs launched from the UI or the schedule go through the run queue, whose tag li
 progress. `sync-pipeline sync` executes in its own process and bypasses the queue, daemon or
 not, so it asks the instance first and refuses while the tenant has a run queued or going.
 The schedule asks too (`busy_tenants`): a sync due while the tenant has a run queued or
-going is skipped, not queued behind it. The Postgres advisory lock stays the last guard
-against two starts in the same instant.
+going is skipped, not queued behind it. Two starts in the same instant (two CLI syncs, a
+CLI sync beside a queued run) both pass those checks: the later run finds the earlier at its
+first step (`earlier_run`, defs/extract.py) and stops before reading anything (exit 4 from
+the CLI), so syncs of a tenant never interleave.
 """
 
 from __future__ import annotations
+
+from typing import Any
 
 import click
 import dagster as dg
@@ -56,6 +60,30 @@ def refuse_if_busy(instance: dg.DagsterInstance, tenant: str) -> None:
         "tenant at a time. Wait for it to end, or cancel it in the UI "
         "(`sync-pipeline ui`), then sync again."
     )
+
+
+def earlier_run(
+    instance: dg.DagsterInstance, tenant: str, own_run_id: str, jobs: tuple[str, ...]
+) -> dg.DagsterRun | None:
+    """The tenant's run of one of `jobs`, other than `own_run_id`, that is queued or going
+    and was created before it (the smaller run id breaking a tie), or None. Two runs of a
+    tenant started together (two CLI syncs, a CLI sync beside the daemon's) both pass the
+    check a CLI makes before it starts; the later one finds the earlier here, at its first
+    step, and stops before reading anything."""
+    records: dict[str, Any] = {}
+    for tags in ({"tenant": tenant}, {"dagster/partition": tenant}):
+        for record in instance.get_run_records(dg.RunsFilter(tags=tags, statuses=IN_PROGRESS)):
+            records[record.dagster_run.run_id] = record
+    own = records.get(own_run_id)
+    mine = (own.create_timestamp.timestamp(), own_run_id) if own is not None else None
+    earlier = [
+        ((r.create_timestamp.timestamp(), rid), r.dagster_run)
+        for rid, r in records.items()
+        if rid != own_run_id
+        and r.dagster_run.job_name in jobs
+        and (mine is None or (r.create_timestamp.timestamp(), rid) < mine)
+    ]
+    return min(earlier, key=lambda pair: pair[0])[1] if earlier else None
 
 
 def tenant_of(run: dg.DagsterRun) -> str | None:

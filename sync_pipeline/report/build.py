@@ -171,6 +171,14 @@ _GROUP_NOTES = {
 }
 
 
+def reasons_text(excluded: dict[str, Any]) -> str:
+    """A left-out person's reasons, a mailbox_type with the type Graph gave (shared, room...)."""
+    kind = excluded.get("mailbox_purpose")
+    return ", ".join(
+        f"{r} ({kind})" if r == "mailbox_type" and kind else r for r in excluded["reasons"]
+    )
+
+
 def _fmt(value: Any) -> str:
     return "" if value is None else json.dumps(value, ensure_ascii=False, default=str)
 
@@ -317,7 +325,7 @@ def text(report: Report) -> str:
         lines += ["", "Left out of the sync:"]
         lines += [f"  {k}: {v}" for k, v in sorted(report.excluded_by_reason.items())]
         lines += [
-            f"  - {e['user_principal_name'] or e['graph_id']}: {', '.join(e['reasons'])}"
+            f"  - {e['user_principal_name'] or e['graph_id']}: {reasons_text(e)}"
             for e in report.excluded[:SHOWN]
         ]
     if report.manager_notes:
@@ -347,7 +355,7 @@ def _html(report: Report) -> str:
     )
     excluded = "".join(
         f"<tr><td>{esc(str(e['user_principal_name'] or e['graph_id']))}</td>"
-        f"<td>{esc(', '.join(e['reasons']))}</td></tr>"
+        f"<td>{esc(reasons_text(e))}</td></tr>"
         for e in report.excluded[:SHOWN]
     )
     return (

@@ -8,7 +8,10 @@ Reason precedence for users (the first that applies is stored in `reason`; all o
 order, in `reasons`): scope first, because it is the admin's broadest choice, then the account's
 state, then its address:
 
-    out_of_scope, disabled, guest, unlicensed, no_email, deny_list, duplicate_email
+    out_of_scope, disabled, guest, mailbox_type, unlicensed, no_email, deny_list, duplicate_email
+
+`mailbox_type` is Graph's mailboxSettings.userPurpose (shared, room, ...) when the tenant's
+`exclude_mailbox_types` names it; a purpose that could not be read never excludes anyone.
 
 `duplicate_email` is settled only among users no other rule excludes, so it is always alone.
 Addresses are compared as `addresses.py` says (NFKC, Unicode whitespace trimmed, lower-cased),
@@ -36,6 +39,7 @@ USER_REASONS = (
     "out_of_scope",
     "disabled",
     "guest",
+    "mailbox_type",
     "unlicensed",
     "no_email",
     "deny_list",
@@ -93,6 +97,7 @@ def snapshot_params(settings: TenantSettings) -> dict[str, object]:
         "include_disabled": settings.include_disabled,
         "include_guests": settings.include_guests,
         "exclude_unlicensed": settings.exclude_unlicensed,
+        "exclude_mailbox_types": list(settings.exclude_mailbox_types),
         "deny_addresses": [e for e in deny if not e.startswith("*@")],
         "deny_domains": [e.removeprefix("*@") for e in deny if e.startswith("*@")],
         "import_managers": settings.import_managers,

@@ -26,6 +26,8 @@ GROUPS_SQL = (
     " :mail_enabled, :security_enabled)"
 )
 KINDS = ("security", "microsoft365", "distribution", "mail_enabled_security")
+# Mailbox types a churn step stages (None: unreadable, 404; "forget": the row dropped).
+PURPOSES = ("user", "shared", "room", "equipment", None, "forget")
 # Address stems shared by several users, in forms that collide once normalised.
 FORMS = ("{s}@example.com", "{S}@Example.com", " {s}@example.com ", "\uff50{s}@example.com")
 
@@ -73,7 +75,7 @@ class Churn:
 
     def remove_user(self, conn: sa.Connection, uid: str) -> None:
         for table, col in (("users", "id"), ("user_licences", "user_id"),
-                           ("user_managers", "user_id")):  # fmt: skip
+                           ("user_managers", "user_id"), ("user_purposes", "user_id")):  # fmt: skip
             self.sql(conn, f"DELETE FROM staging.{table} WHERE tenant = :t AND {col} = :u", u=uid)
         self.sql(conn, "DELETE FROM staging.group_members WHERE tenant = :t AND member_id = :u",
                  u=uid)  # fmt: skip
@@ -136,13 +138,27 @@ class Churn:
             self.sql(conn, "UPDATE staging.users SET assigned_licenses = CAST(:v AS jsonb)"
                      " WHERE tenant = :t AND id = :u", v=lic, u=uid)  # fmt: skip
 
+    def set_purpose(self, conn: sa.Connection, uid: str) -> None:
+        """A mailbox type read (or found unreadable, or forgotten), as the extraction writes
+        staging.user_purposes (migration 024)."""
+        r = self.rng
+        purpose = r.choice(PURPOSES)
+        if purpose == "forget":
+            self.sql(conn, "DELETE FROM staging.user_purposes WHERE tenant = :t AND user_id = :u",
+                     u=uid)  # fmt: skip
+            return
+        self.sql(conn, "INSERT INTO staging.user_purposes (tenant, user_id, purpose, status,"
+                 " fingerprint) VALUES (:t, :u, :p, :s, 'churn') ON CONFLICT (tenant, user_id)"
+                 " DO UPDATE SET purpose = EXCLUDED.purpose, status = EXCLUDED.status",
+                 u=uid, p=purpose, s="read" if purpose else "unreadable")  # fmt: skip
+
     def step(self, conn: sa.Connection) -> None:
         r = self.rng
         users, groups = sorted(self.users), sorted(self.groups)
         move = r.choices(
             ("add_user", "remove_user", "update_user", "move", "join", "leave", "nest",
-             "unnest", "add_group", "remove_group", "group_kind", "manager"),
-            weights=(3, 2, 6, 3, 3, 2, 2, 1, 1, 1, 1, 4),
+             "unnest", "add_group", "remove_group", "group_kind", "manager", "purpose"),
+            weights=(3, 2, 6, 3, 3, 2, 2, 1, 1, 1, 1, 4, 2),
         )[0]  # fmt: skip
         if move == "add_user" or len(users) < 5:
             self.add_user(conn)
@@ -174,6 +190,8 @@ class Churn:
             held = sorted(m for m in self.members if m[2] == kind)
             if held:
                 self.leave(conn, r.choice(held))
+        elif move == "purpose":
+            self.set_purpose(conn, r.choice(users))
         elif move == "nest":  # cycles allowed: the transform flattens them
             self.join(conn, r.choice(groups), r.choice(groups), "group")
         else:
@@ -190,6 +208,7 @@ def random_settings(rng: random.Random, slug: str, groups: list[str]) -> dict[st
         "exclude_unlicensed": rng.random() < 0.5,
         "import_managers": rng.random() < 0.8,
         "email_deny_list": rng.choice(([], ["p3@example.com"], ["*@example.com"])),
+        "exclude_mailbox_types": rng.choice(([], ["shared"], ["shared", "room"])),
         "group_types": rng.choice((["security", "microsoft365"], ["security"])),
         "user_scope": "selected_groups" if scope else "all",
         "scope_group_ids": rng.sample(groups, 1) if scope else [],
