@@ -53,6 +53,17 @@ def load(conn: sa.Connection, tenant: str, doc: dict) -> None:
         ),
     )
     writer.copy("user_managers", ((tenant, u, m) for u, m in doc["managers"].items()))
+    # the mailbox types as the extraction keeps them (extract/purposes.py): the generated
+    # shared, room and equipment mailboxes; everyone else unread (kept, as a 404 would be)
+    conn.execute(sa.text("DELETE FROM staging.user_purposes WHERE tenant = :t"), {"t": tenant})
+    for uid, purpose in doc.get("mailbox_purposes", {}).items():
+        conn.execute(
+            sa.text(
+                "INSERT INTO staging.user_purposes (tenant, user_id, purpose, status, fingerprint)"
+                " VALUES (:t, :u, :p, 'read', '')"
+            ),
+            {"t": tenant, "u": uid, "p": purpose},
+        )
 
 
 # -- the rules, in Python, from the tenant document ------------------------------------------------
@@ -115,6 +126,10 @@ def expected_snapshot(doc: dict, s: TenantSettings) -> dict[str, Any]:
             ("out_of_scope", s.user_scope == "selected_groups" and u["id"] not in scoped),
             ("disabled", not enabled and not s.include_disabled),
             ("guest", u["userType"].lower() == "guest" and not s.include_guests),
+            (
+                "mailbox_type",
+                doc.get("mailbox_purposes", {}).get(u["id"]) in s.exclude_mailbox_types,
+            ),
             ("unlicensed", not licensed and s.exclude_unlicensed),
             ("no_email", not valid),
             (
@@ -256,6 +271,7 @@ CASES: dict[str, Case] = {
     "include_disabled": lambda d: {"include_disabled": True},
     "include_guests": lambda d: {"include_guests": True},
     "exclude_unlicensed": lambda d: {"exclude_unlicensed": True},
+    "exclude_mailbox_types": lambda d: {"exclude_mailbox_types": ["shared", "room"]},
     "import_managers": lambda d: {"import_managers": True},
     "import_managers+exclude_unlicensed": lambda d: {
         "import_managers": True,
