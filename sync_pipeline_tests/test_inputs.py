@@ -274,6 +274,7 @@ BAD_VALUES = {
     "admin_email": ("nobody", "is not an email address"),
     "max_deactivation_percent": (150, "must be between 0 and 100"),
     "max_deactivations": (-1, "must be at least 0"),
+    "allow_mass_deactivation_from_ui": ("sometimes", "is not true or false"),
     "drift_warn_percent": ("abc", "is not a number"),
     "drift_error_percent": (101, "must be between 0 and 100"),
     "count_tolerance_objects": (1.5, "is not a whole number"),
@@ -395,3 +396,20 @@ def test_the_ui_listens_on_loopback_unless_told_otherwise(cli, host):
     result = cli("ui", "--host", host)
     assert result.exit_code == 2, result.output
     assert "is not a loopback address" in result.output and "--allow-remote" in result.output
+
+
+def test_mass_deactivation_from_the_ui_is_refused_unless_the_tenant_allows_it():
+    """allow_mass_deactivation in the run config lifts the safety limit only for a run the
+    CLI executes in its own process, or where the tenant allows it from the UI (the UI and
+    its GraphQL API authenticate nobody)."""
+    from sync_pipeline.load import runmode
+
+    asked = {"ops": {"app_directory": {"config": {"allow_mass_deactivation": True}}}}
+    ui = {"launched_in_process": False, "allowed_from_ui": False}
+    refusal = runmode.mass_deactivation_refusal(asked, **ui)
+    assert refusal is not None and "allow_mass_deactivation_from_ui" in refusal
+    assert "sync-pipeline sync TENANT --allow-mass-deactivation" in refusal
+    assert runmode.mass_deactivation_refusal(asked, **(ui | {"allowed_from_ui": True})) is None
+    cli = {"launched_in_process": True, "allowed_from_ui": False}
+    assert runmode.mass_deactivation_refusal(asked, **cli) is None
+    assert runmode.mass_deactivation_refusal({}, **ui) is None  # not asked: nothing to refuse

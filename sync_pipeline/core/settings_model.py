@@ -204,6 +204,13 @@ class TenantSettings(BaseModel):
     admin_email: str | None = None
     max_deactivation_percent: float = Field(default=10.0, ge=0, le=100)
     max_deactivations: int = Field(default=500, ge=0)
+    # The Dagster UI authenticates nobody (docs/operations.md): a run launched from it (or
+    # through its GraphQL API) may not lift the safety limit unless the tenant allows it here.
+    allow_mass_deactivation_from_ui: bool = Field(
+        default=False,
+        description="Honour allow_mass_deactivation in the run config of a run launched from "
+        "the UI (off: only `sync-pipeline sync --allow-mass-deactivation` lifts the limit).",
+    )
     # The deactivation gate (load/gate.py, docs/architecture.md): a person who leaves scope is
     # pending first, and deactivated once out of scope in this many consecutive complete reads
     # and for this many hours. The defaults: two reads, so that no single odd read (a group

@@ -27,7 +27,8 @@ import dagster as dg
 import sqlalchemy as sa
 
 from sync_pipeline.checks import expectations, scope
-from sync_pipeline.defs.load import sync_diff
+from sync_pipeline.core.settings import TenantSettings
+from sync_pipeline.defs.load import mass_deactivation_allowed, sync_diff
 from sync_pipeline.defs.partitions import tenant_partitions
 from sync_pipeline.defs.resources import Database
 from sync_pipeline.defs.staleness import CHECK_DESCRIPTION, CHECK_NAME, freshness_result
@@ -80,10 +81,11 @@ def _table(outcome: expectations.Outcome) -> str:
     return "\n".join(lines)
 
 
-def _guarding(context: dg.AssetCheckExecutionContext) -> bool:
+def _guarding(context: dg.AssetCheckExecutionContext, settings: TenantSettings) -> bool:
     """Whether big changes block this run (`runmode.guards_the_load`), from its job and
-    app_directory's allow_mass_deactivation in its run config."""
-    allowed = runmode.allows_mass_deactivation(context.run.run_config)
+    app_directory's allow_mass_deactivation in its run config, where honoured
+    (defs/load.mass_deactivation_allowed)."""
+    allowed, _ = mass_deactivation_allowed(context, settings)
     return runmode.guards_the_load(
         dry_run=runmode.is_dry_run(context.job_def.name), allow_mass_deactivation=allowed
     )
@@ -213,11 +215,26 @@ def _on_diff(name: str, check: Callable[..., expectations.Outcome]) -> Evaluate:
     return evaluate
 
 
+def _safety(
+    ctx: dg.AssetCheckExecutionContext,
+    database: Database,
+    conn: sa.Connection,
+    tenant: str,
+    run_id: int,
+) -> expectations.Outcome:
+    settings = database.tenant_settings(tenant)
+    return expectations.check_diff_safety(conn, settings, run_id, guard=_guarding(ctx, settings))
+
+
+def _drift(
+    ctx: dg.AssetCheckExecutionContext, settings: TenantSettings, conn: sa.Connection
+) -> expectations.Outcome:
+    return expectations.check_drift(conn, settings, guard=_guarding(ctx, settings))
+
+
 _diff_safety = _on_diff(
     "sync_diff_within_safety_limit",
-    lambda ctx, database, conn, tenant, run_id: expectations.check_diff_safety(
-        conn, database.tenant_settings(tenant), run_id, guard=_guarding(ctx)
-    ),
+    lambda ctx, database, conn, tenant, run_id: _safety(ctx, database, conn, tenant, run_id),
 )
 _diff_fields = _on_diff(
     "sync_diff_keeps_addresses_and_names",
@@ -306,9 +323,7 @@ SNAPSHOT_CHECKS = [
     Check(
         "snapshot_users_drift",
         SNAPSHOT_USERS,
-        lambda ctx, db, conn, tenant: expectations.check_drift(
-            conn, db.tenant_settings(tenant), guard=_guarding(ctx)
-        ),
+        lambda ctx, db, conn, tenant: _drift(ctx, db.tenant_settings(tenant), conn),
         "Imported users against the last successful sync: WARN beyond drift_warn_percent "
         "(default 10), ERROR (blocking) beyond drift_error_percent (default 30); only WARN in "
         "a test sync or when the operator allowed a mass deactivation.",

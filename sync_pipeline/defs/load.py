@@ -31,6 +31,26 @@ class ApplyConfig(dg.Config):
     )
 
 
+def mass_deactivation_allowed(
+    context: dg.AssetExecutionContext | dg.AssetCheckExecutionContext, settings: TenantSettings
+) -> tuple[bool, str]:
+    """Whether this run lifts the safety limit, and what to record: allow_mass_deactivation
+    in its run config, honoured for a run the CLI executes in its own process (no remote
+    origin) or where the tenant allows it from the UI (runmode.mass_deactivation_refusal);
+    a refusal is logged as a warning and said in the metadata."""
+    run = context.run
+    refusal = runmode.mass_deactivation_refusal(
+        run.run_config,
+        launched_in_process=run.remote_job_origin is None,
+        allowed_from_ui=settings.allow_mass_deactivation_from_ui,
+    )
+    if refusal is not None:
+        context.log.warning(f"tenant {settings.slug}: {refusal}")
+        return False, f"refused: {refusal}"
+    asked = runmode.asks_mass_deactivation(run.run_config)
+    return asked, "allowed by the operator" if asked else "not asked"
+
+
 def is_dry_run(context: dg.AssetExecutionContext) -> bool:
     """Whether this run is a test sync (`sync_pipeline.load.runmode`)."""
     return runmode.is_dry_run(context.job_def.name)
@@ -75,13 +95,14 @@ def sync_diff(context: dg.AssetExecutionContext, database: Database) -> dg.Mater
         # weekly (full_verification_days): the incremental diff is compared with a whole one
         # (not in a run of one person, which diffs nobody else)
         verification = scope.decide(conn, settings, "diff_rebuild", "verify")
+        allowed, mass = mass_deactivation_allowed(context, settings)
         counts, path = diff.compute_diff_path(
             conn,
             tenant,
             run_id,
             settings,
             verify=verification.whole and person is None,
-            allow_mass_deactivation=runmode.allows_mass_deactivation(context.run.run_config),
+            allow_mass_deactivation=allowed,
             person=person,
         )
         if person is None:
@@ -123,6 +144,7 @@ def sync_diff(context: dg.AssetExecutionContext, database: Database) -> dg.Mater
             "sync_run_id": run_id,
             **({"person_deferred": "; ".join(path.deferred)} if person else {}),
             "within_safety_limit": not exceeded,
+            "mass_deactivation": mass,
             "withheld": held or "nothing held",
             "withheld_list": dg.MetadataValue.md(_withheld_table(withheld, settings)),
             "next_auto_sync": next_auto_sync(settings),
@@ -147,19 +169,20 @@ def app_directory(
         test_pause("apply")
         # The diff sync_diff wrote in this run (and the blocking checks passed) is applied as
         # it is; computed here only when this run has none.
+        allowed, mass = mass_deactivation_allowed(context, settings)
         planned, computed = diff.planned_diff(
             conn,
             tenant,
             run_id,
             settings,
-            allow_mass_deactivation=config.allow_mass_deactivation,
+            allow_mass_deactivation=allowed,
         )
         context.log.info(
             f"tenant {tenant}: applying the diff "
             + ("computed now" if computed else "planned and checked earlier in this run")
         )
         exceeded, message = diff.safety_check(planned, settings)
-        if exceeded and not config.allow_mass_deactivation:
+        if exceeded and not allowed:
             raise dg.Failure(
                 message,
                 allow_retries=False,
@@ -178,6 +201,7 @@ def app_directory(
             **_ints(applied),
             "sync_run_id": run_id,
             "diff_reused": not computed,
+            "mass_deactivation": mass,
             "held_newly_notified": notified,
             "changes": dg.MetadataValue.md(table),
             "change_list": change_table(rows),

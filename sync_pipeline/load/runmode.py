@@ -49,7 +49,26 @@ def person(run_config: Mapping[str, Any] | None) -> str | None:
     return (who.strip() or None) if isinstance(who, str) else None
 
 
-def allows_mass_deactivation(run_config: Mapping[str, Any] | None) -> bool:
-    """Whether a run's config sets app_directory's allow_mass_deactivation (the CLI's
-    `--allow-mass-deactivation`, or the UI's launchpad)."""
+def mass_deactivation_refusal(
+    run_config: Mapping[str, Any] | None, *, launched_in_process: bool, allowed_from_ui: bool
+) -> str | None:
+    """Why a run's allow_mass_deactivation is refused, or None (not asked, or honoured).
+
+    The CLI executes its run in its own process (`launched_in_process`: the run has no
+    remote origin); a run with one came through a code location, from the UI, its GraphQL
+    API or the daemon, which authenticate nobody. Such a run's request is honoured only when
+    the tenant's settings say so (allow_mass_deactivation_from_ui)."""
+    if not asks_mass_deactivation(run_config) or launched_in_process or allowed_from_ui:
+        return None
+    return (
+        "allow_mass_deactivation was asked in the run config of a run not launched from "
+        "`sync-pipeline sync` (the UI authenticates nobody), and the tenant's "
+        "allow_mass_deactivation_from_ui is off: refused, the safety limit holds. Run "
+        "`sync-pipeline sync TENANT --allow-mass-deactivation`, or set "
+        "allow_mass_deactivation_from_ui: true for the tenant"
+    )
+
+
+def asks_mass_deactivation(run_config: Mapping[str, Any] | None) -> bool:
+    """Whether a run's config asks app_directory's allow_mass_deactivation."""
     return bool(_step_config(run_config, "app_directory").get("allow_mass_deactivation", False))
