@@ -36,7 +36,7 @@ def emit(conn: sa.Connection, tenant: str, run_id: int) -> dict[str, int]:
     params = {"tenant": tenant, "run_id": run_id}
     counts: dict[str, int] = {}
     last_id = 0
-    for statement in _statements("outbox/emit"):
+    for statement in statements("outbox/emit"):
         result = conn.execute(sa.text(statement), params)
         if result.returns_rows:
             for row in result:
@@ -135,7 +135,8 @@ def envelope(row: Any) -> dict[str, Any]:
     }
 
 
-def _statements(name: str) -> list[str]:
+def statements(name: str) -> list[str]:
+    """The statements of sql/<name>.sql (each ends with `;` at a line end)."""
     return [
         s
         for s in _STATEMENT_END.split(db.load_sql(name))
