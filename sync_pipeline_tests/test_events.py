@@ -23,7 +23,7 @@ import sqlalchemy as sa
 from sync_pipeline.audit import changes as audit
 from sync_pipeline.core import db
 from sync_pipeline.fakegraph import generate_tenant
-from sync_pipeline.load import diff
+from sync_pipeline.load import diff, gate
 from sync_pipeline.outbox import events as outbox
 from sync_pipeline_tests.support.events import by_type, events, last_id
 from sync_pipeline_tests.support.fakegraph import new_tenant, start_fake
@@ -259,3 +259,25 @@ def test_events_follow_prints_each_event_as_its_transaction_commits(
         env=env, capture_output=True, text=True, timeout=120,
     )  # fmt: skip
     assert unknown.returncode == 2, unknown.stderr
+
+
+def test_an_approval_makes_no_event_until_the_apply_that_carries_it_out(
+    instance, database_url, engine, doc, fake
+):
+    # the safety limit holds two deactivations for a person's decision
+    slug = new_tenant(engine, "eva", doc, fake, max_deactivations=1)
+    synced(instance, database_url, slug)
+    cursor = last_id(engine, slug)
+    leavers = active_members(engine, slug, fake, doc)[:2]
+    for person in leavers:
+        fake.update_user(doc["tenant_id"], person["id"], accountEnabled=False)
+    synced(instance, database_url, slug)
+    assert events(engine, slug, cursor) == []  # held: nothing changed in the app
+    with engine.begin() as conn:
+        held = gate.withheld(conn, slug)
+        decision = gate.decide(conn, slug, held, "approved", "test", "leavers confirmed")
+    assert events(engine, slug, cursor) == []  # a decision changes no app row
+    applied = synced(instance, database_url, slug)
+    found = events(engine, slug, cursor)
+    assert {(e["type"], e["external_id"]) for e in found} == {("leaver", p["id"]) for p in leavers}
+    assert {e["sync_run"] for e in found} == {applied} and applied > decision
