@@ -115,6 +115,17 @@ def test_a_sync_writes_exactly_its_events_in_the_apply_transaction(
     *movers, leaver = active_members(engine, slug, fake, doc)[:3]
     fake.update_user(tid, movers[0]["id"], department="Finance")
     fake.update_user(tid, movers[1]["id"], department="Finance", jobTitle="Controller")
+    with engine.connect() as conn:  # ... and joins a group: still one mover event
+        finance_id, finance = conn.execute(
+            sa.text(
+                "SELECT g.id, g.external_id FROM app.groups g WHERE g.tenant = :t"
+                " AND g.source = 'm365' AND NOT EXISTS (SELECT 1 FROM app.group_members gm"
+                " JOIN app.users u ON u.id = gm.user_id WHERE gm.group_id = g.id"
+                " AND u.external_id = :u) ORDER BY g.id LIMIT 1"
+            ),
+            {"t": slug, "u": movers[1]["id"]},
+        ).one()
+    fake.add_members(tid, finance, [movers[1]["id"]])
     fake.update_user(tid, leaver["id"], accountEnabled=False)
     second = synced(instance, database_url, slug)
 
@@ -140,6 +151,7 @@ def test_a_sync_writes_exactly_its_events_in_the_apply_transaction(
         "department": movers[1]["department"],
         "job_title": movers[1]["jobTitle"],
     }
+    assert (one["groups_added"], two["groups_added"]) == ([], [finance_id])
     # the apply's transaction: its run, and the transaction's own time (now() of the audit)
     with engine.connect() as conn:
         applied_at = (
@@ -170,9 +182,7 @@ def test_a_sync_writes_exactly_its_events_in_the_apply_transaction(
     (back,) = kinds["joiner"]
     assert back["external_id"] == leaver["id"]
     assert back["payload"]["user"]["is_active"] is True
-    assert {g["id"] for g in back["payload"]["groups_added"]} == {
-        g["id"] for g in gone["payload"]["groups_removed"]
-    }
+    assert back["payload"]["groups_added"] == gone["payload"]["groups_removed"]
     undone = {e["external_id"]: e["payload"] for e in kinds["mover"]}
     assert undone[movers[0]["id"]]["before"] == {"department": "Finance"}
     assert undone[movers[0]["id"]]["after"] == {"department": movers[0]["department"]}

@@ -41,3 +41,8 @@ CREATE TABLE IF NOT EXISTS sync.event_dead_letters (
 );
 -- A run's events (metadata, `history`, an app asking "what did run N do"), and retention.
 CREATE INDEX IF NOT EXISTS events_run ON sync.events (tenant, run_id);
+-- The outbox's merge of a person's audit rows (before with before, after with after) in one
+-- pass: `||` as an aggregate (sql/outbox/emit.sql).
+CREATE OR REPLACE AGGREGATE sync.jsonb_concat_agg(jsonb) (
+    SFUNC = jsonb_concat, STYPE = jsonb, INITCOND = '{}'
+);

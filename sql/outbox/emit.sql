@@ -1,47 +1,42 @@
 -- The events of run :run_id, from its audit rows (sync.changes), in its transaction: one
 -- event per person per run and kind (joiner or leaver, else address_changed and/or mover),
 -- and one per group created (or restored) or removed. A first load's 1.2 M membership adds
--- become the `groups_added` of its joiners, not 1.2 M events. The same rules read an undo's
--- audit rows (revert / deactivate / remove / add), so an undo writes the inverse events; a
--- decision's rows (entity `decision`) change no app row and make none. The statement reports
--- the events it wrote, per type, with the largest id (for the NOTIFY). The payload's shape
--- is docs/events.schema.json (`version` 1). Set-wise; hash joins, as in the apply.
+-- become the `groups_added` (app.groups ids) of its joiners, not 1.2 M events. The same
+-- rules read an undo's audit rows (revert / deactivate / remove / add), so an undo writes
+-- the inverse events; a decision's rows (entity `decision`) change no app row and make none.
+-- The statement reports the events it wrote, per type, with the largest id (for the
+-- NOTIFY). The payload's shape is sync_pipeline/outbox/events.schema.json (`version` 1).
+-- Set-wise, one pass over the run's audit rows; hash joins, as in the apply.
 SET LOCAL enable_nestloop = off;
 SET LOCAL work_mem = '256MB';
 WITH ch AS MATERIALIZED (
-    SELECT c.entity, c.action, c.user_id, c.group_id, c.before, c.after
+    -- a membership's labels are not needed: the tuplestore stays narrow (1.2 M rows)
+    SELECT c.entity, c.action, c.user_id, c.group_id,
+           CASE WHEN c.entity <> 'membership' THEN c.before END AS before,
+           CASE WHEN c.entity <> 'membership' THEN c.after END AS after
     FROM sync.changes c
     WHERE c.tenant = :tenant AND c.run_id = :run_id AND c.entity <> 'decision'
 ),
--- per person: the prior and the new value of each column the run set (user and manager rows)
+-- per person: the prior and the new value of each column the run set (user and manager
+-- rows have disjoint keys); the audit's bookkeeping columns are not the app's business
 fields AS (
     SELECT c.user_id,
            bool_or(c.entity = 'user' AND c.action = 'create') AS created,
-           jsonb_object_agg(kv.key, kv.value) FILTER (WHERE kv.side = 'b') AS before,
-           jsonb_object_agg(kv.key, kv.value) FILTER (WHERE kv.side = 'a') AS after
+           sync.jsonb_concat_agg(c.before) - ARRAY['external_id', 'source', 'deactivated_at']
+               AS before,
+           sync.jsonb_concat_agg(c.after) - ARRAY['external_id', 'source', 'deactivated_at']
+               AS after
     FROM ch c
-    CROSS JOIN LATERAL (
-        SELECT 'b' AS side, b.key, b.value FROM jsonb_each(coalesce(c.before, '{}')) b
-        UNION ALL
-        SELECT 'a', a.key, a.value FROM jsonb_each(coalesce(c.after, '{}')) a
-    ) kv
     WHERE c.entity IN ('user', 'manager') AND c.user_id IS NOT NULL
-      AND kv.key IN ('email', 'display_name', 'first_name', 'last_name', 'job_title',
-                     'department', 'manager_id', 'manager', 'manager_external_id',
-                     'is_active')
     GROUP BY c.user_id
 ),
--- per person: the groups the run added them to and removed them from
+-- per person: the app groups the run added them to and removed them from (app.groups ids)
 memberships AS (
     SELECT c.user_id,
-           jsonb_agg(jsonb_build_object('id', g.id, 'external_id', g.external_id,
-                                        'name', g.name) ORDER BY g.id)
-               FILTER (WHERE c.action = 'add') AS added,
-           jsonb_agg(jsonb_build_object('id', g.id, 'external_id', g.external_id,
-                                        'name', g.name) ORDER BY g.id)
-               FILTER (WHERE c.action = 'remove') AS removed
+           jsonb_agg(c.group_id ORDER BY c.group_id) FILTER (WHERE c.action = 'add') AS added,
+           jsonb_agg(c.group_id ORDER BY c.group_id) FILTER (WHERE c.action = 'remove')
+               AS removed
     FROM ch c
-    JOIN app.groups g ON g.tenant = :tenant AND g.id = c.group_id
     WHERE c.entity = 'membership'
     GROUP BY c.user_id
 ),
@@ -92,25 +87,31 @@ person_rows AS (
                    'last_name', e.last_name, 'job_title', e.job_title,
                    'department', e.department, 'manager_id', e.manager_id,
                    'is_active', e.is_active),
-               'before', CASE WHEN e.created THEN NULL ELSE coalesce(sel.before, '{}') END,
-               'after', coalesce(sel.after, '{}'),
+               'before', CASE
+                   WHEN e.created THEN NULL
+                   WHEN e.type IN ('joiner', 'leaver') THEN coalesce(e.before, '{}')
+                   WHEN e.type = 'address_changed'
+                       THEN jsonb_build_object('email', e.before -> 'email')
+                   ELSE (SELECT coalesce(jsonb_object_agg(a.key, e.before -> a.key)
+                                             FILTER (WHERE e.before ? a.key), '{}')
+                         FROM jsonb_each(e.after) a
+                         WHERE a.key IN ('job_title', 'department', 'manager_id', 'manager',
+                                         'manager_external_id')
+                           AND a.value IS DISTINCT FROM e.before -> a.key) END,
+               'after', CASE
+                   WHEN e.type IN ('joiner', 'leaver') THEN coalesce(e.after, '{}')
+                   WHEN e.type = 'address_changed'
+                       THEN jsonb_build_object('email', e.after -> 'email')
+                   ELSE (SELECT coalesce(jsonb_object_agg(a.key, a.value), '{}')
+                         FROM jsonb_each(e.after) a
+                         WHERE a.key IN ('job_title', 'department', 'manager_id', 'manager',
+                                         'manager_external_id')
+                           AND a.value IS DISTINCT FROM e.before -> a.key) END,
                'groups_added', CASE WHEN e.type = 'address_changed' THEN '[]'
                                     ELSE coalesce(e.added, '[]') END,
                'groups_removed', CASE WHEN e.type = 'address_changed' THEN '[]'
                                       ELSE coalesce(e.removed, '[]') END) AS payload
     FROM person_events e
-    CROSS JOIN LATERAL (
-        SELECT jsonb_object_agg(a.key, e.before -> a.key) FILTER (WHERE e.before ? a.key)
-                   AS before,
-               jsonb_object_agg(a.key, a.value) AS after
-        FROM jsonb_each(coalesce(e.after, '{}')) a
-        WHERE CASE e.type
-                  WHEN 'address_changed' THEN a.key = 'email'
-                  WHEN 'mover' THEN a.key IN ('job_title', 'department', 'manager_id',
-                                              'manager', 'manager_external_id')
-                                    AND a.value IS DISTINCT FROM e.before -> a.key
-                  ELSE true END
-    ) sel
 ),
 group_rows AS (
     SELECT CASE k.type WHEN 'group_created' THEN 0 ELSE 2 END AS part, g.id AS ord, k.type,
