@@ -36,12 +36,13 @@ def emit(conn: sa.Connection, tenant: str, run_id: int) -> dict[str, int]:
     params = {"tenant": tenant, "run_id": run_id}
     counts: dict[str, int] = {}
     last_id = 0
-    for statement in statements("outbox/emit"):
-        result = conn.execute(sa.text(statement), params)
-        if result.returns_rows:
-            for row in result:
-                counts[row.type] = int(row.n)
-                last_id = max(last_id, int(row.last_id))
+    *settings, insert = statements("outbox/emit")  # planner settings, then the statement
+    for statement in settings:
+        conn.execute(sa.text(statement), params)
+    for row in conn.execute(sa.text(insert), params):
+        counts[row.type] = int(row.n)
+        last_id = max(last_id, int(row.last_id))
+    conn.execute(db.q("outbox/emit_end"))
     if counts:
         message = json.dumps({"tenant": tenant, "run_id": run_id, "last_id": last_id})
         conn.execute(db.q("outbox/notify"), {"channel": CHANNEL, "message": message})
