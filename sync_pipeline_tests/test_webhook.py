@@ -5,11 +5,13 @@ backoff and every event is taken once, in order; dead letters and the retention.
 from __future__ import annotations
 
 import os
+import uuid
 
 import dagster as dg
 import pytest
 import sqlalchemy as sa
 
+from sync_pipeline.core.settings import SettingsError, parse_settings
 from sync_pipeline.defs.outbox import event_deliveries
 from sync_pipeline.defs.resources import Database
 from sync_pipeline.fakegraph import generate_tenant
@@ -191,3 +193,36 @@ def test_an_unset_webhook_secret_is_named_and_nothing_is_posted(
     result = tick(database_url)
     assert "SP_TEST_WEBHOOK_UNSET (webhook_secret_env) is not set" in reason(result)
     assert receiver.received == []
+
+
+def test_without_a_webhook_the_retention_deletes_every_old_event(
+    instance, database_url, engine, doc, fake
+):
+    slug = new_tenant(engine, "hookr", doc, fake, event_retention_days=3)
+    assert materialise(instance, slug, database_url=database_url).success
+    written = events(engine, slug)
+    with engine.begin() as conn:
+        conn.execute(
+            sa.text(
+                "UPDATE sync.events SET created_at = now() - interval '4 days'"
+                " WHERE tenant = :t AND id <= :last"
+            ),
+            {"t": slug, "last": written[-2]["id"]},
+        )
+        deleted = delivery.retention(conn, Database(url=database_url).tenant_settings(slug))
+    assert deleted == len(written) - 1
+    assert events(engine, slug) == written[-1:]  # the one within the retention stays
+
+
+def test_a_webhook_needs_https_and_a_secret_variable():
+    base = {"slug": "acme", "tenant_id": str(uuid.UUID(int=0)), "client_id": str(uuid.UUID(int=0))}
+    base["client_secret_env"] = "ACME_SECRET"
+    with pytest.raises(SettingsError, match="webhook_secret_env is not"):
+        parse_settings(base | {"webhook_url": "https://app.example.com/hook"})
+    with pytest.raises(SettingsError, match=r"webhook_url .* must be an https:// URL"):
+        parse_settings(base | {"webhook_url": "http://app.example.com/hook",
+                               "webhook_secret_env": "ACME_HOOK"})  # fmt: skip
+    ok = parse_settings(
+        base | {"webhook_url": "https://app.example.com/hook", "webhook_secret_env": "ACME_HOOK"}
+    )
+    assert (ok.webhook_url, ok.event_retention_days) == ("https://app.example.com/hook", 30)
