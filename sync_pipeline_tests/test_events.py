@@ -21,6 +21,7 @@ import pytest
 import sqlalchemy as sa
 
 from sync_pipeline.audit import changes as audit
+from sync_pipeline.cli import eventscmd
 from sync_pipeline.core import db
 from sync_pipeline.fakegraph import generate_tenant
 from sync_pipeline.load import diff, gate
@@ -223,7 +224,7 @@ def test_a_failed_apply_leaves_no_event_and_sends_no_notification(
 
 
 def test_events_follow_prints_each_event_as_its_transaction_commits(
-    instance, database_url, engine, doc, fake, tmp_path
+    instance, database_url, engine, doc, fake, tmp_path, cli, monkeypatch
 ):
     slug = new_tenant(engine, "evw", doc, fake)
     env = {**os.environ, "SYNC_PIPELINE_HOME": str(tmp_path / "home"), "DATABASE_URL": database_url}
@@ -264,6 +265,18 @@ def test_events_follow_prints_each_event_as_its_transaction_commits(
     )  # fmt: skip
     assert done.returncode == 0, done.stderr
     assert [json.loads(x) for x in done.stdout.splitlines()] == events(engine, slug, cursor)
+    two = subprocess.run(
+        [sys.executable, "-m", "sync_pipeline.cli", "events", slug, "--limit", "2"],
+        env=env, capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+    assert [json.loads(x) for x in two.stdout.splitlines()] == events(engine, slug)[:2]
+    monkeypatch.setattr(eventscmd, "_PAGE", 7)  # page after page, nothing skipped or repeated
+    paged = cli("events", slug)
+    assert paged.exit_code == 0, paged.output
+    assert [json.loads(x) for x in paged.output.splitlines()] == events(engine, slug)
+    assert [json.loads(x) for x in cli("events", slug, "--limit", "9").output.splitlines()] == (
+        events(engine, slug)[:9]
+    )
     unknown = subprocess.run(
         [sys.executable, "-m", "sync_pipeline.cli", "events", "no-such-tenant"],
         env=env, capture_output=True, text=True, timeout=120,

@@ -6,11 +6,14 @@ import json
 import sys
 
 import click
+import sqlalchemy as sa
 
 from sync_pipeline.cli.common import EXIT_INTERRUPTED, fail, handle_errors, prepare
 from sync_pipeline.core import db
 from sync_pipeline.outbox import events as outbox
 from sync_pipeline.registry import tenants
+
+_PAGE = 1000
 
 
 @click.command("events")
@@ -61,10 +64,7 @@ def events_command(tenant: str, after: int, follow: bool, poll: float, limit: in
             for event in outbox.follow(engine, tenant, after, poll_seconds=poll):
                 _line(event)
         else:
-            with engine.connect() as conn:
-                found = outbox.read(conn, tenant, after, limit or 1_000_000_000)
-            for event in found:
-                _line(event)
+            _print_pages(engine, tenant, after, limit)
     except KeyboardInterrupt:
         sys.exit(EXIT_INTERRUPTED)
     except BrokenPipeError:  # `| head`: the reader has what it wanted
@@ -72,6 +72,21 @@ def events_command(tenant: str, after: int, follow: bool, poll: float, limit: in
         sys.exit(0)
     except OSError as exc:
         fail(f"tenant {tenant}: events: {exc}", 1)
+
+
+def _print_pages(engine: sa.Engine, tenant: str, after: int, limit: int | None) -> None:
+    """Every event after the cursor (at most `limit`), a page at a time: a first load's
+    100k joiners are never held in memory at once."""
+    left = limit if limit is not None else -1
+    while left != 0:
+        page = _PAGE if left < 0 else min(left, _PAGE)
+        with engine.connect() as conn:
+            found = outbox.read(conn, tenant, after, page)
+        for event in found:
+            _line(event)
+        if len(found) < page:
+            return
+        after, left = found[-1]["id"], left - len(found) if left > 0 else -1
 
 
 def _line(event: dict) -> None:
