@@ -10,6 +10,7 @@ from sync_pipeline.defs.extract import extract_assets
 from sync_pipeline.defs.jobs import sync_job, test_sync_job
 from sync_pipeline.defs.load import load_assets
 from sync_pipeline.defs.notifications import notification_subscriptions, notification_syncs
+from sync_pipeline.defs.outbox import event_deliveries
 from sync_pipeline.defs.resources import Database, Graph
 from sync_pipeline.defs.staleness import tenant_staleness_sensor
 from sync_pipeline.defs.transform import directory_snapshot
@@ -29,6 +30,7 @@ def build_defs() -> dg.Definitions:
             tenant_staleness_sensor,
             notification_subscriptions,
             notification_syncs,
+            event_deliveries,
         ],
         # Configuration through dg.EnvVar: the UI's Resources tab names what a deployment sets
         # (the CLI, `dagster dev` from the root and the embedded default all export it).

@@ -10,6 +10,7 @@ import sqlalchemy as sa
 
 from sync_pipeline.core import db
 from sync_pipeline_tests.support.database import app_snapshot, tenant_lock_held
+from sync_pipeline_tests.support.events import events
 from sync_pipeline_tests.support.waiting import wait_until
 
 
@@ -64,6 +65,7 @@ def test_killed_mid_apply_leaves_app_before_or_after_and_next_sync_completes(
     wait_until(lambda: not tenant_lock_held(engine, tenant), 30, "the killed apply's rollback")
     after_kill = app_snapshot(engine, tenant)
     assert after_kill == before  # nothing of the interrupted apply is visible
+    assert events(engine, tenant) == []  # nor any of its events (the outbox, issue 18)
     assert not tenant_lock_held(engine, tenant)
 
     with engine.connect() as conn:
@@ -96,6 +98,8 @@ def test_killed_mid_apply_leaves_app_before_or_after_and_next_sync_completes(
     assert "failed: the process running this sync ended" in history.stdout
     final = app_snapshot(engine, tenant)
     assert final["app.users"] and final["app.group_members"]
+    joined = [e for e in events(engine, tenant) if e["type"] == "joiner"]
+    assert len(joined) == len(final["app.users"])  # the completed apply's, once each
     repeat = sync_process(tenant, str(tmp_path / "home"), database_url)
     assert repeat.wait(timeout=300) == 0
     assert app_snapshot(engine, tenant) == final  # converged

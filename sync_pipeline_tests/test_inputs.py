@@ -290,6 +290,10 @@ BAD_VALUES = {
     "change_notifications": ("often", "is not true or false"),
     "notification_url": ("http://notify.example.com/graph", "must be an https:// URL"),
     "notification_debounce_seconds": (-5, "must be between 0 and 3600"),
+    "webhook_url": ("http://app.example.com/hooks", "must be an https:// URL"),
+    "webhook_secret_env": ("s3cr3t value!", "must be the NAME of an environment variable"),
+    "webhook_ca_bundle": ("/nowhere/webhook-ca.pem", "does not exist on this machine"),
+    "event_retention_days": (0, "must be between 1 and 3650"),
 }
 
 

@@ -12,6 +12,7 @@ import sqlalchemy as sa
 from sync_pipeline.defs.extract import FULL_READ_TAG
 from sync_pipeline.fakegraph import generate_tenant
 from sync_pipeline_tests.support.cli import run_cli
+from sync_pipeline_tests.support.events import events
 from sync_pipeline_tests.support.fakegraph import new_tenant, start_fake
 from sync_pipeline_tests.support.pipeline import materialise
 
@@ -190,6 +191,16 @@ def test_a_new_person_lands_as_the_next_full_sync_lands_them(
     assert (run_row.person, run_row.status) == ("New.Hire@person.example", "success")
     assert withheld(engine, slug) == pending  # the gate's memory of others is untouched
     assert ("user", "create") in audited and ("membership", "add") in audited
+    # the run of one person writes that person's event, and nobody else's (issue 18)
+    (joined,) = [e for e in events(engine, slug) if e["sync_run"] == run_row.id]
+    assert (joined["type"], joined["external_id"]) == ("joiner", hire)
+    # flat: the nested group's member is in the group above it too
+    with engine.connect() as conn:
+        ids = conn.execute(
+            sa.text("SELECT id FROM app.groups WHERE tenant = :t AND external_id IN (:a, :b)"),
+            {"t": slug, "a": inner, "b": outer},
+        ).scalars()
+        assert joined["payload"]["groups_added"] == sorted(ids)
 
     # The next full sync decides the same for the person, and applies the rest.
     full = synced(instance, database_url, slug, tags={FULL_READ_TAG: "true"})

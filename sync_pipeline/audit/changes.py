@@ -11,8 +11,9 @@ deactivation, manager) get their prior values back; groups it created are marked
 renamed / restored / removed ones get their prior name and removed_at back; memberships it
 added are deleted and memberships it removed are added again. It refuses, naming the rows,
 when a later applied change (a sync or another undo) touched the same rows, unless that
-later run was itself undone. Changes people made in the app outside the sync are not
-recorded, so they are not detected. No Dagster imports.
+later run was itself undone. The undo writes the inverse events to the outbox (a created
+user's deactivation is a leaver, a deactivation's revert a joiner). Changes people made in
+the app outside the sync are not recorded, so they are not detected. No Dagster imports.
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ from typing import Any
 import sqlalchemy as sa
 
 from sync_pipeline.core import db
+from sync_pipeline.outbox import events
 from sync_pipeline.registry import runs
 from sync_pipeline.transform.rules import run_script
 
@@ -161,6 +163,7 @@ def undo(conn: sa.Connection, tenant: str, run_id: int) -> tuple[int, dict[str, 
                 f"it ({detail}); probably a person changed them in the app since. Nothing "
                 "was changed."
             ) from None
+        events.emit(conn, tenant, undo_id)  # the inverse events, from the undo's audit rows
         counts = {
             f"{r.entity}_{r.action}": int(r.n)
             for r in conn.execute(db.q("audit/run_counts"), {"tenant": tenant, "run_id": undo_id})

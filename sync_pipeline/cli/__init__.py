@@ -21,6 +21,7 @@ from sync_pipeline.cli.connectcmd import connect_command
 from sync_pipeline.cli.dbcmd import db_group
 from sync_pipeline.cli.democmd import demo_command
 from sync_pipeline.cli.doctorcmd import doctor_command
+from sync_pipeline.cli.eventscmd import events_command
 from sync_pipeline.cli.explaincmd import explain_command
 from sync_pipeline.cli.fakegraphcmd import fakegraph_group
 from sync_pipeline.cli.heldcmd import approve_command, held_command, pending_command, reject_command
@@ -58,6 +59,7 @@ main.add_command(tenant_group)
 main.add_command(fakegraph_group)
 main.add_command(explain_command)
 main.add_command(history_command)
+main.add_command(events_command)
 main.add_command(report_command)
 main.add_command(undo_command)
 main.add_command(pending_command)

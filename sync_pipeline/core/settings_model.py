@@ -307,6 +307,28 @@ class TenantSettings(BaseModel):
         description="Seconds after a tenant's first notification before its sync starts: the "
         "notifications of that window become one sync.",
     )
+    # The outbox (docs/architecture.md, docs/operations.md): its events posted to the app's
+    # webhook, signed with the secret in webhook_secret_env, by the event_deliveries sensor.
+    webhook_url: str | None = Field(
+        default=None,
+        description="An https:// URL the tenant's outbox events are posted to, one by one.",
+    )
+    webhook_secret_env: str | None = Field(
+        default=None,
+        description="The NAME of the environment variable holding the webhook's HMAC secret.",
+    )
+    webhook_ca_bundle: str | None = Field(
+        default=None,
+        description="A PEM file of CA certificates the webhook's certificate is checked "
+        "against instead of the system's (a private CA).",
+    )
+    event_retention_days: int = Field(
+        default=30,
+        ge=1,
+        le=3650,
+        description="Days an outbox event is kept after it was written (and, with a webhook, "
+        "delivered); never deleted before delivery.",
+    )
 
     @field_validator("slug")
     @classmethod
@@ -325,7 +347,7 @@ class TenantSettings(BaseModel):
             msg = "is not a GUID such as 00000000-0000-0000-0000-000000000000"
             raise ValueError(msg) from None
 
-    @field_validator("client_secret_env")
+    @field_validator("client_secret_env", "webhook_secret_env")
     @classmethod
     def _env_name(cls, v: str | None) -> str | None:
         if v is not None and not _ENV_NAME.fullmatch(v):
@@ -344,7 +366,7 @@ class TenantSettings(BaseModel):
     def _authority(cls, v: str) -> str:
         return _https_host(v, GLOBAL_LOGIN)
 
-    @field_validator("ca_bundle")
+    @field_validator("ca_bundle", "webhook_ca_bundle")
     @classmethod
     def _ca_bundle(cls, v: str | None, info: ValidationInfo) -> str | None:
         # Checked where settings come in (import, set, add, the wizard); stored settings are
@@ -507,6 +529,19 @@ class TenantSettings(BaseModel):
             )
         return v
 
+    @field_validator("webhook_url")
+    @classmethod
+    def _webhook_url(cls, v: str | None) -> str | None:
+        if v is None:
+            return v
+        v = v.strip()
+        if not re.match(r"^https://[^/?#\s@]+(/[^#\s]*)?$", v):
+            raise ValueError(
+                "must be an https:// URL (events carry people's names and addresses), "
+                "e.g. https://app.example.com/hooks/directory"
+            )
+        return v
+
     @field_validator("admin_email")
     @classmethod
     def _admin_email(cls, v: str | None) -> str | None:
@@ -536,6 +571,11 @@ class TenantSettings(BaseModel):
             )
         if self.group_mapping and not self.group_mapping_enabled:
             raise ValueError("group_mapping is set but group_mapping_enabled is false")
+        if self.webhook_url and not self.webhook_secret_env:
+            raise ValueError(
+                "webhook_url is set but webhook_secret_env is not: every delivery is signed; "
+                "name the environment variable holding the secret"
+            )
         return self
 
     @property

@@ -21,6 +21,7 @@ import sqlalchemy as sa
 from sync_pipeline.core import db
 from sync_pipeline.core.settings import TenantSettings
 from sync_pipeline.load import gate
+from sync_pipeline.outbox import events
 from sync_pipeline.registry import runs
 from sync_pipeline.transform.rules import run_script
 
@@ -333,8 +334,8 @@ def apply_diff(
     and record each applied change with its before and after values in sync.changes.
 
     Runs inside the caller's transaction; the caller holds `db.tenant_lock` and commits or
-    rolls back, so the audit is written if and only if the changes are. Returns the rows
-    each step actually changed.
+    rolls back, so the audit and the outbox's events (outbox/events.py) are written if and
+    only if the changes are. Returns the rows each step actually changed.
 
     `person` (a Graph id: a run of one person, compute_diff_path): the gate's memory changes
     for that person alone, and no dirty key is consumed (the next diff looks at them all).
@@ -354,6 +355,8 @@ def apply_diff(
     # the managers of the users this run created were set by their INSERT (apply_user_create)
     counts["manager_set"] += conn.execute(db.q("load/managers_set_at_create"), params).scalar_one()
     gate.remember(conn, tenant, run_id, person=person)  # for the next sync's gate
+    # the outbox, from the audit rows just written: joiners, leavers, movers... (issue 18)
+    events.emit(conn, tenant, run_id)
     if person is None:
         run_script(conn, "load/state/consume", params)
     conn.execute(db.q("load/state/writer"), {"writer": ""})

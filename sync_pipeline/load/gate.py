@@ -28,6 +28,7 @@ import sqlalchemy as sa
 
 from sync_pipeline.core import db
 from sync_pipeline.core.settings import TenantSettings
+from sync_pipeline.outbox import events
 from sync_pipeline.registry import runs
 from sync_pipeline.transform.rules import run_script
 
@@ -155,6 +156,9 @@ def decide(
                 "note": note,
             },
         )
+        # a decision changes no app row, so it makes no event (the apply that carries it out
+        # does); called all the same, so every writer of sync.changes feeds the outbox
+        events.emit(conn, tenant, run_id)
         action = "approve" if decision == "approved" else "reject"
         runs.finish(conn, run_id, "success", counts={f"decision_{action}": len(chosen)})
     return run_id
