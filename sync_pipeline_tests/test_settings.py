@@ -319,3 +319,44 @@ def test_import_refuses_a_mapping_target_missing_in_the_app(cli, tmp_path, engin
 def test_new_commands_have_help(args):
     result = CliRunner().invoke(main, [*args, "--help"])
     assert result.exit_code == 0 and "Usage:" in result.output
+
+
+def test_a_tenant_pointed_at_another_directory_starts_clean(engine, tenant_slug):
+    """Changing tenant_id, client_id or graph_base_url discards the slug's staging rows and
+    delta links with the settings change (an incremental read mixed two directories); any
+    other change keeps them. The app's rows stay."""
+    import sqlalchemy as sa
+
+    from sync_pipeline.registry import tenants
+    from sync_pipeline_tests.support.rows import make_settings, stage, user
+
+    settings = make_settings(tenant_slug)
+    with engine.begin() as conn:
+        tenants.save(conn, settings)
+        stage(conn, tenant_slug, users=[user("u1")], groups=[], members={}, managers={})
+        conn.execute(
+            sa.text(
+                "INSERT INTO sync.delta_state (tenant, entity, delta_link)"
+                " VALUES (:t, 'users', 'https://graph.example/delta?token=x')"
+            ),
+            {"t": tenant_slug},
+        )
+
+    def kept() -> tuple[int, int, int]:
+        with engine.connect() as conn:
+            return conn.execute(
+                sa.text(
+                    "SELECT (SELECT count(*) FROM staging.users WHERE tenant = :t),"
+                    " (SELECT count(*) FROM sync.delta_state WHERE tenant = :t),"
+                    " (SELECT count(*) FROM sync.touched WHERE tenant = :t AND kind = 'full')"
+                ),
+                {"t": tenant_slug},
+            ).one()
+
+    with engine.begin() as conn:
+        tenants.save(conn, settings.model_copy(update={"timezone": "Europe/Paris"}))
+    assert kept() == (1, 1, 0)  # another setting: the directory is the same
+    other = "11111111-1111-1111-1111-111111111111"
+    with engine.begin() as conn:
+        tenants.save(conn, settings.model_copy(update={"tenant_id": other}))
+    assert kept() == (0, 0, 1)  # another directory: clean, the next read is full

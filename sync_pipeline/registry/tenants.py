@@ -28,10 +28,22 @@ class StoredTenant:
     updated_at: datetime
 
 
+# Settings that say which directory a slug reads: changing one points the tenant elsewhere.
+DIRECTORY_FIELDS = ("tenant_id", "client_id", "graph_base_url")
+
+
 def save(conn: sa.Connection, settings: TenantSettings) -> int | None:
-    """Store the settings; returns the new version, or None when nothing changed."""
-    doc = json.dumps(settings.to_document(), sort_keys=True)
+    """Store the settings; returns the new version, or None when nothing changed. When the
+    change points the tenant at another directory (DIRECTORY_FIELDS), its staging rows and
+    delta links are discarded in the same transaction (sql/tenants/discard_directory.sql)."""
+    before = conn.execute(db.q("tenants/directory_of"), {"slug": settings.slug}).first()
+    document = settings.to_document()  # defaults left out, as stored: compared the same way
+    doc = json.dumps(document, sort_keys=True)
     row = conn.execute(db.q("tenants/upsert"), {"slug": settings.slug, "settings": doc}).first()
+    if before is not None and any(
+        (getattr(before, f) or "") != (document.get(f) or "") for f in DIRECTORY_FIELDS
+    ):
+        conn.execute(db.q("tenants/discard_directory"), {"t": settings.slug})
     return row[0] if row else None
 
 
