@@ -417,3 +417,19 @@ def test_mass_deactivation_from_the_ui_is_refused_unless_the_tenant_allows_it():
     cli = {"launched_in_process": True, "allowed_from_ui": False}
     assert runmode.mass_deactivation_refusal(asked, **cli) is None
     assert runmode.mass_deactivation_refusal({}, **ui) is None  # not asked: nothing to refuse
+
+
+def test_outside_text_is_inert_in_email_headers_and_metadata_cells():
+    """A name from Graph in an email subject or a Dagster markdown cell: no line break (an
+    injected header, or a crash: the email package refuses one), no escape sequence, no bidi
+    override; Unicode kept."""
+    from sync_pipeline.core.textfiles import markdown_cell
+    from sync_pipeline.report import mail
+
+    hostile = "Åsa\r\nBcc: all@example.com \x1b[31mred\u202e|x"
+    msg = mail.build(to="it@example.com", subject=f"held: {hostile}", text="body")
+    subject = str(msg["Subject"])
+    assert "\r" not in subject and "\n" not in subject and "Bcc" not in msg.keys()
+    assert "Åsa" in subject and "\x1b" not in subject and "\u202e" not in subject
+    cell = markdown_cell(hostile)
+    assert "\n" not in cell and "\x1b" not in cell and "\\|x" in cell and "Åsa" in cell

@@ -4,7 +4,6 @@ environment preparation."""
 from __future__ import annotations
 
 import functools
-import re
 import sys
 import uuid
 from collections.abc import Callable
@@ -18,6 +17,7 @@ from rich.markup import escape
 from sync_pipeline.core import db
 from sync_pipeline.core.db import DatabaseError, DatabaseURLError
 from sync_pipeline.core.settings import SettingsError
+from sync_pipeline.core.textfiles import inert
 from sync_pipeline.graph import CredentialError
 from sync_pipeline.registry import tenants
 from sync_pipeline.registry.tenants import UnknownTenantError
@@ -43,19 +43,6 @@ class Options:
 
 
 options = Options()
-
-
-# C0 and C1 control characters (ESC and CSI start every terminal escape sequence; NUL, CR and
-# backspace rewrite what a terminal shows) and the bidirectional overrides that make a name
-# read differently from what it is. Hand-written: rich escapes markup, not these.
-_UNSAFE = re.compile(r"[\x00-\x1f\x7f-\x9f\u200e\u200f\u202a-\u202e\u2066-\u2069]")
-
-
-def inert(text: object) -> str:
-    """Text from outside (Graph, settings, files) as a terminal may show it: every control
-    character, escape sequence introducer and bidi override replaced by U+FFFD (a newline or
-    tab by a space); every other character, Unicode included, kept."""
-    return _UNSAFE.sub(lambda m: " " if m.group() in "\n\t" else "\ufffd", str(text))
 
 
 def shown(text: object) -> str:

@@ -13,6 +13,25 @@ from typing import Any
 
 import yaml
 
+# C0 and C1 control characters (ESC and CSI start every terminal escape sequence; NUL, CR and
+# backspace rewrite what a terminal shows, CR and LF split an email header) and the
+# bidirectional overrides that make a name read differently from what it is. Hand-written:
+# rich escapes markup and the email package refuses line breaks, neither strips these.
+_UNSAFE = re.compile(r"[\x00-\x1f\x7f-\x9f\u200e\u200f\u202a-\u202e\u2066-\u2069]")
+
+
+def inert(text: object) -> str:
+    """Text from outside (Graph, settings, files) as a terminal, an email header or Dagster
+    metadata may show it: every control character, escape-sequence introducer and bidi
+    override replaced by U+FFFD (a newline or tab by a space); every other character,
+    Unicode included, kept."""
+    return _UNSAFE.sub(lambda m: " " if m.group() in "\n\t" else "\ufffd", str(text))
+
+
+def markdown_cell(text: object) -> str:
+    """`inert` text for one cell of a markdown table (Dagster metadata): pipes escaped."""
+    return inert(text).replace("|", "\\|")
+
 
 class TextFileError(ValueError):
     """A file or text that cannot be read as given; the message names where and why."""

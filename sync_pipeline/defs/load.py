@@ -10,6 +10,7 @@ from pydantic import Field
 from sync_pipeline.checks import scope
 from sync_pipeline.core import db
 from sync_pipeline.core.settings import TenantSettings
+from sync_pipeline.core.textfiles import markdown_cell
 from sync_pipeline.defs import metadata
 from sync_pipeline.defs.partitions import tenant_partitions
 from sync_pipeline.defs.resources import Database
@@ -231,16 +232,12 @@ def _withheld_table(rows: list[gate.Withheld], settings: TenantSettings) -> str:
         return "Nothing withheld."
     lines = ["| change | who | status | why |", "| --- | --- | --- | --- |"]
     lines += [
-        f"| {w.kind.replace('_', ' ')} | {_cell(w.email or w.label)}"
-        + (f" in {_cell(w.group)}" if w.group else "")
-        + f" | {w.status} | {_cell(gate.sentence(w, settings.timezone, settings))} |"
+        f"| {w.kind.replace('_', ' ')} | {markdown_cell(w.email or w.label)}"
+        + (f" in {markdown_cell(w.group)}" if w.group else "")
+        + f" | {w.status} | {markdown_cell(gate.sentence(w, settings.timezone, settings))} |"
         for w in rows
     ]
     return "\n".join(lines)
-
-
-def _cell(text: str) -> str:
-    return text.replace("|", "\\|").replace("\n", " ")
 
 
 def _notify_held(

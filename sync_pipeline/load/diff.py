@@ -20,6 +20,7 @@ import sqlalchemy as sa
 
 from sync_pipeline.core import db
 from sync_pipeline.core.settings import TenantSettings
+from sync_pipeline.core.textfiles import markdown_cell
 from sync_pipeline.load import gate
 from sync_pipeline.outbox import events
 from sync_pipeline.registry import runs
@@ -453,8 +454,8 @@ def diff_markdown(conn: sa.Connection, tenant: str, run_id: int, limit: int = 50
         "| --- | --- | --- | --- | --- |",
     ]
     lines += [
-        f"| {r.entity} | {r.action} | {_cell(r.label or r.key)} | {_cell(_json(r.before))} "
-        f"| {_cell(_json(r.after))} |"
+        f"| {r.entity} | {r.action} | {markdown_cell(r.label or r.key)} "
+        f"| {markdown_cell(_json(r.before))} | {markdown_cell(_json(r.after))} |"
         for r in rows
     ]
     if total > len(rows):
@@ -478,7 +479,3 @@ def diff_rows(conn: sa.Connection, tenant: str, run_id: int, limit: int = 50) ->
 
 def _json(value: object) -> str:
     return "" if value is None else json.dumps(value, ensure_ascii=False, default=str)
-
-
-def _cell(text: str) -> str:
-    return text.replace("|", "\\|").replace("\n", " ")

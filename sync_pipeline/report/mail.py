@@ -18,6 +18,7 @@ from email.utils import make_msgid
 from pathlib import Path
 
 from sync_pipeline.core import config, db
+from sync_pipeline.core.textfiles import inert
 
 
 class MailError(RuntimeError):
@@ -67,7 +68,7 @@ def build(
     msg = EmailMessage()
     msg["To"] = ", ".join(to) if isinstance(to, list) else to
     msg["From"] = sender or config.smtp_sender()
-    msg["Subject"] = subject
+    msg["Subject"] = inert(subject)  # a name from Graph in it: no line break, no escape
     msg["Date"] = dt.datetime.now(dt.UTC).strftime("%a, %d %b %Y %H:%M:%S +0000")
     msg["Message-ID"] = make_msgid(domain="sync-pipeline")
     msg.set_content(text)
