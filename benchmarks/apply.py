@@ -103,9 +103,7 @@ class StatementTimer:
 
     def __call__(self, conn: sa.Connection, name: str, params: dict[str, object]) -> list[int]:
         counts = []
-        for statement in rules._STATEMENT_END.split(db.load_sql(name)):
-            if not rules._is_code(statement):
-                continue
+        for statement in db.statements(name):
             started = time.perf_counter()
             counts.append(conn.execute(sa.text(statement), params).rowcount)
             code = [ln for ln in statement.splitlines() if not ln.lstrip().startswith("--")]

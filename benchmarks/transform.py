@@ -170,10 +170,7 @@ def step_breakdown(engine: sa.Engine, settings: TenantSettings) -> list[dict]:
     out = []
     with engine.begin() as conn:
         for script in rules.SCRIPTS:
-            text = db.load_sql(f"transform/{script}")
-            for statement in rules._STATEMENT_END.split(text):  # the split run_script makes
-                if not rules._is_code(statement):
-                    continue
+            for statement in db.statements(f"transform/{script}"):  # what run_script runs
                 started = time.perf_counter()
                 conn.execute(sa.text(statement), params)
                 code = [ln for ln in statement.splitlines() if not ln.lstrip().startswith("--")]

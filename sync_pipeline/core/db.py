@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import functools
 import logging
+import re
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -85,6 +86,20 @@ def load_sql(name: str) -> str:
 
 def q(name: str) -> sa.TextClause:
     return sa.text(load_sql(name))
+
+
+_STATEMENT_END = re.compile(r";[ \t]*(?:\n|$)")
+
+
+def statements(name: str) -> list[str]:
+    """The statements of a multi-statement sql/<name>.sql, each ending with `;` at a line's
+    end (comments-only pieces dropped). psycopg binds no parameters into a multi-statement
+    string, so such a file is run statement by statement."""
+    return [
+        piece
+        for piece in _STATEMENT_END.split(load_sql(name))
+        if any(ln.strip() and not ln.strip().startswith("--") for ln in piece.splitlines())
+    ]
 
 
 def analyze_if_stale(

@@ -30,7 +30,13 @@ import sqlalchemy as sa
 from sync_pipeline.core import db
 from sync_pipeline.extract.pager import MAX_PAGE, USER_URL, manager_change
 from sync_pipeline.extract.purposes import read_purposes
-from sync_pipeline.extract.staging import GraphDataError, StagingWriter, licence_rows, user_row
+from sync_pipeline.extract.staging import (
+    GraphDataError,
+    StagingWriter,
+    licence_rows,
+    staged_objects,
+    user_row,
+)
 from sync_pipeline.graph.client import GraphClient
 from sync_pipeline.graph.errors import GraphError
 
@@ -144,15 +150,17 @@ def read_person(
     ):
         listed += [str(o["id"]) for o in page if o.get("@odata.type") == GROUP_TYPE and o.get("id")]
     said, manager = manager_change(user)
+    # by id, through the primary key (staged_id matches addresses too: a scan of the users)
+    known_ids = set(staged_objects(conn, tenant, "users", [uid, *([manager] if manager else [])]))
     read = PersonRead(
         asked=who,
         graph_id=uid,
         upn=user.get("userPrincipalName"),
         display_name=user.get("displayName"),
         enabled=user.get("accountEnabled"),
-        new=staged is None and staged_id(conn, tenant, uid) is None,
+        new=uid not in known_ids,
         manager_id=manager if said else None,
-        manager_staged=bool(manager) and staged_id(conn, tenant, str(manager)) is not None,
+        manager_staged=bool(manager) and str(manager) in known_ids,
     )
     rows = conn.execute(
         db.q("extract/person_groups"), {"t": tenant, "id": uid, "listed": listed}

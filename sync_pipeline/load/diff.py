@@ -162,7 +162,7 @@ def compute_diff_path(
         )
     unreadable = bool(conn.execute(db.q("load/state/unreadable"), params).scalar_one())
     if person is not None:
-        return _person_diff(conn, settings, params | {"person": person}, int(active), fp,
+        return _person_diff(conn, settings, run_id, params | {"person": person}, int(active), fp,
                             unreadable, len(missing), allow_mass_deactivation)  # fmt: skip
     wanted = INCREMENTAL if incremental is None else incremental
     reason = _full_reason(conn, settings, fp, unreadable) if wanted else "asked"
@@ -195,12 +195,13 @@ def compute_diff_path(
             "users_considered": path.users_considered,
         },
     )
-    return _planned(conn, params, withheld, int(active), len(missing)), path
+    return _planned(conn, params, run_id, withheld, int(active), len(missing)), path
 
 
 def _planned(
     conn: sa.Connection,
     params: dict[str, object],
+    run_id: int,
     withheld: dict[str, int],
     active: int,
     missing: int,
@@ -212,7 +213,7 @@ def _planned(
     counts["active_users"] = active
     counts["group_mapping_missing"] = missing
     counts = {k: int(v) for k, v in counts.items()}
-    runs.set_planned(conn, int(str(params["run_id"])), counts)
+    runs.set_planned(conn, run_id, counts)
     # A first load plans 1.2 M rows the planner does not know of: the apply's joins of them
     # with app.users and app.groups hashed the plan (two tables of ~370 MB in the backend)
     # instead of the app's few thousand groups. Our own table, so analysed here, in the
@@ -225,6 +226,7 @@ def _planned(
 def _person_diff(
     conn: sa.Connection,
     settings: TenantSettings,
+    run_id: int,
     params: dict[str, object],
     active: int,
     fp: str,
@@ -236,7 +238,6 @@ def _person_diff(
     run_script(conn, "load/state/scope_person", params)
     run_script(conn, "load/diff", params | {"incremental": True})
     deferred = tuple(str(r[0]) for r in conn.execute(db.q("load/person_only"), params))
-    run_id = int(str(params["run_id"]))
     withheld = gate.classify(
         conn, settings, run_id, active, allow_mass_deactivation=allow_mass_deactivation
     )
@@ -252,7 +253,7 @@ def _person_diff(
             "users_considered": 1,
         },
     )
-    return _planned(conn, params, withheld, active, missing), path
+    return _planned(conn, params, run_id, withheld, active, missing), path
 
 
 def _verify(conn: sa.Connection, params: dict[str, object], path: DiffPath) -> DiffPath:

@@ -181,7 +181,7 @@ def _round(
 
 def _cursor(conn: sa.Connection, tenant: str) -> sa.Row:
     row = None
-    for statement in events.statements("outbox/cursor"):
+    for statement in db.statements("outbox/cursor"):
         result = conn.execute(sa.text(statement), {"tenant": tenant})
         if result.returns_rows:
             row = result.one()

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import json
 import logging
-import re
 import time
 from collections.abc import Iterator
 from typing import Any
@@ -28,7 +27,6 @@ log = logging.getLogger(__name__)
 CHANNEL = "sync_pipeline_events"
 TYPES = ("joiner", "leaver", "mover", "address_changed", "group_created", "group_removed")
 SCHEMA_VERSION = 1
-_STATEMENT_END = re.compile(r";[ \t]*(?:\n|$)")
 
 
 def emit(conn: sa.Connection, tenant: str, run_id: int) -> dict[str, int]:
@@ -36,7 +34,7 @@ def emit(conn: sa.Connection, tenant: str, run_id: int) -> dict[str, int]:
     params = {"tenant": tenant, "run_id": run_id}
     counts: dict[str, int] = {}
     last_id = 0
-    *settings, insert = statements("outbox/emit")  # planner settings, then the statement
+    *settings, insert = db.statements("outbox/emit")  # planner settings, then the statement
     for statement in settings:
         conn.execute(sa.text(statement), params)
     for row in conn.execute(sa.text(insert), params):
@@ -134,12 +132,3 @@ def envelope(row: Any) -> dict[str, Any]:
         "created_at": row.created_at.isoformat(),
         "payload": row.payload,
     }
-
-
-def statements(name: str) -> list[str]:
-    """The statements of sql/<name>.sql (each ends with `;` at a line end)."""
-    return [
-        s
-        for s in _STATEMENT_END.split(db.load_sql(name))
-        if any(ln.strip() and not ln.strip().startswith("--") for ln in s.splitlines())
-    ]

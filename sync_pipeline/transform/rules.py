@@ -26,7 +26,6 @@ flattened like any nesting, a blank group name shows as the group's id.
 from __future__ import annotations
 
 import json
-import re
 from dataclasses import dataclass, replace
 
 import sqlalchemy as sa
@@ -63,7 +62,6 @@ MANAGER_NOTES = ("manager_not_found", "manager_excluded", "manager_cycle")
 # use the same pattern.
 ADDRESS_RE = addresses.ADDRESS_RE
 
-_STATEMENT_END = re.compile(r";[ \t]*(?:\n|$)")
 
 # The transform's scripts (sql/transform/<name>.sql), in the order build_snapshot runs them.
 SCRIPTS = ("closure", "users", "groups", "memberships")
@@ -75,14 +73,7 @@ def run_script(conn: sa.Connection, name: str, params: dict[str, object]) -> lis
     One server round trip per statement, each with bound parameters only (psycopg does not
     bind parameters into multi-statement strings). Returns each statement's rowcount.
     """
-    statements = [s for s in _STATEMENT_END.split(db.load_sql(name)) if _is_code(s)]
-    return [conn.execute(sa.text(s), params).rowcount for s in statements]
-
-
-def _is_code(statement: str) -> bool:
-    return any(
-        line.strip() and not line.strip().startswith("--") for line in statement.splitlines()
-    )
+    return [conn.execute(sa.text(s), params).rowcount for s in db.statements(name)]
 
 
 def snapshot_params(settings: TenantSettings) -> dict[str, object]:
